@@ -1,0 +1,456 @@
+//! The console's configuration: one typed struct, layered defaults -> TOML file -> `EPSM_OPS_*`
+//! environment, validated once at start with errors that name the key, the problem and what was expected.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// Prefix of every environment variable that sets a configuration key (`EPSM_OPS_LISTEN`, ...).
+pub const ENV_PREFIX: &str = "EPSM_OPS_";
+/// Sections of the file; `EPSM_OPS_PROJECT_DIR` sets `project.dir`.
+const SECTIONS: [&str; 2] = ["project", "docker"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the console listens on.
+    pub listen: SocketAddr,
+    /// The URL people reach the console at (SAML and cookies are derived from it).
+    pub public_url: Url,
+    /// Where the console keeps its SQLite store (and, later, backups).
+    pub data_dir: PathBuf,
+    /// Where `cargo leptos build` put the compiled site (wasm, js, css, public files).
+    pub site_root: PathBuf,
+    pub project: ProjectConfig,
+    pub docker: DockerConfig,
+}
+
+/// The one compose project the console deploys, as the deployment guide fixes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    /// Compose project name (`docker compose -p`).
+    pub name: String,
+    /// The project directory (`/opt/epsm` in production).
+    pub dir: PathBuf,
+    /// Compose file, relative to `dir` unless absolute.
+    pub compose_file: PathBuf,
+    /// Env file given to compose as `--env-file`, relative to `dir` unless absolute.
+    pub env_file: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerConfig {
+    /// Engine endpoint: `unix:///path/to/docker.sock`, `tcp://host:port` or `http://host:port`.
+    pub host: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    /// Type errors and unknown keys, as figment words them (it names the key and where it came from).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("`{key}` = {value:?}: {problem}; expected {expected}")]
+    Value {
+        key: &'static str,
+        value: String,
+        problem: String,
+        expected: &'static str,
+    },
+}
+
+impl Default for Config {
+    /// The embedded default: run from the repository root, the bundled EPSM-like stack is the project.
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            public_url: Url::parse("http://127.0.0.1:3000/").expect("constant URL parses"),
+            data_dir: PathBuf::from("data"),
+            site_root: PathBuf::from("target/site"),
+            project: ProjectConfig {
+                name: "epsm".into(),
+                dir: PathBuf::from("stack"),
+                compose_file: PathBuf::from("docker-compose.production.yml"),
+                env_file: PathBuf::from(".env.production"),
+            },
+            docker: DockerConfig {
+                host: default_docker_host(std::env::var("DOCKER_HOST").ok()),
+            },
+        }
+    }
+}
+
+/// `DOCKER_HOST` when set (as the docker CLI does), else the local socket.
+fn default_docker_host(docker_host_env: Option<String>) -> String {
+    docker_host_env
+        .filter(|h| !h.trim().is_empty())
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
+}
+
+impl Config {
+    /// Loads defaults, then `file` (when given), then `EPSM_OPS_*` variables from the environment, and
+    /// validates the result. Creates the data directory when it does not exist.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_from(file, Env::prefixed(ENV_PREFIX))
+    }
+
+    fn load_from(file: Option<&Path>, env: Env) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            // figment treats a missing file as empty: an operator who named a file means that file.
+            match std::fs::metadata(path) {
+                Ok(meta) if meta.is_file() => {}
+                Ok(_) => return Err(file_error(path, "is not a regular file")),
+                Err(e) => return Err(file_error(path, &io_reason(&e))),
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let env = env.map(|key| {
+            let key = key.as_str().to_ascii_lowercase();
+            SECTIONS
+                .iter()
+                .find_map(|s| {
+                    key.strip_prefix(s)
+                        .and_then(|rest| rest.strip_prefix('_'))
+                        .map(|rest| format!("{s}.{rest}"))
+                })
+                .unwrap_or(key)
+                .into()
+        });
+        let config: Config = figment
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError::Invalid(figment_errors(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !matches!(self.public_url.scheme(), "http" | "https") {
+            return Err(value_error(
+                "public_url",
+                self.public_url.as_str(),
+                "the scheme is not http or https",
+                "the URL people open the console at, e.g. https://ops.epsm.chalmers.se/",
+            ));
+        }
+        if let Some(problem) = compose_project_name_problem(&self.project.name) {
+            return Err(value_error(
+                "project.name",
+                &self.project.name,
+                problem,
+                "a compose project name: lowercase letters, digits, '-' and '_', starting with a letter or digit",
+            ));
+        }
+        if !self.project.dir.is_dir() {
+            return Err(value_error(
+                "project.dir",
+                &self.project.dir.display().to_string(),
+                "is not an existing directory",
+                "the compose project directory (e.g. /opt/epsm)",
+            ));
+        }
+        for (key, path) in [
+            ("project.compose_file", self.compose_file()),
+            ("project.env_file", self.env_file()),
+        ] {
+            if !path.is_file() {
+                return Err(value_error(
+                    key,
+                    &path.display().to_string(),
+                    "no such file",
+                    "a file in the project directory (relative to project.dir, or absolute)",
+                ));
+            }
+        }
+        if let Some(problem) = docker_host_problem(&self.docker.host) {
+            return Err(value_error(
+                "docker.host",
+                &self.docker.host,
+                problem,
+                "unix:///path/to/docker.sock, tcp://host:port or http://host:port",
+            ));
+        }
+        if let Err(e) = std::fs::create_dir_all(&self.data_dir) {
+            return Err(value_error(
+                "data_dir",
+                &self.data_dir.display().to_string(),
+                &format!("cannot be created: {}", io_reason(&e)),
+                "a directory the console may write to",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn compose_file(&self) -> PathBuf {
+        self.project.dir.join(&self.project.compose_file)
+    }
+
+    pub fn env_file(&self) -> PathBuf {
+        self.project.dir.join(&self.project.env_file)
+    }
+}
+
+fn compose_project_name_problem(name: &str) -> Option<&'static str> {
+    let mut chars = name.chars();
+    match chars.next() {
+        None => Some("is empty"),
+        Some(c) if !(c.is_ascii_lowercase() || c.is_ascii_digit()) => {
+            Some("does not start with a lowercase letter or digit")
+        }
+        _ if !chars
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') =>
+        {
+            Some("has a character compose does not allow")
+        }
+        _ => None,
+    }
+}
+
+fn docker_host_problem(host: &str) -> Option<&'static str> {
+    if let Some(path) = host.strip_prefix("unix://") {
+        return (!path.starts_with('/')).then_some("the socket path is not absolute");
+    }
+    match host.split_once("://") {
+        Some(("tcp" | "http", rest)) if !rest.is_empty() => None,
+        Some(("tcp" | "http", _)) => Some("no host:port after the scheme"),
+        _ => Some("unsupported scheme"),
+    }
+}
+
+fn value_error(
+    key: &'static str,
+    value: &str,
+    problem: &str,
+    expected: &'static str,
+) -> ConfigError {
+    ConfigError::Value {
+        key,
+        value: value.to_string(),
+        problem: problem.to_string(),
+        expected,
+    }
+}
+
+fn file_error(path: &Path, reason: &str) -> ConfigError {
+    ConfigError::File {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "not found".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// figment may report several problems at once; show each on its own line.
+fn figment_errors(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A project directory holding the two files the guide requires, inside a temporary directory.
+    fn project_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("docker-compose.production.yml"),
+            "services: {}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join(".env.production"), "DEBUG=False\n").unwrap();
+        dir
+    }
+
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), toml).unwrap();
+        // A private prefix per call, so tests never see each other's (or the machine's) variables.
+        let prefix = format!("EPSM_OPS_TEST_{}_", std::process::id() ^ rand_suffix());
+        for (k, v) in env {
+            // SAFETY: each test uses its own variable names; nothing else reads them.
+            unsafe { std::env::set_var(format!("{prefix}{k}"), v) };
+        }
+        Config::load_from(Some(file.path()), Env::prefixed(&prefix))
+    }
+
+    fn rand_suffix() -> u32 {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(1);
+        N.fetch_add(1, Ordering::Relaxed) << 20
+    }
+
+    fn base_toml(project: &Path, data: &Path) -> String {
+        format!(
+            "data_dir = {data:?}\n[project]\ndir = {project:?}\n",
+            data = data.display().to_string(),
+            project = project.display().to_string()
+        )
+    }
+
+    #[test]
+    fn file_values_override_defaults_and_environment_overrides_file() {
+        let project = project_dir();
+        let data = tempfile::tempdir().unwrap();
+        let toml =
+            base_toml(project.path(), data.path()) + "[docker]\nhost = \"tcp://127.0.0.1:2375\"\n";
+        let config = load(
+            &format!("listen = \"127.0.0.1:4000\"\n{toml}"),
+            &[
+                ("LISTEN", "127.0.0.1:5000"),
+                ("PROJECT_NAME", "epsm-staging"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.listen, "127.0.0.1:5000".parse().unwrap());
+        assert_eq!(config.project.name, "epsm-staging");
+        assert_eq!(config.docker.host, "tcp://127.0.0.1:2375");
+        assert_eq!(config.project.env_file, PathBuf::from(".env.production"));
+        assert_eq!(
+            config.compose_file(),
+            project.path().join("docker-compose.production.yml")
+        );
+    }
+
+    #[test]
+    fn a_missing_config_file_is_named() {
+        let err = Config::load_from(
+            Some(Path::new("/nonexistent/epsm-ops.toml")),
+            Env::prefixed("X_"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "configuration file /nonexistent/epsm-ops.toml: not found"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_the_keys_that_exist() {
+        let project = project_dir();
+        let data = tempfile::tempdir().unwrap();
+        let toml = format!(
+            "lisen = \"127.0.0.1:1\"\n{}",
+            base_toml(project.path(), data.path())
+        );
+        let msg = load(&toml, &[]).unwrap_err().to_string();
+        assert!(msg.contains("unknown field: found `lisen`"), "{msg}");
+        assert!(msg.contains("`listen`"), "{msg}");
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_names_key_and_source() {
+        let project = project_dir();
+        let data = tempfile::tempdir().unwrap();
+        let msg = load(
+            &base_toml(project.path(), data.path()),
+            &[("LISTEN", "not-an-address")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            msg.starts_with("invalid socket address syntax for key \"LISTEN\""),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("EPSM_OPS_TEST_"),
+            "the variables it came from are named: {msg}"
+        );
+    }
+
+    #[test]
+    fn validation_names_key_problem_and_expectation() {
+        let project = project_dir();
+        let data = tempfile::tempdir().unwrap();
+        let toml = base_toml(project.path(), data.path());
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "PROJECT_NAME",
+                "EPSM",
+                "`project.name` = \"EPSM\": does not start with a lowercase letter",
+            ),
+            (
+                "PROJECT_NAME",
+                "epsm prod",
+                "has a character compose does not allow",
+            ),
+            (
+                "PROJECT_DIR",
+                "/nonexistent/epsm",
+                "`project.dir` = \"/nonexistent/epsm\": is not an existing directory",
+            ),
+            ("PROJECT_ENV_FILE", ".env", "`project.env_file`"),
+            (
+                "DOCKER_HOST",
+                "unix://var/run/docker.sock",
+                "the socket path is not absolute",
+            ),
+            (
+                "DOCKER_HOST",
+                "ssh://host",
+                "`docker.host` = \"ssh://host\": unsupported scheme; expected unix://",
+            ),
+            ("PUBLIC_URL", "ftp://ops.example", "`public_url`"),
+        ];
+        for (var, value, want) in cases {
+            let msg = load(&toml, &[(var, value)]).unwrap_err().to_string();
+            assert!(
+                msg.contains(want),
+                "{var}={value}: got {msg:?}, want {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_uncreatable_data_dir_is_a_clear_error() {
+        let project = project_dir();
+        let blocker = tempfile::NamedTempFile::new().unwrap();
+        let data = blocker.path().join("data");
+        let msg = load(&base_toml(project.path(), &data), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.starts_with("`data_dir`"), "{msg}");
+        assert!(msg.contains("cannot be created"), "{msg}");
+    }
+
+    #[test]
+    fn docker_host_defaults_to_docker_host_variable_then_local_socket() {
+        assert_eq!(default_docker_host(Some("tcp://h:1".into())), "tcp://h:1");
+        assert_eq!(
+            default_docker_host(Some(" ".into())),
+            "unix:///var/run/docker.sock"
+        );
+        assert_eq!(default_docker_host(None), "unix:///var/run/docker.sock");
+    }
+
+    #[test]
+    fn the_example_config_file_loads() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../epsm-ops.example.toml");
+        let text = std::fs::read_to_string(&example).unwrap();
+        let parsed: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(&text))
+            .extract()
+            .unwrap();
+        assert_eq!(
+            parsed.project.compose_file,
+            PathBuf::from("docker-compose.production.yml")
+        );
+    }
+}

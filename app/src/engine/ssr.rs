@@ -1,0 +1,347 @@
+//! The one connection to the Docker engine (bollard). Connects lazily and again after a failure, so an
+//! engine that starts after the console is found; every failure is a sentence an operator can act on.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::query_parameters::ListContainersOptions;
+use futures::StreamExt;
+
+use super::{EngineInfo, EngineState, EngineStatus};
+
+/// How long one call to the engine may take before the console says it does not answer.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Output kept per stream of one exec; more is cut (and said to be cut).
+const EXEC_OUTPUT_LIMIT: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("Docker engine not reachable at {endpoint}: {reason}")]
+    Unreachable { endpoint: String, reason: String },
+    #[error("Docker engine at {endpoint}: {what}: {reason}")]
+    Call {
+        endpoint: String,
+        what: String,
+        reason: String,
+    },
+    #[error("{what}: no answer within {} s", .after.as_secs())]
+    Timeout { what: String, after: Duration },
+}
+
+/// The result of a command run inside a container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecOutput {
+    /// None when the engine did not report one (the process did not finish).
+    pub exit_code: Option<i64>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ExecOutput {
+    pub fn succeeded(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+}
+
+pub struct Engine {
+    endpoint: String,
+    client: Mutex<Option<Docker>>,
+}
+
+impl Engine {
+    /// Does not touch the engine: the first call connects.
+    pub fn new(endpoint: impl Into<String>) -> Engine {
+        Engine {
+            endpoint: endpoint.into(),
+            client: Mutex::new(None),
+        }
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// A connected client whose API version is agreed with the engine (an old engine, such as Debian's
+    /// 20.10 with API 1.41, refuses requests made with a newer version).
+    pub async fn client(&self) -> Result<Docker, EngineError> {
+        if let Some(docker) = self.client.lock().expect("engine lock").clone() {
+            return Ok(docker);
+        }
+        let docker = Docker::connect_with_host(&self.endpoint).map_err(|e| self.unreachable(&e))?;
+        let docker = self
+            .bounded("version negotiation", docker.negotiate_version())
+            .await?
+            .map_err(|e| self.unreachable(&e))?;
+        *self.client.lock().expect("engine lock") = Some(docker.clone());
+        Ok(docker)
+    }
+
+    /// Reachability and version, as the UI shows it. Never an error: an unreachable engine is a state.
+    pub async fn status(&self) -> EngineStatus {
+        let state = match self.info().await {
+            Ok(info) => EngineState::Reachable(info),
+            Err(e) => {
+                // Forget the connection: the next call connects (and negotiates) afresh.
+                *self.client.lock().expect("engine lock") = None;
+                EngineState::Unreachable {
+                    reason: e.to_string(),
+                }
+            }
+        };
+        EngineStatus {
+            endpoint: self.endpoint.clone(),
+            state,
+        }
+    }
+
+    async fn info(&self) -> Result<EngineInfo, EngineError> {
+        let docker = self.client().await?;
+        let v = self
+            .bounded("version", docker.version())
+            .await?
+            .map_err(|e| self.unreachable(&e))?;
+        Ok(EngineInfo {
+            version: v.version.unwrap_or_default(),
+            api_version: v.api_version.unwrap_or_default(),
+            os: v.os.unwrap_or_default(),
+            arch: v.arch.unwrap_or_default(),
+            kernel_version: v.kernel_version.unwrap_or_default(),
+        })
+    }
+
+    /// The container of a compose service (by compose's labels), running or not.
+    pub async fn service_container(
+        &self,
+        project: &str,
+        service: &str,
+    ) -> Result<Option<String>, EngineError> {
+        let docker = self.client().await?;
+        let filters = [(
+            "label".to_string(),
+            vec![
+                format!("com.docker.compose.project={project}"),
+                format!("com.docker.compose.service={service}"),
+            ],
+        )]
+        .into();
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let list = self
+            .bounded("list containers", docker.list_containers(Some(options)))
+            .await?
+            .map_err(|e| self.call_error("list containers", &e))?;
+        Ok(list.into_iter().find_map(|c| c.id))
+    }
+
+    /// Runs `cmd` in a running container through the API (no `docker` CLI), waits up to `timeout` for
+    /// it to end, and returns its exit code and output.
+    pub async fn exec(
+        &self,
+        container: &str,
+        cmd: &[&str],
+        env: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, EngineError> {
+        let docker = self.client().await?;
+        let what = format!(
+            "exec `{}` in {}",
+            cmd.first().copied().unwrap_or(""),
+            short_id(container)
+        );
+        let options = CreateExecOptions {
+            cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+            env: Some(env.to_vec()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let run = async {
+            let created = docker
+                .create_exec(container, options)
+                .await
+                .map_err(|e| self.call_error(&what, &e))?;
+            let mut out = ExecOutput {
+                exit_code: None,
+                stdout: String::new(),
+                stderr: String::new(),
+            };
+            if let StartExecResults::Attached { mut output, .. } = docker
+                .start_exec(&created.id, None)
+                .await
+                .map_err(|e| self.call_error(&what, &e))?
+            {
+                while let Some(chunk) = output.next().await {
+                    use bollard::container::LogOutput;
+                    match chunk.map_err(|e| self.call_error(&what, &e))? {
+                        LogOutput::StdErr { message } => append_bounded(&mut out.stderr, &message),
+                        LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                            append_bounded(&mut out.stdout, &message)
+                        }
+                        LogOutput::StdIn { .. } => {}
+                    }
+                }
+            }
+            let inspect = docker
+                .inspect_exec(&created.id)
+                .await
+                .map_err(|e| self.call_error(&what, &e))?;
+            out.exit_code = inspect.exit_code;
+            Ok(out)
+        };
+        match tokio::time::timeout(timeout, run).await {
+            Ok(result) => result,
+            Err(_) => Err(EngineError::Timeout {
+                what,
+                after: timeout,
+            }),
+        }
+    }
+
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        call: impl Future<Output = T>,
+    ) -> Result<T, EngineError> {
+        tokio::time::timeout(CALL_TIMEOUT, call)
+            .await
+            .map_err(|_| EngineError::Timeout {
+                what: format!("Docker engine at {}: {what}", self.endpoint),
+                after: CALL_TIMEOUT,
+            })
+    }
+
+    fn unreachable(&self, e: &bollard::errors::Error) -> EngineError {
+        EngineError::Unreachable {
+            endpoint: self.endpoint.clone(),
+            reason: describe(e),
+        }
+    }
+
+    fn call_error(&self, what: &str, e: &bollard::errors::Error) -> EngineError {
+        EngineError::Call {
+            endpoint: self.endpoint.clone(),
+            what: what.to_string(),
+            reason: describe(e),
+        }
+    }
+}
+
+fn append_bounded(buf: &mut String, bytes: &[u8]) {
+    const CUT: &str = "\n[output cut]\n";
+    if buf.len() >= EXEC_OUTPUT_LIMIT {
+        return;
+    }
+    let room = EXEC_OUTPUT_LIMIT - buf.len();
+    let text = String::from_utf8_lossy(bytes);
+    if text.len() <= room {
+        buf.push_str(&text);
+    } else {
+        let mut end = room;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        buf.push_str(&text[..end]);
+        buf.push_str(CUT);
+    }
+}
+
+fn short_id(container: &str) -> &str {
+    let is_id = container.len() == 64 && container.bytes().all(|b| b.is_ascii_hexdigit());
+    if is_id { &container[..12] } else { container }
+}
+
+/// The operator's sentence for a bollard error: the io cause when there is one, else the engine's words.
+fn describe(e: &bollard::errors::Error) -> String {
+    use bollard::errors::Error as B;
+    use std::io::ErrorKind;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cause {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                ErrorKind::NotFound => "the socket does not exist (is dockerd running?)".into(),
+                ErrorKind::PermissionDenied => {
+                    "permission denied (the console's user needs access to the socket: root or the docker group)"
+                        .into()
+                }
+                ErrorKind::ConnectionRefused => "connection refused (no engine listens there)".into(),
+                _ => io.to_string(),
+            };
+        }
+        cause = err.source();
+    }
+    match e {
+        B::SocketNotFoundError(_) => "the socket does not exist (is dockerd running?)".into(),
+        B::DockerResponseServerError {
+            status_code,
+            message,
+        } => {
+            format!("the engine answered HTTP {status_code}: {message}")
+        }
+        B::RequestTimeoutError => "no answer in time".into(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_is_cut_at_the_limit_on_a_char_boundary() {
+        let mut buf = String::new();
+        append_bounded(&mut buf, "é".repeat(EXEC_OUTPUT_LIMIT).as_bytes());
+        assert!(buf.ends_with("[output cut]\n"));
+        assert!(buf.len() <= EXEC_OUTPUT_LIMIT + 20);
+        let before = buf.len();
+        append_bounded(&mut buf, b"more");
+        assert_eq!(
+            buf.len(),
+            before,
+            "nothing is added once the limit is reached"
+        );
+    }
+
+    #[test]
+    fn container_ids_are_shortened_names_are_not() {
+        let id = "a".repeat(64);
+        assert_eq!(short_id(&id), "aaaaaaaaaaaa");
+        assert_eq!(short_id("epsm-backend-1"), "epsm-backend-1");
+    }
+
+    #[tokio::test]
+    async fn a_missing_socket_is_reported_as_unreachable_with_the_reason() {
+        let engine = Engine::new("unix:///nonexistent/docker.sock");
+        let status = engine.status().await;
+        assert_eq!(status.endpoint, "unix:///nonexistent/docker.sock");
+        match status.state {
+            EngineState::Unreachable { reason } => assert_eq!(
+                reason,
+                "Docker engine not reachable at unix:///nonexistent/docker.sock: \
+                 the socket does not exist (is dockerd running?)"
+            ),
+            other => panic!("expected unreachable, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_socket_nobody_listens_on_is_connection_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docker.sock");
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap()); // leaves a dead socket file
+        let engine = Engine::new(format!("unix://{}", path.display()));
+        match engine.status().await.state {
+            EngineState::Unreachable { reason } => {
+                assert!(
+                    reason.ends_with("connection refused (no engine listens there)"),
+                    "{reason}"
+                )
+            }
+            other => panic!("expected unreachable, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! The error that crosses from server functions to the pages, and the one template that shows errors.
+//! Each capability keeps its own `thiserror` enum on the server and maps it here once.
+
+use leptos::prelude::*;
+use leptos::server_fn::codec::JsonEncoding;
+use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+pub enum AppError {
+    /// Something the console depends on failed (its store, the Docker engine): the sentence says what.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The request itself was wrong.
+    #[error("{0}")]
+    Invalid(String),
+    /// Transport, encoding and other server-function plumbing.
+    #[error("{0}")]
+    ServerFn(String),
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        AppError::ServerFn(value.to_string())
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl From<crate::store::StoreError> for AppError {
+    fn from(e: crate::store::StoreError) -> Self {
+        tracing::error!(error = %e, "store");
+        AppError::Unavailable(e.to_string())
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl From<crate::engine::ssr::EngineError> for AppError {
+    fn from(e: crate::engine::ssr::EngineError) -> Self {
+        AppError::Unavailable(e.to_string())
+    }
+}
+
+/// Lists the errors an `ErrorBoundary` caught, in the operator's words.
+#[component]
+pub fn ErrorList(errors: ArcRwSignal<Errors>) -> impl IntoView {
+    view! {
+        <div class="error-box" role="alert" data-testid="error">
+            <ul>
+                {move || {
+                    errors
+                        .get()
+                        .into_iter()
+                        .map(|(_, e)| view! { <li>{e.to_string()}</li> })
+                        .collect_view()
+                }}
+            </ul>
+        </div>
+    }
+}

@@ -1,0 +1,104 @@
+//! EPSM Ops: the pages, the server functions beside them, and (behind the `ssr` feature) the
+//! server-side work of each capability. One folder per capability; `shell` is the HTML document.
+
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::components::{A, Route, Router, Routes};
+use leptos_router::path;
+
+pub mod audit;
+pub mod engine;
+pub mod error;
+mod pages;
+
+#[cfg(feature = "ssr")]
+pub mod config;
+#[cfg(feature = "ssr")]
+pub mod state;
+#[cfg(feature = "ssr")]
+pub mod store;
+
+/// The HTML document the server renders around the app.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    content_security_policy();
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+/// A strict CSP for every page: scripts only from this origin or carrying this response's nonce (the
+/// hydration script does), no inline styles, no framing.
+#[cfg(feature = "ssr")]
+fn content_security_policy() {
+    use axum::http::{HeaderValue, header::CONTENT_SECURITY_POLICY};
+    leptos::nonce::provide_nonce();
+    let (Some(nonce), Some(response)) = (
+        leptos::nonce::use_nonce(),
+        use_context::<leptos_axum::ResponseOptions>(),
+    ) else {
+        return;
+    };
+    let policy = format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; style-src 'self'; \
+         img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+    );
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        response.insert_header(CONTENT_SECURITY_POLICY, value);
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    // Effects run only in the browser: the attribute tells people and browser tests the page is live.
+    let hydrated = RwSignal::new(false);
+    Effect::new(move |_| hydrated.set(true));
+
+    view! {
+        <Stylesheet id="leptos" href="/pkg/epsm-ops.css"/>
+        <Title formatter=|page: String| {
+            if page.is_empty() { "EPSM Ops".to_string() } else { format!("{page} · EPSM Ops") }
+        }/>
+        <Router>
+            <div class="layout" data-hydrated=move || hydrated.get().to_string()>
+                <header class="topbar">
+                    <a class="brand" href="/">"EPSM Ops"</a>
+                    <span class="muted">"Energy Performance Simulation Manager — deploy console"</span>
+                    <span class="spacer"></span>
+                    <engine::EngineBadge/>
+                </header>
+                <nav class="sidebar" aria-label="Main">
+                    <A href="/">"Overview"</A>
+                    <A href="/health">"Health"</A>
+                    <A href="/deploys">"Deploys"</A>
+                    <A href="/environment">"Environment"</A>
+                    <A href="/backups">"Backups"</A>
+                    <A href="/audit">"Audit log"</A>
+                </nav>
+                <main class="content">
+                    <Routes fallback=pages::NotFound>
+                        <Route path=path!("/") view=pages::OverviewPage/>
+                        <Route path=path!("/health") view=pages::HealthPage/>
+                        <Route path=path!("/deploys") view=pages::DeploysPage/>
+                        <Route path=path!("/environment") view=pages::EnvironmentPage/>
+                        <Route path=path!("/backups") view=pages::BackupsPage/>
+                        <Route path=path!("/audit") view=audit::AuditPage/>
+                    </Routes>
+                </main>
+            </div>
+        </Router>
+    }
+}

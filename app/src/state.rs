@@ -1,0 +1,25 @@
+//! What every server function and route can reach: configuration, store, engine. Built once by the
+//! server at start and given to server functions as Leptos context (the router's state).
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+
+use crate::config::Config;
+use crate::engine::ssr::Engine;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub engine: Arc<Engine>,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}

@@ -1,0 +1,176 @@
+//! The epsm-ops process: read the configuration, open the store, build the router, serve until
+//! SIGINT/SIGTERM, then finish the requests in flight.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use app::audit::{AuditEvent, Outcome};
+use app::config::{Config, ConfigError};
+use app::engine::EngineState;
+use app::engine::ssr::Engine;
+use app::state::AppState;
+use app::store::{Store, StoreError};
+use clap::{Args, Parser, Subcommand};
+use leptos::config::{Env, LeptosOptions};
+use tracing_subscriber::EnvFilter;
+
+mod router;
+
+#[derive(Parser)]
+#[command(
+    name = "epsm-ops",
+    version,
+    about = "EPSM Ops: the deploy console of the EPSM compose stack"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the console (what runs when no command is given).
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Default)]
+struct ServeArgs {
+    /// TOML configuration file (see epsm-ops.example.toml). Without one, the built-in defaults serve
+    /// the bundled EPSM-like stack when run from the repository root.
+    #[arg(long, env = "EPSM_OPS_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error("configuration error: {0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => serve(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("epsm-ops: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), StartError> {
+    let config = Config::load(args.config.as_deref())?;
+    let store = Store::open(&config.data_dir).await?;
+    let engine = Arc::new(Engine::new(config.docker.host.clone()));
+    match engine.status().await.state {
+        EngineState::Reachable(info) => {
+            tracing::info!(
+                endpoint = engine.endpoint(),
+                version = info.version,
+                "docker engine reachable"
+            )
+        }
+        // Not fatal: the console exists to show this, and finds the engine when it comes back.
+        EngineState::Unreachable { reason } => tracing::warn!("{reason}"),
+    }
+    let wasm = config.site_root.join("pkg/epsm-ops.wasm");
+    if !wasm.is_file() {
+        tracing::warn!(
+            "{} not found: pages are served but not interactive (build the site with `cargo leptos build`)",
+            wasm.display()
+        );
+    }
+    let leptos_options = LeptosOptions::builder()
+        .output_name("epsm-ops")
+        .site_root(config.site_root.display().to_string())
+        .site_pkg_dir("pkg")
+        .site_addr(config.listen)
+        .env(if cfg!(debug_assertions) {
+            Env::DEV
+        } else {
+            Env::PROD
+        })
+        .build();
+    let addr = config.listen;
+    let state = AppState {
+        leptos_options,
+        config: Arc::new(config),
+        store: store.clone(),
+        engine,
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { addr, source })?;
+    let addr = listener.local_addr().map_err(StartError::Serve)?;
+    tracing::info!("EPSM Ops listening on http://{addr}");
+    record(
+        &store,
+        AuditEvent::system(
+            "console.start",
+            Outcome::Ok,
+            &format!("listening on {addr}"),
+        ),
+    )
+    .await;
+
+    axum::serve(listener, router::build(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(StartError::Serve)?;
+
+    record(
+        &store,
+        AuditEvent::system("console.stop", Outcome::Ok, "stopped on signal"),
+    )
+    .await;
+    tracing::info!("EPSM Ops stopped");
+    Ok(())
+}
+
+/// The console's own start/stop events must not stop it when the store has trouble: log instead.
+async fn record(store: &Store, event: AuditEvent) {
+    if let Err(e) = store.record(event).await {
+        tracing::error!("audit log: {e}");
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown requested: finishing requests in flight");
+}

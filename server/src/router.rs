@@ -1,0 +1,75 @@
+//! The router: the Leptos pages and server functions, the console's own `/healthz`, static files, and
+//! the middleware every response passes (tracing, compression, timeouts, security headers).
+
+use std::time::Duration;
+
+use app::state::AppState;
+use app::{App, shell};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Json};
+use axum::routing::get;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use serde_json::json;
+use tower::ServiceBuilder;
+use tower_http::compression::CompressionLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+/// Pages and server functions that take longer than this get 408 instead of hanging a connection.
+/// (Streams added later — live logs, downloads — get routes outside this layer.)
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn build(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let pages = Router::new()
+        .leptos_routes(&state, routes, {
+            let options = state.leptos_options.clone();
+            move || shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ));
+
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(pages)
+        .layer(
+            ServiceBuilder::new()
+                .layer(TraceLayer::new_for_http())
+                .layer(CompressionLayer::new())
+                .layer(header_if_absent(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                .layer(header_if_absent(header::X_FRAME_OPTIONS, "DENY"))
+                .layer(header_if_absent(header::REFERRER_POLICY, "same-origin"))
+                .layer(header_if_absent(
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
+                )),
+        )
+        .with_state(state)
+}
+
+fn header_if_absent(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+}
+
+/// Liveness of the console itself (not of the stack): the process answers and its store works.
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.store.ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({ "status": "ok", "store": "ok" })),
+        ),
+        Err(e) => {
+            tracing::error!("healthz: store: {e}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "unhealthy", "store": e.to_string() })),
+            )
+        }
+    }
+}
