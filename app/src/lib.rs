@@ -2,7 +2,7 @@
 //! server-side work of each capability. One folder per capability; `shell` is the HTML document.
 
 use leptos::prelude::*;
-use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_meta::{MetaTags, Title, provide_meta_context};
 use leptos_router::components::{A, Route, Router, Routes};
 use leptos_router::path;
 
@@ -29,6 +29,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
+                // In the server-only shell, not hydrated: the stylesheet never changes per page.
+                <link rel="stylesheet" id="leptos" href="/pkg/epsm-ops.css"/>
                 <HydrationScripts options/>
                 <MetaTags/>
             </head>
@@ -68,7 +70,6 @@ pub fn App() -> impl IntoView {
     Effect::new(move |_| hydrated.set(true));
 
     view! {
-        <Stylesheet id="leptos" href="/pkg/epsm-ops.css"/>
         <Title formatter=|page: String| {
             if page.is_empty() { "EPSM Ops".to_string() } else { format!("{page} · EPSM Ops") }
         }/>

@@ -1,1 +1,387 @@
-//! See tests/.
+//! The test bed every integration and browser test stands on: the real `epsm-ops` binary on a free
+//! loopback port, a throwaway copy of the EPSM-like stack on the real Docker engine, and Chromium.
+//! Nothing here is a fake: each piece is the thing a user meets, started and cleaned up per test.
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("end2end/ sits in the repository")
+        .to_path_buf()
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port on loopback")
+}
+
+/// The `epsm-ops` binary the tests run: `EPSM_OPS_BIN`, else the debug build `cargo leptos build` made.
+pub fn console_binary() -> PathBuf {
+    std::env::var_os("EPSM_OPS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/debug/epsm-ops"))
+}
+
+/// A running `epsm-ops serve`, with its own data directory, on a free port; stopped on drop.
+pub struct Console {
+    child: Option<Child>,
+    pub url: String,
+    pub data_dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Console {
+    /// Starts `bin` serving the repository's stack (unless `env` says otherwise) and waits until its
+    /// `/healthz` answers. `env` adds or overrides `EPSM_OPS_*` variables.
+    pub async fn start(bin: &Path, env: &[(&str, &str)]) -> Console {
+        let port = free_port();
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let log = data_dir.path().join("console.log");
+        let log_file = fs::File::create(&log).expect("console log file");
+        let root = repo_root();
+        let mut cmd = Command::new(bin);
+        cmd.arg("serve")
+            .current_dir(&root)
+            .env("EPSM_OPS_LISTEN", format!("127.0.0.1:{port}"))
+            .env("EPSM_OPS_PUBLIC_URL", format!("http://127.0.0.1:{port}/"))
+            .env("EPSM_OPS_DATA_DIR", data_dir.path().join("data"))
+            .env("EPSM_OPS_SITE_ROOT", root.join("target/site"))
+            .env("EPSM_OPS_PROJECT_DIR", root.join("stack"))
+            .env("RUST_LOG", "info")
+            .stdout(log_file.try_clone().expect("log file"))
+            .stderr(log_file)
+            .process_group(0);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+        let mut console = Console {
+            child: Some(child),
+            url: format!("http://127.0.0.1:{port}"),
+            data_dir,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let healthz = format!("{}/healthz", console.url);
+        loop {
+            if reqwest::get(&healthz)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return console;
+            }
+            if let Some(status) = console
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("epsm-ops exited at start ({status}):\n{}", console.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "epsm-ops did not answer /healthz in 60 s:\n{}",
+                console.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Everything the process printed so far (stdout and stderr).
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Asks the process to stop (SIGTERM) and waits for it.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("console still running");
+        signal(child.id(), "TERM");
+        child.wait().expect("wait for epsm-ops")
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// Runs `epsm-ops` with `args` and `env` to completion (for start-up failures).
+pub fn run_console(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(bin);
+    cmd.args(args).current_dir(repo_root());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run epsm-ops")
+}
+
+/// Whether a Docker engine answers at DOCKER_HOST (or the local socket).
+pub fn engine_answers() -> bool {
+    Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// The engine endpoint the tests use, as the console should be configured for it.
+pub fn docker_host() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
+}
+
+/// A private copy of the EPSM-like stack under its own compose project name and host ports, so a test
+/// may change its env file and break it at will. `docker compose down -v` and its images go on drop.
+pub struct StackProject {
+    pub dir: tempfile::TempDir,
+    pub name: String,
+    pub nginx_port: u16,
+}
+
+impl StackProject {
+    pub fn new(name_hint: &str) -> StackProject {
+        assert!(
+            engine_answers(),
+            "no Docker engine answers at {} (scripts/test.sh starts one)",
+            docker_host()
+        );
+        let source = repo_root().join("stack");
+        let rootfs = source.join("base/rootfs.tar");
+        assert!(
+            rootfs.is_file(),
+            "{} is missing: build it with stack/base/build-rootfs.sh",
+            rootfs.display()
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("epsm-stack-")
+            .tempdir()
+            .expect("temp dir");
+        copy_tree(&source, dir.path());
+        let name = format!("{name_hint}{}", std::process::id());
+        let project = StackProject {
+            dir,
+            name,
+            nginx_port: free_port(),
+        };
+        project.set_env("NGINX_PUBLISH_PORT", &project.nginx_port.to_string());
+        project.set_env("DB_PUBLISH_PORT", &free_port().to_string());
+        project
+    }
+
+    pub fn compose_file(&self) -> PathBuf {
+        self.dir.path().join("docker-compose.production.yml")
+    }
+
+    pub fn env_file(&self) -> PathBuf {
+        self.dir.path().join(".env.production")
+    }
+
+    /// `docker compose -f <compose file> --env-file <env file> -p <name> <args>`, as the guide runs it.
+    pub fn compose(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .arg("compose")
+            .arg("-f")
+            .arg(self.compose_file())
+            .arg("--env-file")
+            .arg(self.env_file())
+            .arg("-p")
+            .arg(&self.name)
+            .args(args)
+            .env("COMPOSE_BAKE", "false")
+            .output()
+            .expect("run docker compose")
+    }
+
+    /// Like `compose`, but panics with compose's output when it fails.
+    pub fn compose_ok(&self, args: &[&str]) -> Output {
+        let out = self.compose(args);
+        assert!(
+            out.status.success(),
+            "docker compose {} failed ({}):\n{}\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Sets `key=value` in the project's env file (replacing the line that sets it, or appending).
+    pub fn set_env(&self, key: &str, value: &str) {
+        let path = self.env_file();
+        let text = fs::read_to_string(&path).expect("read env file");
+        let mut found = false;
+        let mut lines: Vec<String> = text
+            .lines()
+            .map(|line| {
+                if line.split_once('=').is_some_and(|(k, _)| k.trim() == key) {
+                    found = true;
+                    format!("{key}={value}")
+                } else {
+                    line.to_string()
+                }
+            })
+            .collect();
+        if !found {
+            lines.push(format!("{key}={value}"));
+        }
+        fs::write(&path, lines.join("\n") + "\n").expect("write env file");
+    }
+}
+
+impl Drop for StackProject {
+    fn drop(&mut self) {
+        let out = self.compose(&[
+            "down",
+            "--volumes",
+            "--remove-orphans",
+            "--rmi",
+            "local",
+            "--timeout",
+            "5",
+        ]);
+        if !out.status.success() {
+            eprintln!(
+                "cleanup of {} failed: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+/// Copies a directory tree; the big rootfs tarball is hard-linked when the file system allows.
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("create dir");
+    for entry in fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type().expect("file type");
+        if kind.is_dir() {
+            copy_tree(&src, &dst);
+        } else if src.extension().is_some_and(|e| e == "tar") {
+            fs::hard_link(&src, &dst)
+                .or_else(|_| fs::copy(&src, &dst).map(drop))
+                .expect("link or copy");
+        } else {
+            fs::copy(&src, &dst).expect("copy file");
+        }
+    }
+}
+
+/// Headless Chromium through chromedriver, both from Debian's packages. Killed (with every child
+/// process) on drop, so a failing test leaves no browser behind. (fantoccini's `close()` would wait for
+/// every clone of the client to be dropped first; the process-group kill needs no such care.)
+pub struct Browser {
+    pub client: fantoccini::Client,
+    driver: Child,
+    profile: tempfile::TempDir,
+}
+
+impl Browser {
+    pub async fn start() -> Browser {
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("start chromedriver (apt-get install chromium-driver; scripts/setup.sh does)");
+        let profile = tempfile::tempdir().expect("temp dir");
+        let caps: serde_json::Map<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1280,860",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }
+        }))
+        .expect("capabilities");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = loop {
+            match fantoccini::ClientBuilder::native()
+                .capabilities(caps.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+            {
+                Ok(c) => break c,
+                Err(e) if Instant::now() > deadline => panic!("chromedriver did not start: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        Browser {
+            client,
+            driver,
+            profile,
+        }
+    }
+
+    /// Opens `url` and waits until the app has hydrated (the layout's `data-hydrated` turns true).
+    pub async fn open_hydrated(&self, url: &str) {
+        self.client.goto(url).await.expect("navigate");
+        self.wait_for("[data-hydrated=true]").await;
+    }
+
+    /// Waits up to 20 s for an element matching `css`.
+    pub async fn wait_for(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(fantoccini::Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no element {css:?} within 20 s: {e}"))
+    }
+
+    /// Saves a PNG of the page to `target/screenshots/<name>.png` and returns its path.
+    pub async fn screenshot(&self, name: &str) -> PathBuf {
+        let dir = repo_root().join("target/screenshots");
+        fs::create_dir_all(&dir).expect("screenshot dir");
+        let path = dir.join(format!("{name}.png"));
+        let png = self.client.screenshot().await.expect("screenshot");
+        fs::write(&path, png).expect("write screenshot");
+        path
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // The whole process group: chromedriver and the Chromium it started.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .status();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        // chromedriver starts Chromium in a process group of its own: find it by its unique profile.
+        let _ = Command::new("pkill")
+            .args([
+                "-KILL",
+                "-f",
+                &format!("--user-data-dir={}", self.profile.path().display()),
+            ])
+            .status();
+    }
+}

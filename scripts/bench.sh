@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The benchmark command: builds the release console, measures it and the EPSM-like stack, and prints
+# a table of figures. Separate from the tests: figures are reported, not asserted.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+source scripts/lib/engine.sh
+
+bash scripts/setup.sh >&2
+trap engine_stop EXIT
+engine_ensure
+bash stack/base/build-rootfs.sh
+
+rows=()
+row() { rows+=("| $1 | $2 | $3 |"); }
+kib() { echo "$(( ($1 + 512) / 1024 )) KiB"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+secs() { python3 -c "print(f'{$2 - $1:.1f} s')"; }
+
+step "release build"
+cargo leptos build --release >&2
+wasm=target/site/pkg/epsm-ops.wasm
+row "release wasm, raw" "$(kib "$(stat -c %s "$wasm")")" "size of $wasm (after wasm-opt)"
+row "release wasm, brotli" "$(kib "$(brotli -c -q 11 "$wasm" | wc -c)")" "brotli -q 11"
+row "server binary" "$(kib "$(stat -c %s target/release/epsm-ops)")" "size of target/release/epsm-ops"
+
+step "idle RSS"
+data=$(mktemp -d)
+port=$(free_port)
+EPSM_OPS_LISTEN=127.0.0.1:$port EPSM_OPS_DATA_DIR=$data EPSM_OPS_SITE_ROOT=target/site RUST_LOG=warn \
+  target/release/epsm-ops serve &
+pid=$!
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+curl -fs "http://127.0.0.1:$port/" >/dev/null   # one page rendered, so the figure is not of a cold process
+sleep 2
+rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+kill -TERM "$pid"; wait "$pid" || true
+rm -rf "$data"
+row "server idle RSS" "$((rss / 1024)) MiB" "VmRSS 2 s after start and one rendered page"
+
+step "cold build and up of the EPSM-like stack"
+project=epsmbench$$
+compose() { docker compose -f stack/docker-compose.production.yml --env-file stack/.env.production -p "$project" "$@"; }
+export NGINX_PUBLISH_PORT DB_PUBLISH_PORT
+NGINX_PUBLISH_PORT=$(free_port); DB_PUBLISH_PORT=$(free_port)
+docker builder prune -af >/dev/null
+t0=$(now)
+compose build --no-cache --pull >/dev/null 2>&1
+t1=$(now)
+compose up -d --wait --wait-timeout 300 >/dev/null 2>&1
+t2=$(now)
+compose down --volumes --rmi local --timeout 5 >/dev/null 2>&1
+row "stack build --no-cache --pull (cold)" "$(secs "$t0" "$t1")" "7 services, empty build cache"
+row "stack up -d until all healthy" "$(secs "$t1" "$t2")" "up -d --wait"
+row "stack cold build + up" "$(secs "$t0" "$t2")" "the two above"
+
+printf '\n| figure | value | how |\n|---|---|---|\n'
+printf '%s\n' "${rows[@]}"

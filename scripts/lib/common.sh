@@ -1,0 +1,7 @@
+# Sourced by the project's commands: repository root, tool paths, a step banner.
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT"
+# wasm-opt from npm (Debian's binaryen breaks the wasm); cargo-installed tools.
+export PATH="$ROOT/.tools/binaryen/node_modules/.bin:$HOME/.cargo/bin:$PATH"
+export COMPOSE_BAKE=false
+step() { printf '\n\033[1;32m==> %s\033[0m\n' "$*" >&2; }

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The run command: builds the console (release) and serves it on http://127.0.0.1:3000 with the bundled
+# EPSM-like stack as its project and its store in ./data. Uses the Docker engine that answers at
+# DOCKER_HOST (or the local socket), or starts a private one for as long as this command runs.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+source scripts/lib/engine.sh
+
+step "toolchain"
+bash scripts/setup.sh
+trap engine_stop EXIT
+step "docker engine"
+engine_ensure
+step "stack base image (rootfs)"
+bash stack/base/build-rootfs.sh
+# git does not keep file modes: the env file holds secrets and is the owner's alone.
+chmod 600 stack/.env.production
+
+step "build (release)"
+cargo leptos build --release
+
+step "serve on http://127.0.0.1:3000 (Ctrl-C stops)"
+EPSM_OPS_SITE_ROOT=target/site target/release/epsm-ops serve "$@" &
+server=$!
+trap 'kill -TERM $server 2>/dev/null; wait $server; engine_stop' EXIT INT TERM
+wait $server

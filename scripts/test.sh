@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The test command: from a fresh machine to a verdict. Installs what is missing, gives the tests a
+# Docker engine (a private one, removed at exit, when none answers), builds the EPSM-like stack's base,
+# then formatting, lints, the site build, unit + integration tests against the engine and the stack,
+# and the browser tests.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+source scripts/lib/engine.sh
+
+step "toolchain"
+bash scripts/setup.sh
+trap engine_stop EXIT
+step "docker engine"
+engine_ensure
+step "stack base image (rootfs)"
+bash stack/base/build-rootfs.sh
+
+step "format"
+cargo fmt --all -- --check
+step "lint: server side (app with ssr, server, test bed)"
+cargo clippy --all-targets -- -D warnings
+step "lint: browser side (app with hydrate, frontend)"
+cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
+
+step "build the site (server + wasm)"
+cargo leptos build
+
+step "unit, integration and browser tests"
+# cargo runs one test binary at a time; the tests inside one binary run in parallel.
+cargo test --no-fail-fast

@@ -1,0 +1,195 @@
+//! The real `epsm-ops` binary: start-up, pages, `/healthz`, security headers, the engine shown or its
+//! absence explained, graceful shutdown into the audit log, and configuration errors at start.
+
+use std::path::Path;
+
+use app::audit::Outcome;
+use app::store::Store;
+use end2end::{Console, engine_answers, run_console};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_epsm-ops"))
+}
+
+async fn get(url: &str) -> (u16, reqwest::header::HeaderMap, String) {
+    let response = reqwest::get(url).await.expect("GET");
+    let (status, headers) = (response.status().as_u16(), response.headers().clone());
+    (status, headers, response.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn pages_render_with_the_shell_and_strict_security_headers() {
+    let console = Console::start(bin(), &[]).await;
+    let (status, headers, body) = get(&format!("{}/", console.url)).await;
+    assert_eq!(status, 200);
+    for link in [
+        "Overview",
+        "Health",
+        "Deploys",
+        "Environment",
+        "Backups",
+        "Audit log",
+    ] {
+        assert!(
+            body.contains(&format!(">{link}</a>")),
+            "nav link {link} missing"
+        );
+    }
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    let nonce = csp
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|s| s.split('\'').next())
+        .expect("nonce in CSP");
+    assert!(
+        body.contains(&format!("nonce=\"{nonce}\"")),
+        "the hydration script carries the CSP nonce"
+    );
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+
+    let (status, _, body) = get(&format!("{}/healthz", console.url)).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"status":"ok","store":"ok"}"#)
+    );
+
+    let (status, _, body) = get(&format!("{}/no/such/page", console.url)).await;
+    assert_eq!(status, 404);
+    assert!(body.contains("There is no page at this address"));
+}
+
+#[tokio::test]
+async fn an_unreachable_engine_is_explained_on_the_page_and_by_the_server_function() {
+    let console = Console::start(
+        bin(),
+        &[("EPSM_OPS_DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    )
+    .await;
+    let reason = "Docker engine not reachable at unix:///nonexistent/docker.sock: \
+                  the socket does not exist (is dockerd running?)";
+    let (status, _, body) = get(&format!("{}/", console.url)).await;
+    assert_eq!(
+        status, 200,
+        "a dead engine is a state to show, not a server error"
+    );
+    assert!(
+        body.contains(reason),
+        "page does not explain the dead engine:\n{body}"
+    );
+
+    let reply = reqwest::Client::new()
+        .post(format!("{}/api/engine_status", console.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let json: serde_json::Value = reply.json().await.unwrap();
+    assert_eq!(json["state"]["Unreachable"]["reason"], reason);
+    assert!(
+        console.log().contains(reason),
+        "the start-up log says it too"
+    );
+}
+
+#[tokio::test]
+async fn the_engine_version_is_shown_when_the_engine_answers() {
+    assert!(
+        engine_answers(),
+        "this test needs the Docker engine (scripts/test.sh starts one)"
+    );
+    let version = std::process::Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .unwrap();
+    let version = String::from_utf8(version.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let console = Console::start(bin(), &[("EPSM_OPS_DOCKER_HOST", &end2end::docker_host())]).await;
+    let (_, _, body) = get(&format!("{}/", console.url)).await;
+    assert!(body.contains(r#"data-state="reachable""#), "{body}");
+    assert!(
+        body.contains(&format!("<dt>Engine</dt><dd>{version}</dd>")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn start_and_graceful_stop_are_recorded_in_the_audit_log() {
+    let mut console = Console::start(bin(), &[]).await;
+    let status = console.stop();
+    assert!(
+        status.success(),
+        "SIGTERM ends the console cleanly, got {status}"
+    );
+    let store = Store::open(&console.data_dir.path().join("data"))
+        .await
+        .unwrap();
+    let log = store.audit_log(10).await.unwrap();
+    let actions: Vec<_> = log
+        .iter()
+        .map(|e| (e.action.as_str(), e.actor.as_str(), e.outcome))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("console.stop", "system", Outcome::Ok),
+            ("console.start", "system", Outcome::Ok)
+        ]
+    );
+    assert!(
+        log[1].detail.starts_with("listening on 127.0.0.1:"),
+        "{}",
+        log[1].detail
+    );
+}
+
+#[test]
+fn bad_configuration_stops_the_start_with_a_message_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_key = dir.path().join("bad-key.toml");
+    std::fs::write(
+        &bad_key,
+        "listen = \"127.0.0.1:0\"\nlisten_adress = \"x\"\n",
+    )
+    .unwrap();
+    let bad_key = bad_key.display().to_string();
+    let missing = dir.path().join("missing.toml").display().to_string();
+    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, String)> = vec![
+        (
+            vec!["serve", "--config", &missing],
+            vec![],
+            format!("epsm-ops: configuration error: configuration file {missing}: not found"),
+        ),
+        (
+            vec!["serve", "--config", &bad_key],
+            vec![],
+            "epsm-ops: configuration error: unknown field: found `listen_adress`".into(),
+        ),
+        (
+            vec!["serve"],
+            vec![("EPSM_OPS_PROJECT_DIR", "/nonexistent/epsm")],
+            "epsm-ops: configuration error: `project.dir` = \"/nonexistent/epsm\": is not an existing directory; \
+             expected the compose project directory (e.g. /opt/epsm)"
+                .into(),
+        ),
+        (
+            vec!["serve"],
+            vec![("EPSM_OPS_DOCKER_HOST", "docker.sock")],
+            "epsm-ops: configuration error: `docker.host` = \"docker.sock\": unsupported scheme".into(),
+        ),
+    ];
+    for (args, env, want) in cases {
+        let out = run_console(bin(), &args, &env);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {stderr}");
+        assert!(
+            stderr.contains(&want),
+            "{args:?} {env:?}:\n got: {stderr}\nwant: {want}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
