@@ -147,6 +147,9 @@ async fn start_and_graceful_stop_are_recorded_in_the_audit_log() {
     );
 }
 
+/// Arguments and environment of one start, and what its error output must contain.
+type StartCase<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, String);
+
 #[test]
 fn bad_configuration_stops_the_start_with_a_message_naming_the_problem() {
     let dir = tempfile::tempdir().unwrap();
@@ -158,7 +161,7 @@ fn bad_configuration_stops_the_start_with_a_message_naming_the_problem() {
     .unwrap();
     let bad_key = bad_key.display().to_string();
     let missing = dir.path().join("missing.toml").display().to_string();
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, String)> = vec![
+    let cases: Vec<StartCase> = vec![
         (
             vec!["serve", "--config", &missing],
             vec![],
