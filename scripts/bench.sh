@@ -3,12 +3,7 @@
 # a table of figures. Separate from the tests: figures are reported, not asserted.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
-source scripts/lib/engine.sh
-
-bash scripts/setup.sh >&2
-trap engine_stop EXIT
-engine_ensure
-bash stack/base/build-rootfs.sh
+prepare
 
 rows=()
 row() { rows+=("| $1 | $2 | $3 |"); }

@@ -4,15 +4,7 @@
 # DOCKER_HOST (or the local socket), or starts a private one for as long as this command runs.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
-source scripts/lib/engine.sh
-
-step "toolchain"
-bash scripts/setup.sh
-trap engine_stop EXIT
-step "docker engine"
-engine_ensure
-step "stack base image (rootfs)"
-bash stack/base/build-rootfs.sh
+prepare
 # git does not keep file modes: the env file holds secrets and is the owner's alone.
 chmod 600 stack/.env.production
 

@@ -5,15 +5,7 @@
 # and the browser tests.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
-source scripts/lib/engine.sh
-
-step "toolchain"
-bash scripts/setup.sh
-trap engine_stop EXIT
-step "docker engine"
-engine_ensure
-step "stack base image (rootfs)"
-bash stack/base/build-rootfs.sh
+prepare
 
 step "format"
 cargo fmt --all -- --check

@@ -93,6 +93,16 @@ impl Stack {
         }
     }
 
+    /// Sets the failure switch in the env file, recreates the backend with it (as a deploy's `up`
+    /// would), and waits for the Docker health the switch should lead to.
+    async fn switch_failure(&self, value: &str, expected_health: &str) {
+        self.project.set_env("EPSM_FAILURE", value);
+        self.project
+            .compose_ok(&["up", "-d", "--no-deps", "backend"]);
+        self.wait_health("backend", expected_health, Duration::from_secs(90))
+            .await;
+    }
+
     fn env_value(&self, key: &str) -> String {
         let text = std::fs::read_to_string(self.project.env_file()).unwrap();
         text.lines()
@@ -242,13 +252,7 @@ async fn the_stack_builds_without_cache_comes_up_healthy_and_answers_the_guides_
         "simulations",
         "0001",
     ]);
-    stack.project.set_env("EPSM_FAILURE", "migrate");
-    stack
-        .project
-        .compose_ok(&["up", "-d", "--no-deps", "backend"]);
-    stack
-        .wait_health("backend", "healthy", Duration::from_secs(90))
-        .await;
+    stack.switch_failure("migrate", "healthy").await;
     let out = stack
         .exec(
             "backend",
@@ -268,13 +272,7 @@ async fn the_stack_builds_without_cache_comes_up_healthy_and_answers_the_guides_
     );
 
     // Failure switch `seed`.
-    stack.project.set_env("EPSM_FAILURE", "seed");
-    stack
-        .project
-        .compose_ok(&["up", "-d", "--no-deps", "backend"]);
-    stack
-        .wait_health("backend", "healthy", Duration::from_secs(90))
-        .await;
+    stack.switch_failure("seed", "healthy").await;
     let out = stack
         .exec("backend", &["python", "manage.py", "seed"], &[])
         .await;
@@ -282,24 +280,12 @@ async fn the_stack_builds_without_cache_comes_up_healthy_and_answers_the_guides_
     assert!(out.stderr.contains("EPSM_FAILURE=seed"), "{out:?}");
 
     // Failure switch `unhealthy`: the backend never becomes healthy, and says why.
-    stack.project.set_env("EPSM_FAILURE", "unhealthy");
-    stack
-        .project
-        .compose_ok(&["up", "-d", "--no-deps", "backend"]);
-    stack
-        .wait_health("backend", "unhealthy", Duration::from_secs(90))
-        .await;
+    stack.switch_failure("unhealthy", "unhealthy").await;
     let health = stack.backend_health().await;
     assert_eq!(health["reason"], "EPSM_FAILURE=unhealthy");
 
     // Switch off: healthy again, and the migration that failed now applies.
-    stack.project.set_env("EPSM_FAILURE", "");
-    stack
-        .project
-        .compose_ok(&["up", "-d", "--no-deps", "backend"]);
-    stack
-        .wait_health("backend", "healthy", Duration::from_secs(90))
-        .await;
+    stack.switch_failure("", "healthy").await;
     assert_ok(
         "migrate",
         &stack

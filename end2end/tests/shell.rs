@@ -5,39 +5,44 @@
 use end2end::{Browser, Console, console_binary, docker_host};
 use fantoccini::Locator;
 
-#[tokio::test]
-async fn the_shell_hydrates_and_navigates_between_the_pages() {
-    let console = Console::start(
-        &console_binary(),
-        &[("EPSM_OPS_DOCKER_HOST", &docker_host())],
-    )
-    .await;
+/// The console on the engine at `engine`, its overview open and hydrated in Chromium, and the engine
+/// card's state as the page shows it (`reachable` or `unreachable`).
+async fn open_overview(engine: &str) -> (Console, Browser, String) {
+    let console = Console::start(&console_binary(), &[("EPSM_OPS_DOCKER_HOST", engine)]).await;
     let browser = Browser::start().await;
     browser.open_hydrated(&format!("{}/", console.url)).await;
+    let card = browser.wait_for("[data-testid=engine-state]").await;
+    let state = card.attr("data-state").await.unwrap().unwrap_or_default();
+    (console, browser, state)
+}
 
-    let state = browser.wait_for("[data-testid=engine-state]").await;
-    assert_eq!(
-        state.attr("data-state").await.unwrap().as_deref(),
-        Some("reachable")
-    );
-    assert!(
-        state
-            .text()
-            .await
-            .unwrap()
-            .starts_with("Reachable — Docker ")
-    );
+#[tokio::test]
+async fn the_shell_hydrates_and_navigates_between_the_pages() {
+    let (_console, browser, state) = open_overview(&docker_host()).await;
+    assert_eq!(state, "reachable");
+    let badge = browser
+        .wait_for("[data-testid=engine-state]")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(badge.starts_with("Reachable — Docker "), "{badge}");
     let project = browser.wait_for("[data-testid=project-name]").await;
     assert_eq!(project.text().await.unwrap(), "epsm");
     browser.screenshot("overview").await;
 
-    // Client-side navigation (the page is hydrated: no full reload, the marker stays).
-    for (link, heading, path) in [
-        ("Health", "Health", "/health"),
-        ("Deploys", "Deploys", "/deploys"),
-        ("Environment", "Environment", "/environment"),
-        ("Backups", "Backups", "/backups"),
-        ("Audit log", "Audit log", "/audit"),
+    // Client-side navigation: a mark left on `window` survives only if no page is reloaded.
+    browser
+        .client
+        .execute("window.epsmNoReload = true;", vec![])
+        .await
+        .unwrap();
+    for (link, path) in [
+        ("Health", "/health"),
+        ("Deploys", "/deploys"),
+        ("Environment", "/environment"),
+        ("Backups", "/backups"),
+        ("Audit log", "/audit"),
     ] {
         browser
             .client
@@ -47,23 +52,29 @@ async fn the_shell_hydrates_and_navigates_between_the_pages() {
             .click()
             .await
             .unwrap();
-        let h1 = browser.wait_for("main h1").await;
         browser
             .client
             .wait()
-            .for_element(Locator::XPath(&format!("//main/h1[text()='{heading}']")))
+            .for_element(Locator::XPath(&format!("//main/h1[text()='{link}']")))
             .await
-            .unwrap_or_else(|e| panic!("{link}: heading never became {heading}: {e}"));
-        drop(h1);
-        let url = browser.client.current_url().await.unwrap();
-        assert_eq!(url.path(), path);
+            .unwrap_or_else(|e| panic!("{link}: the heading never became {link}: {e}"));
+        assert_eq!(browser.client.current_url().await.unwrap().path(), path);
         let current = browser
             .client
             .find(Locator::Css("nav a[aria-current=page]"))
             .await
             .unwrap();
         assert_eq!(current.text().await.unwrap(), link);
-        browser.wait_for("[data-hydrated=true]").await;
+        let kept = browser
+            .client
+            .execute("return window.epsmNoReload === true;", vec![])
+            .await
+            .unwrap();
+        assert_eq!(
+            kept,
+            serde_json::json!(true),
+            "navigating to {link} reloaded the page"
+        );
     }
 
     // The audit log shows the console's own start.
@@ -74,18 +85,8 @@ async fn the_shell_hydrates_and_navigates_between_the_pages() {
 
 #[tokio::test]
 async fn a_dead_engine_turns_the_overview_red_with_the_reason() {
-    let console = Console::start(
-        &console_binary(),
-        &[("EPSM_OPS_DOCKER_HOST", "unix:///nonexistent/docker.sock")],
-    )
-    .await;
-    let browser = Browser::start().await;
-    browser.open_hydrated(&format!("{}/", console.url)).await;
-    let state = browser.wait_for("[data-testid=engine-state]").await;
-    assert_eq!(
-        state.attr("data-state").await.unwrap().as_deref(),
-        Some("unreachable")
-    );
+    let (_console, browser, state) = open_overview("unix:///nonexistent/docker.sock").await;
+    assert_eq!(state, "unreachable");
     let reason = browser
         .wait_for("[data-testid=engine-reason]")
         .await

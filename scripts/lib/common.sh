@@ -5,3 +5,16 @@ cd "$ROOT"
 export PATH="$ROOT/.tools/binaryen/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 export COMPOSE_BAKE=false
 step() { printf '\n\033[1;32m==> %s\033[0m\n' "$*" >&2; }
+
+# What every command needs before it builds anything: the toolchain, a Docker engine (private, and
+# stopped at exit, when none answers) and the stack's base rootfs.
+prepare() {
+  source "$ROOT/scripts/lib/engine.sh"
+  step "toolchain"
+  bash "$ROOT/scripts/setup.sh"
+  trap engine_stop EXIT
+  step "docker engine"
+  engine_ensure
+  step "stack base image (rootfs)"
+  bash "$ROOT/stack/base/build-rootfs.sh"
+}
