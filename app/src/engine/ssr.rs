@@ -313,6 +313,31 @@ mod tests {
         assert_eq!(short_id("epsm-backend-1"), "epsm-backend-1");
     }
 
+    #[test]
+    fn io_causes_are_worded_for_the_operator() {
+        use std::io::{Error, ErrorKind};
+        // A socket the console's user may not open (the tests run as root, for whom none is forbidden,
+        // so the cause is built here the way bollard wraps it).
+        let forbidden = bollard::errors::Error::from(Error::from(ErrorKind::PermissionDenied));
+        assert_eq!(
+            describe(&forbidden),
+            "permission denied (the console's user needs access to the socket: root or the docker group)"
+        );
+        let refused = bollard::errors::Error::from(Error::from(ErrorKind::ConnectionRefused));
+        assert_eq!(
+            describe(&refused),
+            "connection refused (no engine listens there)"
+        );
+        let answered = bollard::errors::Error::DockerResponseServerError {
+            status_code: 403,
+            message: "authorization denied by plugin".into(),
+        };
+        assert_eq!(
+            describe(&answered),
+            "the engine answered HTTP 403: authorization denied by plugin"
+        );
+    }
+
     #[tokio::test]
     async fn a_missing_socket_is_reported_as_unreachable_with_the_reason() {
         let engine = Engine::new("unix:///nonexistent/docker.sock");
