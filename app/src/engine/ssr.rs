@@ -259,20 +259,16 @@ fn short_id(container: &str) -> &str {
 fn describe(e: &bollard::errors::Error) -> String {
     use bollard::errors::Error as B;
     use std::io::ErrorKind;
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cause {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            return match io.kind() {
-                ErrorKind::NotFound => "the socket does not exist (is dockerd running?)".into(),
-                ErrorKind::PermissionDenied => {
-                    "permission denied (the console's user needs access to the socket: root or the docker group)"
-                        .into()
-                }
-                ErrorKind::ConnectionRefused => "connection refused (no engine listens there)".into(),
-                _ => io.to_string(),
-            };
-        }
-        cause = err.source();
+    if let Some(io) = io_cause(e) {
+        return match io.kind() {
+            ErrorKind::NotFound => "the socket does not exist (is dockerd running?)".into(),
+            ErrorKind::PermissionDenied => {
+                "permission denied (the console's user needs access to the socket: root or the docker group)"
+                    .into()
+            }
+            ErrorKind::ConnectionRefused => "connection refused (no engine listens there)".into(),
+            _ => io.to_string(),
+        };
     }
     match e {
         B::SocketNotFoundError(_) => "the socket does not exist (is dockerd running?)".into(),
@@ -285,6 +281,22 @@ fn describe(e: &bollard::errors::Error) -> String {
         B::RequestTimeoutError => "no answer in time".into(),
         other => other.to_string(),
     }
+}
+
+/// The io error behind a bollard error. `IOError` is `#[error(transparent)]`, so its `source()` skips
+/// the io error itself: look at it first, then walk the chain (hyper wraps connection errors deeper).
+fn io_cause(e: &bollard::errors::Error) -> Option<&std::io::Error> {
+    if let bollard::errors::Error::IOError { err } = e {
+        return Some(err);
+    }
+    let mut cause = std::error::Error::source(e);
+    while let Some(err) = cause {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        cause = err.source();
+    }
+    None
 }
 
 #[cfg(test)]
