@@ -8,6 +8,7 @@ use leptos_router::path;
 
 pub mod audit;
 pub mod engine;
+pub mod environment;
 pub mod error;
 mod pages;
 
