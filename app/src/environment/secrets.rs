@@ -1,0 +1,433 @@
+//! Secrets: which values are secret (by name, or by shape: a password inside a URL, a long random
+//! string), how they are shown (masked, with their length and a keyed fingerprint), and the one
+//! scrubber every text passes before it leaves the server (logs, command output, error texts).
+//! A raw secret lives only in `Secret`, which cannot be serialized and does not print itself.
+
+use std::fmt;
+use std::sync::LazyLock;
+
+use aho_corasick::AhoCorasick;
+use hmac::{Hmac, Mac};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+/// What a masked secret looks like wherever it is shown.
+pub const MASK: &str = "••••";
+
+/// Name parts that make a variable secret (matched case-insensitively anywhere in the name).
+pub const DEFAULT_SECRET_NAME_PARTS: &[&str] = &[
+    "PASSWORD",
+    "PASSWD",
+    "SECRET",
+    "KEY",
+    "TOKEN",
+    "CREDENTIAL",
+    "PRIVATE",
+    "AUTH",
+    "SALT",
+];
+
+/// `scheme://user:password@host` - the password is the second group.
+static URL_PASSWORD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/:@]*:)([^\s/@]+)(@)").expect("constant regex")
+});
+
+/// A secret value. Use `expose` only where the raw value must reach its destination (a child
+/// process's environment); it has no `Serialize` and its `Debug`/`Display` print the mask.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({MASK})")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
+/// A value as it may be shown: the text with every secret part masked, and for a secret its length
+/// and fingerprint (equal fingerprints mean equal values, without showing either).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaskedValue {
+    pub shown: String,
+    pub secret: bool,
+    pub length: usize,
+    pub fingerprint: Option<String>,
+}
+
+/// Why a value counts as secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SecretKind {
+    /// The variable's name says so (PASSWORD, KEY, ...).
+    Name,
+    /// A password inside a URL; the rest of the URL is not secret.
+    UrlPassword,
+    /// A long, random-looking value under an innocent name.
+    HighEntropy,
+}
+
+/// Decides what is secret and masks it. The fingerprint key is per installation, so fingerprints
+/// cannot be compared across installations or precomputed.
+pub struct Masker {
+    name_parts: Vec<String>,
+    fingerprint_key: Vec<u8>,
+}
+
+impl Masker {
+    pub fn new(name_parts: &[&str], fingerprint_key: &[u8]) -> Masker {
+        Masker {
+            name_parts: name_parts.iter().map(|p| p.to_ascii_uppercase()).collect(),
+            fingerprint_key: fingerprint_key.to_vec(),
+        }
+    }
+
+    /// Whether (and why) `value` of variable `name` is secret.
+    pub fn classify(&self, name: &str, value: &str) -> Option<SecretKind> {
+        let upper = name.to_ascii_uppercase();
+        if self.name_parts.iter().any(|p| upper.contains(p.as_str())) && !value.is_empty() {
+            Some(SecretKind::Name)
+        } else if URL_PASSWORD.is_match(value) {
+            Some(SecretKind::UrlPassword)
+        } else if looks_random(value) {
+            Some(SecretKind::HighEntropy)
+        } else {
+            None
+        }
+    }
+
+    pub fn mask(&self, name: &str, value: &str) -> MaskedValue {
+        match self.classify(name, value) {
+            None => MaskedValue {
+                shown: value.to_string(),
+                secret: false,
+                length: value.chars().count(),
+                fingerprint: None,
+            },
+            Some(SecretKind::UrlPassword) => {
+                let password = URL_PASSWORD
+                    .captures(value)
+                    .and_then(|c| c.get(2))
+                    .map_or("", |m| m.as_str());
+                MaskedValue {
+                    shown: URL_PASSWORD
+                        .replace_all(value, format!("${{1}}{MASK}${{3}}"))
+                        .into_owned(),
+                    secret: true,
+                    length: password.chars().count(),
+                    fingerprint: Some(self.fingerprint(password)),
+                }
+            }
+            Some(_) => MaskedValue {
+                shown: MASK.to_string(),
+                secret: true,
+                length: value.chars().count(),
+                fingerprint: Some(self.fingerprint(value)),
+            },
+        }
+    }
+
+    /// Eight hex digits of HMAC-SHA256(installation key, value).
+    pub fn fingerprint(&self, value: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.fingerprint_key)
+            .expect("HMAC takes any key length");
+        mac.update(value.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..4])
+    }
+
+    /// The secret values among `(name, value)` pairs, for a `Scrubber`: whole secret values, and the
+    /// password part of every URL (raw and percent-decoded).
+    pub fn secret_values<'a>(
+        &self,
+        vars: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Vec<Secret> {
+        let mut out = Vec::new();
+        for (name, value) in vars {
+            match self.classify(name, value) {
+                Some(SecretKind::UrlPassword) | None => {}
+                Some(_) => out.push(Secret::new(value)),
+            }
+            for caps in URL_PASSWORD.captures_iter(value) {
+                let password = &caps[2];
+                out.push(Secret::new(password));
+                let decoded = percent_decode(password);
+                if decoded != password {
+                    out.push(Secret::new(decoded));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Removes secrets from any text: every known secret value, and any password inside a URL.
+pub struct Scrubber {
+    known: Option<AhoCorasick>,
+}
+
+/// Values shorter than this are not scrubbed by value ("1", "on", a port): they would mangle every
+/// line while protecting nothing. They are still masked wherever they are shown by name.
+pub const MIN_SCRUB_LENGTH: usize = 4;
+
+impl Scrubber {
+    pub fn new(secrets: &[Secret]) -> Scrubber {
+        let mut patterns: Vec<&str> = secrets
+            .iter()
+            .map(Secret::expose)
+            .filter(|s| s.len() >= MIN_SCRUB_LENGTH)
+            .collect();
+        // Longest first, so a secret containing another is masked whole.
+        patterns.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        patterns.dedup();
+        let known = (!patterns.is_empty()).then(|| {
+            AhoCorasick::builder()
+                .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+                .build(&patterns)
+                .expect("literal patterns build")
+        });
+        Scrubber { known }
+    }
+
+    pub fn scrub(&self, text: &str) -> String {
+        let by_value = match &self.known {
+            Some(ac) => ac.replace_all(text, &vec![MASK; ac.patterns_len()]),
+            None => text.to_string(),
+        };
+        URL_PASSWORD
+            .replace_all(&by_value, format!("${{1}}{MASK}${{3}}"))
+            .into_owned()
+    }
+}
+
+/// A generated key or token rather than a word, list, host, path or id: one run of token characters
+/// (base64, base64url, hex, dashes) whose longest `-`/`_`-separated segment is long, mixes character
+/// classes and is varied (`django-demo-Xq7rT2mV9kLp4sWz8yNc3bHf` yes; `2026-11-24T21-39-00-release` no).
+fn looks_random(value: &str) -> bool {
+    const MIN_SEGMENT: usize = 16;
+    const MIN_BITS_PER_CHAR: f64 = 3.5;
+    let token_chars = value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_+=".contains(&b));
+    let Some(segment) = value.split(['-', '_']).max_by_key(|s| s.len()) else {
+        return false;
+    };
+    let classes = [
+        segment.bytes().any(|b| b.is_ascii_lowercase()),
+        segment.bytes().any(|b| b.is_ascii_uppercase()),
+        segment.bytes().any(|b| b.is_ascii_digit()),
+    ];
+    token_chars
+        && segment.len() >= MIN_SEGMENT
+        && classes.iter().filter(|c| **c).count() >= 2
+        && shannon_bits_per_char(segment) >= MIN_BITS_PER_CHAR
+}
+
+fn shannon_bits_per_char(value: &str) -> f64 {
+    let mut counts = std::collections::HashMap::new();
+    for c in value.chars() {
+        *counts.entry(c).or_insert(0usize) += 1;
+    }
+    let n = value.chars().count() as f64;
+    counts
+        .values()
+        .map(|&k| {
+            let p = k as f64 / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn masker() -> Masker {
+        Masker::new(DEFAULT_SECRET_NAME_PARTS, b"test key")
+    }
+
+    #[test]
+    fn secrets_are_recognised_by_name_and_by_shape() {
+        let m = masker();
+        let cases: &[(&str, &str, Option<SecretKind>)] = &[
+            (
+                "DB_PASSWORD",
+                "pgdemo-Hn4Vw8Rk2Tq6Ly9Zs",
+                Some(SecretKind::Name),
+            ),
+            ("DJANGO_SECRET_KEY", "x", Some(SecretKind::Name)),
+            ("github_token", "abc", Some(SecretKind::Name)),
+            ("DB_PASSWORD", "", None),
+            (
+                "REDIS_URL",
+                "redis://:pw@redis:6379/0",
+                Some(SecretKind::UrlPassword),
+            ),
+            (
+                "BROKER",
+                "amqp://user:p%40ss@rabbit/",
+                Some(SecretKind::UrlPassword),
+            ),
+            (
+                "SENTRY",
+                "Xq7rT2mV9kLp4sWz8yNc3bHf",
+                Some(SecretKind::HighEntropy),
+            ),
+            ("DB_NAME", "epsm_db", None),
+            (
+                "ALLOWED_HOSTS",
+                "epsm.chalmers.se,localhost,127.0.0.1,backend",
+                None,
+            ),
+            ("VITE_API_BASE_URL", "https://epsm.chalmers.se/api", None),
+            ("STATIC_ROOT", "/app/staticfiles/collected/assets", None),
+            ("BUILD_ID", "2026-11-24T21-39-00-release", None),
+            (
+                "SESSION",
+                "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b",
+                Some(SecretKind::HighEntropy),
+            ),
+            ("DEBUG", "False", None),
+        ];
+        for (name, value, want) in cases {
+            assert_eq!(m.classify(name, value), *want, "{name}={value}");
+        }
+    }
+
+    #[test]
+    fn masking_keeps_the_url_readable_and_fingerprints_compare_without_showing() {
+        let m = masker();
+        let url = m.mask(
+            "REDIS_URL",
+            "redis://:redisdemo-Bf3Jm7Qw1Xc5Kv@redis:6379/0",
+        );
+        assert_eq!(url.shown, "redis://:••••@redis:6379/0");
+        assert_eq!(url.length, "redisdemo-Bf3Jm7Qw1Xc5Kv".len());
+        let pw = m.mask("REDIS_PASSWORD", "redisdemo-Bf3Jm7Qw1Xc5Kv");
+        assert_eq!(pw.shown, "••••");
+        assert_eq!(
+            pw.fingerprint, url.fingerprint,
+            "same password, same fingerprint"
+        );
+        assert_ne!(pw.fingerprint, m.mask("DB_PASSWORD", "other").fingerprint);
+        assert_ne!(
+            pw.fingerprint,
+            Masker::new(DEFAULT_SECRET_NAME_PARTS, b"another installation")
+                .mask("P_KEY", "redisdemo-Bf3Jm7Qw1Xc5Kv")
+                .fingerprint
+        );
+        let plain = m.mask("DB_NAME", "epsm_db");
+        assert_eq!(
+            (plain.shown.as_str(), plain.secret, plain.fingerprint),
+            ("epsm_db", false, None)
+        );
+        let json = serde_json::to_string(&pw).unwrap();
+        assert!(!json.contains("Bf3Jm7"), "{json}");
+    }
+
+    #[test]
+    fn a_secret_never_prints_itself() {
+        let s = Secret::new("pgdemo-Hn4Vw8Rk2Tq6Ly9Zs");
+        assert_eq!(format!("{s} {s:?}"), "•••• Secret(••••)");
+        assert_eq!(s.expose(), "pgdemo-Hn4Vw8Rk2Tq6Ly9Zs");
+    }
+
+    #[test]
+    fn the_scrubber_removes_every_secret_value_and_url_password() {
+        let m = masker();
+        let vars = [
+            ("DB_PASSWORD", "pgdemo-Hn4Vw8Rk2Tq6Ly9Zs"),
+            ("REDIS_URL", "redis://:p%40ss-word@redis:6379/0"),
+            (
+                "DJANGO_SECRET_KEY",
+                "django-demo-Xq7rT2mV9kLp4sWz8yNc3bHf6gJd1aEu",
+            ),
+            ("AUTH_FLAG", "on"),
+            ("DB_NAME", "epsm_db"),
+        ];
+        let scrubber = Scrubber::new(&m.secret_values(vars));
+        let text = "connect epsm_db with pgdemo-Hn4Vw8Rk2Tq6Ly9Zs\n\
+                    broker redis://:p%40ss-word@redis:6379/0 (decoded p@ss-word)\n\
+                    key=django-demo-Xq7rT2mV9kLp4sWz8yNc3bHf6gJd1aEu flag on\n\
+                    unknown amqp://guest:hunter22@rabbit:5672/";
+        let scrubbed = scrubber.scrub(text);
+        assert_eq!(
+            scrubbed,
+            "connect epsm_db with ••••\n\
+             broker redis://:••••@redis:6379/0 (decoded ••••)\n\
+             key=•••• flag on\n\
+             unknown amqp://guest:••••@rabbit:5672/"
+        );
+        assert_eq!(Scrubber::new(&[]).scrub("nothing secret"), "nothing secret");
+    }
+
+    #[test]
+    fn in_the_stack_env_file_exactly_the_guides_secrets_are_masked() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../stack/.env.production");
+        let text = std::fs::read_to_string(path).unwrap();
+        let file = crate::environment::envfile::parse(&text, &|_| None).unwrap();
+        let m = masker();
+        let masked: Vec<&str> = file
+            .resolved()
+            .into_iter()
+            .filter(|(k, v)| m.mask(k, v).secret)
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(
+            masked,
+            [
+                "CELERY_BROKER_URL",
+                "CELERY_RESULT_BACKEND",
+                "DB_PASSWORD",
+                "DJANGO_SECRET_KEY",
+                "POSTGRES_PASSWORD",
+                "REDIS_PASSWORD",
+                "REDIS_URL",
+                "SECRET_KEY",
+            ]
+        );
+        let scrubber = Scrubber::new(&m.secret_values(file.resolved()));
+        let all_values = file
+            .resolved()
+            .values()
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n");
+        let scrubbed = scrubber.scrub(&all_values);
+        for (key, value) in file.resolved() {
+            if m.mask(key, value).secret {
+                let raw = if key.ends_with("_URL") || key.starts_with("CELERY_") {
+                    value
+                        .split(':')
+                        .nth(2)
+                        .and_then(|s| s.split('@').next())
+                        .unwrap()
+                } else {
+                    value
+                };
+                assert!(!scrubbed.contains(raw), "{key} survived the scrubber");
+            }
+        }
+    }
+}
