@@ -32,6 +32,30 @@ struct Cli {
 enum Command {
     /// Serve the console (what runs when no command is given).
     Serve(ServeArgs),
+    /// Audit a compose project's env file and compose file. Prints the findings (never a value) and
+    /// exits 1 when one is an error, so a CI pipeline can run it before a deploy.
+    Audit(AuditArgs),
+}
+
+#[derive(Args)]
+struct AuditArgs {
+    /// The compose project directory (e.g. /opt/epsm).
+    #[arg(long, value_name = "DIR")]
+    project_dir: PathBuf,
+    /// Compose file, relative to the project directory.
+    #[arg(long, default_value = "docker-compose.production.yml")]
+    compose_file: PathBuf,
+    /// Env file, relative to the project directory.
+    #[arg(long, default_value = ".env.production")]
+    env_file: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Table,
+    Json,
 }
 
 #[derive(Args, Default)]
@@ -67,6 +91,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => serve(args).await,
+        Command::Audit(args) => return audit(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -74,6 +99,55 @@ async fn main() -> ExitCode {
             eprintln!("epsm-ops: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+fn audit(args: AuditArgs) -> ExitCode {
+    use app::environment::Severity;
+    let findings = match app::environment::ssr::audit_project(
+        &args.project_dir,
+        &args.compose_file,
+        &args.env_file,
+    ) {
+        Ok(findings) => findings,
+        Err(e) => {
+            eprintln!("epsm-ops audit: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match args.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&findings).unwrap_or_default()
+        ),
+        Format::Table => {
+            for f in &findings {
+                let place = match f.line {
+                    Some(line) => format!("{}:{line}", f.file),
+                    None => f.file.clone(),
+                };
+                println!(
+                    "{:<8} {:<26} {place}  {} {}",
+                    f.severity.as_str(),
+                    f.rule,
+                    f.key,
+                    f.message
+                );
+                println!("{:<36}fix: {}", "", f.fix);
+            }
+            let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
+            println!(
+                "{} errors, {} warnings, {} notes",
+                count(Severity::Error),
+                count(Severity::Warning),
+                count(Severity::Info)
+            );
+        }
+    }
+    if findings.iter().any(|f| f.severity == Severity::Error) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -1,0 +1,89 @@
+//! Reading a compose project from disk for the audit: the env file (text and mode), the compose
+//! file's references, and the retired files beside them. Everything else is the pure rules' work.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use super::audit::{AuditInput, audit, compose_references};
+use super::envfile::{EnvFile, parse};
+use super::{Finding, Severity};
+
+/// Files the deployment guide retired; their presence is a finding.
+const RETIRED: &[&str] = &[
+    ".env",
+    "docker-compose.prod.yml",
+    "docker-compose.yml",
+    "docker-compose.production.yml.bak",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("cannot read {path}: {reason}")]
+    Read { path: String, reason: String },
+}
+
+/// Audits the project in `dir` whose compose and env files are `compose_file` and `env_file`
+/// (relative to `dir` unless absolute). The env file is parsed in an empty environment, as the
+/// deploy runs compose. A file that does not parse is an error-level finding with its line.
+pub fn audit_project(
+    dir: &Path,
+    compose_file: &Path,
+    env_file: &Path,
+) -> Result<Vec<Finding>, AuditError> {
+    let (compose_path, env_path) = (dir.join(compose_file), dir.join(env_file));
+    let compose_text = read(&compose_path)?;
+    let env_text = read(&env_path)?;
+    let env_name = env_file.display().to_string();
+    let compose_name = compose_file.display().to_string();
+    let mode = std::fs::metadata(&env_path)
+        .ok()
+        .map(|m| m.permissions().mode());
+    let retired: Vec<String> = RETIRED
+        .iter()
+        .filter(|name| Path::new(name) != compose_file && dir.join(name).exists())
+        .map(|name| name.to_string())
+        .collect();
+    let (env, syntax) = match parse(&env_text, &|_| None) {
+        Ok(env) => (env, None),
+        Err(e) => (
+            EnvFile::default(),
+            Some(Finding {
+                severity: Severity::Error,
+                rule: "env-file-syntax".into(),
+                key: String::new(),
+                file: env_name.clone(),
+                line: Some(e.line),
+                message: format!("compose cannot read this file: {}", e.reason),
+                fix: "correct the line (quotes must be closed; keys are letters, digits, _ . -)"
+                    .into(),
+            }),
+        ),
+    };
+    let references = compose_references(&compose_text);
+    let mut findings = audit(&AuditInput {
+        env: &env,
+        env_file_name: &env_name,
+        compose: &references,
+        compose_file_name: &compose_name,
+        env_file_mode: mode,
+        retired_files: &retired,
+    });
+    if let Some(syntax) = syntax {
+        // Without the file's values, the value rules would only repeat "missing": keep the file facts.
+        findings.retain(|f| f.key.is_empty());
+        findings.insert(0, syntax);
+    }
+    Ok(findings)
+}
+
+fn read(path: &Path) -> Result<String, AuditError> {
+    std::fs::read_to_string(path).map_err(|e| AuditError::Read {
+        path: path.display().to_string(),
+        reason: match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file".into(),
+            std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+            std::io::ErrorKind::InvalidData => "not UTF-8 text".into(),
+            _ => e.to_string(),
+        },
+    })
+}
