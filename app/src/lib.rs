@@ -95,7 +95,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/") view=pages::OverviewPage/>
                         <Route path=path!("/health") view=pages::HealthPage/>
                         <Route path=path!("/deploys") view=pages::DeploysPage/>
-                        <Route path=path!("/environment") view=pages::EnvironmentPage/>
+                        <Route path=path!("/environment") view=environment::EnvironmentPage/>
                         <Route path=path!("/backups") view=pages::BackupsPage/>
                         <Route path=path!("/audit") view=audit::AuditPage/>
                     </Routes>

@@ -52,16 +52,6 @@ pub fn DeploysPage() -> impl IntoView {
 }
 
 #[component]
-pub fn EnvironmentPage() -> impl IntoView {
-    view! {
-        <ComingPage
-            title="Environment"
-            what="The audit of .env.production and the compose file, with every secret masked."
-        />
-    }
-}
-
-#[component]
 pub fn BackupsPage() -> impl IntoView {
     view! {
         <ComingPage

@@ -8,6 +8,7 @@ use leptos::config::LeptosOptions;
 
 use crate::config::Config;
 use crate::engine::ssr::Engine;
+use crate::environment::secrets::Masker;
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -16,6 +17,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
     pub engine: Arc<Engine>,
+    /// Masks secrets with this installation's fingerprint key.
+    pub masker: Arc<Masker>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

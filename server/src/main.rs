@@ -9,6 +9,8 @@ use app::audit::{AuditEvent, Outcome};
 use app::config::{Config, ConfigError};
 use app::engine::EngineState;
 use app::engine::ssr::Engine;
+use app::environment::secrets::{DEFAULT_SECRET_NAME_PARTS, Masker};
+use app::environment::ssr::fingerprint_key;
 use app::state::AppState;
 use app::store::{Store, StoreError};
 use clap::{Args, Parser, Subcommand};
@@ -72,6 +74,11 @@ enum StartError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("data directory {path}: cannot keep the fingerprint key: {source}")]
+    FingerprintKey {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -155,6 +162,11 @@ async fn serve(args: ServeArgs) -> Result<(), StartError> {
     let config = Config::load(args.config.as_deref())?;
     let store = Store::open(&config.data_dir).await?;
     let engine = Arc::new(Engine::new(config.docker.host.clone()));
+    let key = fingerprint_key(&config.data_dir).map_err(|source| StartError::FingerprintKey {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let masker = Arc::new(Masker::new(DEFAULT_SECRET_NAME_PARTS, &key));
     match engine.status().await.state {
         EngineState::Reachable(info) => {
             tracing::info!(
@@ -190,6 +202,7 @@ async fn serve(args: ServeArgs) -> Result<(), StartError> {
         config: Arc::new(config),
         store: store.clone(),
         engine,
+        masker,
     };
     let listener = tokio::net::TcpListener::bind(addr)
         .await

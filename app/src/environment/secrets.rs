@@ -9,8 +9,9 @@ use std::sync::LazyLock;
 use aho_corasick::AhoCorasick;
 use hmac::{Hmac, Mac};
 use regex::Regex;
-use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+
+pub use super::{MaskedValue, SecretKind};
 
 /// What a masked secret looks like wherever it is shown.
 pub const MASK: &str = "••••";
@@ -58,27 +59,6 @@ impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(MASK)
     }
-}
-
-/// A value as it may be shown: the text with every secret part masked, and for a secret its length
-/// and fingerprint (equal fingerprints mean equal values, without showing either).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MaskedValue {
-    pub shown: String,
-    pub secret: bool,
-    pub length: usize,
-    pub fingerprint: Option<String>,
-}
-
-/// Why a value counts as secret.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SecretKind {
-    /// The variable's name says so (PASSWORD, KEY, ...).
-    Name,
-    /// A password inside a URL; the rest of the URL is not secret.
-    UrlPassword,
-    /// A long, random-looking value under an innocent name.
-    HighEntropy,
 }
 
 /// Decides what is secret and masks it. The fingerprint key is per installation, so fingerprints

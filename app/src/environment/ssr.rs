@@ -6,7 +6,74 @@ use std::path::Path;
 
 use super::audit::{AuditInput, audit, compose_references};
 use super::envfile::{EnvFile, parse};
-use super::{Finding, Severity};
+use super::secrets::Masker;
+use super::{EnvironmentReport, Finding, Severity, Variable};
+use crate::config::Config;
+
+/// The installation's fingerprint key, in the data directory.
+pub const FINGERPRINT_KEY_FILE: &str = "fingerprint.key";
+
+/// The key that makes fingerprints of this installation: 32 random bytes made on first use and kept
+/// (owner-only) in the data directory, so fingerprints stay comparable across restarts.
+pub fn fingerprint_key(data_dir: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join(FINGERPRINT_KEY_FILE);
+    match std::fs::read(&path) {
+        Ok(key) if key.len() >= 32 => return Ok(key),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let key: [u8; 32] = rand::random();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
+    file.write_all(&key)?;
+    file.sync_all()?;
+    Ok(key.to_vec())
+}
+
+/// The Environment page's content: every variable masked, and the audit's findings.
+pub fn environment_report(
+    config: &Config,
+    masker: &Masker,
+) -> Result<EnvironmentReport, AuditError> {
+    let (compose_file, env_file) = (&config.project.compose_file, &config.project.env_file);
+    let findings = audit_project(&config.project.dir, compose_file, env_file)?;
+    let text = read(&config.env_file())?;
+    let mut variables: Vec<Variable> = match parse(&text, &|_| None) {
+        Ok(env) => {
+            let last_line = |key: &str| {
+                env.entries
+                    .iter()
+                    .rev()
+                    .find(|e| e.key == key)
+                    .map_or(0, |e| e.line)
+            };
+            env.resolved()
+                .into_iter()
+                .map(|(key, value)| Variable {
+                    key: key.to_string(),
+                    line: last_line(key),
+                    value: masker.mask(key, value),
+                    secret_kind: masker.classify(key, value),
+                })
+                .collect()
+        }
+        Err(_) => Vec::new(), // the syntax finding says why
+    };
+    variables.sort_by_key(|v| v.line);
+    Ok(EnvironmentReport {
+        env_file: config.env_file().display().to_string(),
+        compose_file: config.compose_file().display().to_string(),
+        variables,
+        findings,
+    })
+}
 
 /// Files the deployment guide retired; their presence is a finding.
 const RETIRED: &[&str] = &[

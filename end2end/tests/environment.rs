@@ -1,0 +1,68 @@
+//! The Environment page in a real browser: the audit's verdict and findings, every variable with its
+//! secrets masked (URLs stay readable), and no secret value anywhere in the page.
+
+use end2end::{Browser, Console, console_binary, repo_root};
+
+#[tokio::test]
+async fn the_environment_page_shows_findings_and_masked_values() {
+    let console = Console::start(&console_binary(), &[]).await;
+    let browser = Browser::start().await;
+    browser
+        .open_hydrated(&format!("{}/environment", console.url))
+        .await;
+
+    let verdict = browser
+        .wait_for("[data-testid=audit-verdict]")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        verdict.starts_with("0 errors, "),
+        "the bundled stack has no error-level finding: {verdict}"
+    );
+    let unused = browser
+        .wait_for("tr[data-rule=unused-variable]")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(unused.contains("SECRET_KEY"), "{unused}");
+
+    let cell = |key: &str| format!("tr[data-key={key}] td.value");
+    let redis_url = browser
+        .wait_for(&cell("REDIS_URL"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(redis_url, "redis://:••••@redis:6379/0");
+    let password = browser
+        .wait_for(&cell("DB_PASSWORD"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(password, "••••");
+    let db_name = browser
+        .wait_for(&cell("DB_NAME"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        db_name, "epsm_db",
+        "values that are not secret are shown as they are"
+    );
+
+    let env = std::fs::read_to_string(repo_root().join("stack/.env.production")).unwrap();
+    let source = browser.client.source().await.unwrap();
+    for key in ["DJANGO_SECRET_KEY", "DB_PASSWORD", "REDIS_PASSWORD"] {
+        let value = env
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap();
+        assert!(!source.contains(value), "{key}'s value is in the page");
+    }
+    browser.screenshot("environment").await;
+}
