@@ -6,6 +6,8 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 prepare
+# A CI run builds once from a clean clone: incremental caches would only cost disk and time.
+[ -n "${CI:-}" ] && export CARGO_INCREMENTAL=0
 
 step "format"
 cargo fmt --all -- --check

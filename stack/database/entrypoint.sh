@@ -18,8 +18,13 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     --auth-local=trust --auth-host=scram-sha-256 >/dev/null
   rm -f "$pwfile"
   echo "host all all all scram-sha-256" >>"$PGDATA/pg_hba.conf"
-  as_postgres pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -c jit=off" -w start >/dev/null
-  as_postgres psql -v ON_ERROR_STOP=1 -q -U "$POSTGRES_USER" -d postgres \
+  # The set-up server listens on a private socket only, so the healthcheck (pg_isready on the normal
+  # socket) cannot call the database ready before it exists.
+  init_socket=/run/postgresql-init
+  mkdir -p "$init_socket" && chown postgres:postgres "$init_socket"
+  as_postgres pg_ctl -D "$PGDATA" -w start \
+    -o "-c listen_addresses='' -c unix_socket_directories=$init_socket -c jit=off" >/dev/null
+  as_postgres psql -v ON_ERROR_STOP=1 -q -h "$init_socket" -U "$POSTGRES_USER" -d postgres \
     -c "CREATE DATABASE \"$POSTGRES_DB\" OWNER \"$POSTGRES_USER\"" >/dev/null
   as_postgres pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
 fi
