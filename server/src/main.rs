@@ -116,7 +116,7 @@ fn audit(args: AuditArgs) -> ExitCode {
         &args.compose_file,
         &args.env_file,
     ) {
-        Ok(findings) => findings,
+        Ok(audit) => audit.findings,
         Err(e) => {
             eprintln!("epsm-ops audit: {e}");
             return ExitCode::from(2);

@@ -43,29 +43,27 @@ pub fn environment_report(
     masker: &Masker,
 ) -> Result<EnvironmentReport, AuditError> {
     let (compose_file, env_file) = (&config.project.compose_file, &config.project.env_file);
-    let findings = audit_project(&config.project.dir, compose_file, env_file)?;
-    let text = read(&config.env_file())?;
-    let mut variables: Vec<Variable> = match parse(&text, &|_| None) {
-        Ok(env) => {
-            let last_line = |key: &str| {
-                env.entries
-                    .iter()
-                    .rev()
-                    .find(|e| e.key == key)
-                    .map_or(0, |e| e.line)
-            };
-            env.resolved()
-                .into_iter()
-                .map(|(key, value)| Variable {
-                    key: key.to_string(),
-                    line: last_line(key),
-                    value: masker.mask(key, value),
-                    secret_kind: masker.classify(key, value),
-                })
-                .collect()
-        }
-        Err(_) => Vec::new(), // the syntax finding says why
-    };
+    let ProjectAudit { findings, env } =
+        audit_project(&config.project.dir, compose_file, env_file)?;
+    // A file that does not parse has no variables to show: its syntax finding says why.
+    let mut variables: Vec<Variable> = env.map_or_else(Vec::new, |env| {
+        let last_line = |key: &str| {
+            env.entries
+                .iter()
+                .rev()
+                .find(|e| e.key == key)
+                .map_or(0, |e| e.line)
+        };
+        env.resolved()
+            .into_iter()
+            .map(|(key, value)| Variable {
+                key: key.to_string(),
+                line: last_line(key),
+                value: masker.mask(key, value),
+                secret_kind: masker.classify(key, value),
+            })
+            .collect()
+    });
     variables.sort_by_key(|v| v.line);
     Ok(EnvironmentReport {
         env_file: config.env_file().display().to_string(),
@@ -89,6 +87,12 @@ pub enum AuditError {
     Read { path: String, reason: String },
 }
 
+/// What auditing a project found, and the env file it read (None when it does not parse).
+pub struct ProjectAudit {
+    pub findings: Vec<Finding>,
+    pub env: Option<EnvFile>,
+}
+
 /// Audits the project in `dir` whose compose and env files are `compose_file` and `env_file`
 /// (relative to `dir` unless absolute). The env file is parsed in an empty environment, as the
 /// deploy runs compose. A file that does not parse is an error-level finding with its line.
@@ -96,7 +100,7 @@ pub fn audit_project(
     dir: &Path,
     compose_file: &Path,
     env_file: &Path,
-) -> Result<Vec<Finding>, AuditError> {
+) -> Result<ProjectAudit, AuditError> {
     let (compose_path, env_path) = (dir.join(compose_file), dir.join(env_file));
     let compose_text = read(&compose_path)?;
     let env_text = read(&env_path)?;
@@ -135,12 +139,16 @@ pub fn audit_project(
         env_file_mode: mode,
         retired_files: &retired,
     });
-    if let Some(syntax) = syntax {
-        // Without the file's values, the value rules would only repeat "missing": keep the file facts.
-        findings.retain(|f| f.key.is_empty());
-        findings.insert(0, syntax);
-    }
-    Ok(findings)
+    let env = match syntax {
+        Some(syntax) => {
+            // Without the file's values, the value rules would only repeat "missing": keep the file facts.
+            findings.retain(|f| f.key.is_empty());
+            findings.insert(0, syntax);
+            None
+        }
+        None => Some(env),
+    };
+    Ok(ProjectAudit { findings, env })
 }
 
 fn read(path: &Path) -> Result<String, AuditError> {
