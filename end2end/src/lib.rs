@@ -16,6 +16,27 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The secret values of the bundled stack's env file (distinctive on purpose): what leak tests look
+/// for in every page, reply, stream and log.
+pub fn stack_secrets() -> Vec<String> {
+    let text =
+        fs::read_to_string(repo_root().join("stack/.env.production")).expect("stack env file");
+    let secrets: Vec<String> = ["DJANGO_SECRET_KEY", "DB_PASSWORD", "REDIS_PASSWORD"]
+        .iter()
+        .map(|key| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .unwrap_or_else(|| panic!("{key} not in the stack's env file"))
+                .to_string()
+        })
+        .collect();
+    assert!(
+        secrets.iter().all(|s| s.len() >= 14),
+        "distinctive values expected"
+    );
+    secrets
+}
+
 /// A TCP port on 127.0.0.1 that nothing listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -3,18 +3,11 @@
 
 use std::path::Path;
 
-use end2end::{repo_root, run_console};
+use end2end::{repo_root, run_console, stack_secrets};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_epsm-ops"))
 }
-
-/// The stack's secret values, as its env file sets them.
-const STACK_SECRETS: &[&str] = &[
-    "Xq7rT2mV9kLp4sWz8yNc3bHf6gJd1aEu",
-    "Hn4Vw8Rk2Tq6Ly9Zs",
-    "Bf3Jm7Qw1Xc5Kv",
-];
 
 /// A copy of the stack's compose and env files in a temporary project directory, `edit` applied to
 /// the env file's text.
@@ -49,7 +42,7 @@ fn audit(dir: &Path, format: &str) -> (Option<i32>, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     );
-    for secret in STACK_SECRETS {
+    for secret in &stack_secrets() {
         assert!(
             !stdout.contains(secret) && !stderr.contains(secret),
             "a secret leaked:\n{stdout}\n{stderr}"

@@ -4,26 +4,7 @@
 
 use std::path::Path;
 
-use end2end::{Console, repo_root};
-
-/// Every secret of stack/.env.production, including the parts that stand inside URLs.
-fn stack_secrets() -> Vec<String> {
-    let text = std::fs::read_to_string(repo_root().join("stack/.env.production")).unwrap();
-    let secrets: Vec<String> = ["DJANGO_SECRET_KEY", "DB_PASSWORD", "REDIS_PASSWORD"]
-        .iter()
-        .map(|key| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("{key}=")))
-                .unwrap_or_else(|| panic!("{key} not in the stack's env file"))
-                .to_string()
-        })
-        .collect();
-    assert!(
-        secrets.iter().all(|s| s.len() >= 14),
-        "distinctive values expected: {secrets:?}"
-    );
-    secrets
-}
+use end2end::{Console, stack_secrets};
 
 const PAGES: &[&str] = &[
     "/",

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::envfile::EnvFile;
-use super::secrets::{DEFAULT_SECRET_NAME_PARTS, Masker, SecretKind};
+use super::secrets::{DEFAULT_SECRET_NAME_PARTS, Masker, SecretKind, percent_decode};
 use super::{Finding, Severity};
 
 /// One `${VAR...}` or `$VAR` in the compose file.
@@ -105,13 +105,7 @@ pub fn audit(input: &AuditInput) -> Vec<Finding> {
     let env = input.env;
     let ef = input.env_file_name;
     let mut out = Vec::new();
-    let line_of = |key: &str| {
-        env.entries
-            .iter()
-            .rev()
-            .find(|e| e.key == key)
-            .map(|e| e.line)
-    };
+    let line_of = |key: &str| env.last(key).map(|e| e.line);
 
     // Keys defined twice.
     let mut seen: BTreeMap<&str, (usize, &str)> = BTreeMap::new();
@@ -170,12 +164,7 @@ pub fn audit(input: &AuditInput) -> Vec<Finding> {
             }
         }
         // Written literally, the password can drift from the variable it should come from.
-        let literal = env
-            .entries
-            .iter()
-            .rev()
-            .find(|e| e.key == key)
-            .is_some_and(|e| e.references.is_empty());
+        let literal = env.last(key).is_some_and(|e| e.references.is_empty());
         if kind == Some(SecretKind::UrlPassword) && literal {
             out.push(finding(
                 Severity::Info,
@@ -210,7 +199,7 @@ pub fn audit(input: &AuditInput) -> Vec<Finding> {
             let Some(url) = env.get(key) else { continue };
             let embedded = url::Url::parse(url)
                 .ok()
-                .and_then(|u| u.password().map(percent_decoded));
+                .and_then(|u| u.password().map(percent_decode));
             if let Some(embedded) = embedded
                 && embedded != redis_password
             {
@@ -355,13 +344,6 @@ pub fn audit(input: &AuditInput) -> Vec<Finding> {
             .then(a.line.cmp(&b.line))
     });
     out
-}
-
-fn percent_decoded(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| s.to_string())
 }
 
 fn finding(

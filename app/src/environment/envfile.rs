@@ -41,13 +41,14 @@ pub struct EnvFile {
 }
 
 impl EnvFile {
-    /// The value compose ends up with for `key` (the last assignment wins).
+    /// The assignment compose ends up using for `key` (the last one wins).
+    pub fn last(&self, key: &str) -> Option<&EnvEntry> {
+        self.entries.iter().rev().find(|e| e.key == key)
+    }
+
+    /// The value compose ends up with for `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries
-            .iter()
-            .rev()
-            .find(|e| e.key == key)
-            .map(|e| e.value.as_str())
+        self.last(key).map(|e| e.value.as_str())
     }
 
     /// Every key with its final value, sorted by key.

@@ -231,7 +231,8 @@ fn shannon_bits_per_char(value: &str) -> f64 {
         .sum()
 }
 
-fn percent_decode(s: &str) -> String {
+/// Percent-decodes a URL part (a password written `p%40ss` is the secret `p@ss` too).
+pub(crate) fn percent_decode(s: &str) -> String {
     url::form_urlencoded::parse(format!("x={s}").as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())

@@ -47,18 +47,11 @@ pub fn environment_report(
         audit_project(&config.project.dir, compose_file, env_file)?;
     // A file that does not parse has no variables to show: its syntax finding says why.
     let mut variables: Vec<Variable> = env.map_or_else(Vec::new, |env| {
-        let last_line = |key: &str| {
-            env.entries
-                .iter()
-                .rev()
-                .find(|e| e.key == key)
-                .map_or(0, |e| e.line)
-        };
         env.resolved()
             .into_iter()
             .map(|(key, value)| Variable {
                 key: key.to_string(),
-                line: last_line(key),
+                line: env.last(key).map_or(0, |e| e.line),
                 value: masker.mask(key, value),
                 secret_kind: masker.classify(key, value),
             })
