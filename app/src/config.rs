@@ -12,7 +12,7 @@ use url::Url;
 /// Prefix of every environment variable that sets a configuration key (`EPSM_OPS_LISTEN`, ...).
 pub const ENV_PREFIX: &str = "EPSM_OPS_";
 /// Sections of the file; `EPSM_OPS_PROJECT_DIR` sets `project.dir`.
-const SECTIONS: [&str; 2] = ["project", "docker"];
+const SECTIONS: [&str; 3] = ["project", "docker", "health"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +27,7 @@ pub struct Config {
     pub site_root: PathBuf,
     pub project: ProjectConfig,
     pub docker: DockerConfig,
+    pub health: HealthConfig,
 }
 
 /// The one compose project the console deploys, as the deployment guide fixes it.
@@ -41,6 +42,8 @@ pub struct ProjectConfig {
     pub compose_file: PathBuf,
     /// Env file given to compose as `--env-file`, relative to `dir` unless absolute.
     pub env_file: PathBuf,
+    /// The URL EPSM's users open (nginx); the health page GETs its `/health/` as a user would.
+    pub public_url: Url,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +51,23 @@ pub struct ProjectConfig {
 pub struct DockerConfig {
     /// Engine endpoint: `unix:///path/to/docker.sock`, `tcp://host:port` or `http://host:port`.
     pub host: String,
+    /// The docker CLI (with the compose v2 plugin) that runs compose commands.
+    pub cli: PathBuf,
+}
+
+/// The health monitor: how often it looks, how long a probe may take, and the probes themselves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Seconds between probe rounds (a container event also starts one at once).
+    pub interval_secs: u64,
+    /// Seconds one probe may take before it counts as failed.
+    pub probe_timeout_secs: u64,
+    /// Seconds between reads of the engine's disk usage (`docker system df` is expensive).
+    pub disk_usage_interval_secs: u64,
+    /// Deep probes by service name, replacing the guide's default for that service
+    /// (see `crate::health::probe::default_probe`).
+    pub probes: std::collections::BTreeMap<String, crate::health::probe::Probe>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,9 +99,17 @@ impl Default for Config {
                 dir: PathBuf::from("stack"),
                 compose_file: PathBuf::from("docker-compose.production.yml"),
                 env_file: PathBuf::from(".env.production"),
+                public_url: Url::parse("http://127.0.0.1:8080/").expect("constant URL parses"),
             },
             docker: DockerConfig {
                 host: default_docker_host(std::env::var("DOCKER_HOST").ok()),
+                cli: PathBuf::from("docker"),
+            },
+            health: HealthConfig {
+                interval_secs: 5,
+                probe_timeout_secs: 10,
+                disk_usage_interval_secs: 60,
+                probes: Default::default(),
             },
         }
     }
@@ -141,6 +169,31 @@ impl Config {
                 "the scheme is not http or https",
                 "the URL people open the console at, e.g. https://ops.epsm.chalmers.se/",
             ));
+        }
+        if !matches!(self.project.public_url.scheme(), "http" | "https") {
+            return Err(value_error(
+                "project.public_url",
+                self.project.public_url.as_str(),
+                "the scheme is not http or https",
+                "the URL EPSM's users open, e.g. https://epsm.chalmers.se/",
+            ));
+        }
+        for (key, value) in [
+            ("health.interval_secs", self.health.interval_secs),
+            ("health.probe_timeout_secs", self.health.probe_timeout_secs),
+            (
+                "health.disk_usage_interval_secs",
+                self.health.disk_usage_interval_secs,
+            ),
+        ] {
+            if value == 0 {
+                return Err(value_error(
+                    key,
+                    "0",
+                    "is zero",
+                    "a number of seconds, 1 or more",
+                ));
+            }
         }
         if let Some(problem) = compose_project_name_problem(&self.project.name) {
             return Err(value_error(

@@ -11,6 +11,9 @@ pub enum AppError {
     /// Something the console depends on failed (its store, the Docker engine): the sentence says what.
     #[error("{0}")]
     Unavailable(String),
+    /// The person asking may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// The request itself was wrong.
     #[error("{0}")]
     Invalid(String),

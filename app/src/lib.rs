@@ -7,11 +7,16 @@ use leptos_router::components::{A, Route, Router, Routes};
 use leptos_router::path;
 
 pub mod audit;
+pub mod auth;
 pub mod engine;
 pub mod environment;
 pub mod error;
+pub mod health;
+mod live;
 mod pages;
 
+#[cfg(feature = "ssr")]
+pub mod compose;
 #[cfg(feature = "ssr")]
 pub mod config;
 #[cfg(feature = "ssr")]
@@ -93,7 +98,7 @@ pub fn App() -> impl IntoView {
                 <main class="content">
                     <Routes fallback=pages::NotFound>
                         <Route path=path!("/") view=pages::OverviewPage/>
-                        <Route path=path!("/health") view=pages::HealthPage/>
+                        <Route path=path!("/health") view=health::HealthPage/>
                         <Route path=path!("/deploys") view=pages::DeploysPage/>
                         <Route path=path!("/environment") view=environment::EnvironmentPage/>
                         <Route path=path!("/backups") view=pages::BackupsPage/>

@@ -32,16 +32,6 @@ fn ComingPage(title: &'static str, what: &'static str) -> impl IntoView {
 }
 
 #[component]
-pub fn HealthPage() -> impl IntoView {
-    view! {
-        <ComingPage
-            title="Health"
-            what="Every service of the stack: Docker state, health, restarts and the deployment guide's own probes, live."
-        />
-    }
-}
-
-#[component]
 pub fn DeploysPage() -> impl IntoView {
     view! {
         <ComingPage

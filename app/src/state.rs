@@ -9,6 +9,7 @@ use leptos::config::LeptosOptions;
 use crate::config::Config;
 use crate::engine::ssr::Engine;
 use crate::environment::secrets::Masker;
+use crate::health::ssr::HealthMonitor;
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -19,6 +20,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// Masks secrets with this installation's fingerprint key.
     pub masker: Arc<Masker>,
+    /// The one health monitor every Health page follows.
+    pub health: Arc<HealthMonitor>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

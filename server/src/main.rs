@@ -11,13 +11,16 @@ use app::engine::EngineState;
 use app::engine::ssr::Engine;
 use app::environment::secrets::{DEFAULT_SECRET_NAME_PARTS, Masker};
 use app::environment::ssr::fingerprint_key;
+use app::health::ssr::HealthMonitor;
 use app::state::AppState;
 use app::store::{Store, StoreError};
 use clap::{Args, Parser, Subcommand};
 use leptos::config::{Env, LeptosOptions};
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 mod router;
+mod streams;
 
 #[derive(Parser)]
 #[command(
@@ -197,13 +200,17 @@ async fn serve(args: ServeArgs) -> Result<(), StartError> {
         })
         .build();
     let addr = config.listen;
+    let config = Arc::new(config);
+    let health = HealthMonitor::start(engine.clone(), config.clone(), masker.clone());
     let state = AppState {
         leptos_options,
-        config: Arc::new(config),
+        config,
         store: store.clone(),
         engine,
         masker,
+        health,
     };
+    let shutdown = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Listen { addr, source })?;
@@ -219,8 +226,12 @@ async fn serve(args: ServeArgs) -> Result<(), StartError> {
     )
     .await;
 
-    axum::serve(listener, router::build(state))
-        .with_graceful_shutdown(shutdown_signal())
+    axum::serve(listener, router::build(state, shutdown.clone()))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Open streams (live pages) end now, so the requests in flight can finish.
+            shutdown.cancel();
+        })
         .await
         .map_err(StartError::Serve)?;
 

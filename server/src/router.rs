@@ -19,10 +19,10 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 /// Pages and server functions that take longer than this get 408 instead of hanging a connection.
-/// (Streams added later — live logs, downloads — get routes outside this layer.)
+/// (Streams — live health, logs — are routes outside this layer: `streams.rs`.)
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub fn build(state: AppState) -> Router {
+pub fn build(state: AppState, shutdown: tokio_util::sync::CancellationToken) -> Router {
     let routes = generate_route_list(App);
     let pages = Router::new()
         .leptos_routes(&state, routes, {
@@ -37,6 +37,7 @@ pub fn build(state: AppState) -> Router {
 
     Router::new()
         .route("/healthz", get(healthz))
+        .merge(crate::streams::routes(shutdown))
         .merge(pages)
         .layer(
             ServiceBuilder::new()

@@ -2,12 +2,15 @@
 //! engine that starts after the console is found; every failure is a sentence an operator can act on.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bollard::Docker;
+use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::query_parameters::ListContainersOptions;
-use futures::StreamExt;
+use bollard::models::{ContainerInspectResponse, ContainerSummary, EventMessage, ImageInspect};
+use bollard::query_parameters::{EventsOptions, ListContainersOptions, LogsOptions};
+use futures::{Stream, StreamExt};
 
 use super::{EngineInfo, EngineState, EngineStatus};
 
@@ -48,7 +51,14 @@ impl ExecOutput {
 pub struct Engine {
     endpoint: String,
     client: Mutex<Option<Docker>>,
+    /// Requests made to the engine since start (what the health benchmark counts per probe round).
+    calls: AtomicU64,
 }
+
+/// Compose's labels on every container it creates.
+pub const PROJECT_LABEL: &str = "com.docker.compose.project";
+pub const SERVICE_LABEL: &str = "com.docker.compose.service";
+pub const ONEOFF_LABEL: &str = "com.docker.compose.oneoff";
 
 impl Engine {
     /// Does not touch the engine: the first call connects.
@@ -56,7 +66,17 @@ impl Engine {
         Engine {
             endpoint: endpoint.into(),
             client: Mutex::new(None),
+            calls: AtomicU64::new(0),
         }
+    }
+
+    /// Requests made to the engine so far.
+    pub fn api_calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    fn count(&self, calls: u64) {
+        self.calls.fetch_add(calls, Ordering::Relaxed);
     }
 
     pub fn endpoint(&self) -> &str {
@@ -111,19 +131,16 @@ impl Engine {
         })
     }
 
-    /// The container of a compose service (by compose's labels), running or not.
-    pub async fn service_container(
+    /// Every container of a compose project (by compose's labels), running or not, one-off runs
+    /// (`compose run`) left out.
+    pub async fn project_containers(
         &self,
         project: &str,
-        service: &str,
-    ) -> Result<Option<String>, EngineError> {
+    ) -> Result<Vec<ContainerSummary>, EngineError> {
         let docker = self.client().await?;
         let filters = [(
             "label".to_string(),
-            vec![
-                format!("com.docker.compose.project={project}"),
-                format!("com.docker.compose.service={service}"),
-            ],
+            vec![format!("{PROJECT_LABEL}={project}")],
         )]
         .into();
         let options = ListContainersOptions {
@@ -135,7 +152,156 @@ impl Engine {
             .bounded("list containers", docker.list_containers(Some(options)))
             .await?
             .map_err(|e| self.call_error("list containers", &e))?;
-        Ok(list.into_iter().find_map(|c| c.id))
+        Ok(list
+            .into_iter()
+            .filter(|c| {
+                c.labels
+                    .as_ref()
+                    .and_then(|l| l.get(ONEOFF_LABEL))
+                    .is_none_or(|v| v != "True")
+            })
+            .collect())
+    }
+
+    /// The container of a compose service, running or not.
+    pub async fn service_container(
+        &self,
+        project: &str,
+        service: &str,
+    ) -> Result<Option<String>, EngineError> {
+        let mut list = self.project_containers(project).await?;
+        list.sort_by(|a, b| a.names.cmp(&b.names));
+        Ok(list.into_iter().find_map(|c| {
+            let labels = c.labels.as_ref()?;
+            (labels.get(SERVICE_LABEL)? == service).then_some(c.id?)
+        }))
+    }
+
+    pub async fn inspect_container(
+        &self,
+        id: &str,
+    ) -> Result<ContainerInspectResponse, EngineError> {
+        let docker = self.client().await?;
+        let what = format!("inspect container {}", short_id(id));
+        self.bounded(&what, docker.inspect_container(id, None))
+            .await?
+            .map_err(|e| self.call_error(&what, &e))
+    }
+
+    pub async fn inspect_image(&self, id: &str) -> Result<ImageInspect, EngineError> {
+        let docker = self.client().await?;
+        let what = format!(
+            "inspect image {}",
+            short_id(id.trim_start_matches("sha256:"))
+        );
+        self.bounded(&what, docker.inspect_image(id))
+            .await?
+            .map_err(|e| self.call_error(&what, &e))
+    }
+
+    /// The engine's container events for one compose project, as they happen (one long request).
+    pub async fn project_events(
+        &self,
+        project: &str,
+    ) -> Result<impl Stream<Item = Result<EventMessage, EngineError>> + use<>, EngineError> {
+        let docker = self.client().await?;
+        self.count(1);
+        let filters = [
+            ("type".to_string(), vec!["container".to_string()]),
+            (
+                "label".to_string(),
+                vec![format!("{PROJECT_LABEL}={project}")],
+            ),
+        ]
+        .into();
+        let options = EventsOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let endpoint = self.endpoint.clone();
+        Ok(docker
+            .events(Some(options))
+            .map(move |e| e.map_err(|e| call_error(&endpoint, "events", &e))))
+    }
+
+    /// A container's log: the last `tail` lines, then (with `follow`) new lines as they are written.
+    pub async fn logs(
+        &self,
+        container: &str,
+        tail: usize,
+        follow: bool,
+    ) -> Result<impl Stream<Item = Result<LogOutput, EngineError>> + use<>, EngineError> {
+        let docker = self.client().await?;
+        self.count(1);
+        let options = LogsOptions {
+            follow,
+            stdout: true,
+            stderr: true,
+            timestamps: true,
+            tail: tail.to_string(),
+            ..Default::default()
+        };
+        let endpoint = self.endpoint.clone();
+        Ok(docker
+            .logs(container, Some(options))
+            .map(move |e| e.map_err(|e| call_error(&endpoint, "logs", &e))))
+    }
+
+    /// Removes the engine's build cache; returns (entries removed, bytes freed).
+    pub async fn prune_build_cache(&self) -> Result<(usize, u64), EngineError> {
+        let docker = self.client().await?;
+        let reply = self
+            .bounded_long(
+                "prune build cache",
+                docker.prune_build(None::<bollard::query_parameters::PruneBuildOptions>),
+            )
+            .await?
+            .map_err(|e| self.call_error("prune build cache", &e))?;
+        Ok((
+            reply.caches_deleted.map_or(0, |d| d.len()),
+            reply.space_reclaimed.unwrap_or(0).max(0) as u64,
+        ))
+    }
+
+    /// Removes the project's stopped containers (only this project's: the label filter).
+    pub async fn prune_project_containers(
+        &self,
+        project: &str,
+    ) -> Result<(usize, u64), EngineError> {
+        let docker = self.client().await?;
+        let filters = [(
+            "label".to_string(),
+            vec![format!("{PROJECT_LABEL}={project}")],
+        )]
+        .into();
+        let options = bollard::query_parameters::PruneContainersOptions {
+            filters: Some(filters),
+        };
+        let reply = self
+            .bounded_long("prune containers", docker.prune_containers(Some(options)))
+            .await?
+            .map_err(|e| self.call_error("prune containers", &e))?;
+        Ok((
+            reply.containers_deleted.map_or(0, |d| d.len()),
+            reply.space_reclaimed.unwrap_or(0).max(0) as u64,
+        ))
+    }
+
+    /// Removes dangling images (untagged and used by no container).
+    pub async fn prune_dangling_images(&self) -> Result<(usize, u64), EngineError> {
+        let docker = self.client().await?;
+        let filters = [("dangling".to_string(), vec!["true".to_string()])].into();
+        let options = bollard::query_parameters::PruneImagesOptions {
+            filters: Some(filters),
+        };
+        let reply = self
+            .bounded_long("prune images", docker.prune_images(Some(options)))
+            .await?
+            .map_err(|e| self.call_error("prune images", &e))?;
+        Ok((
+            reply.images_deleted.map_or(0, |d| d.len()),
+            reply.space_reclaimed.unwrap_or(0).max(0) as u64,
+        ))
     }
 
     /// Runs `cmd` in a running container through the API (no `docker` CLI), waits up to `timeout` for
@@ -160,6 +326,8 @@ impl Engine {
             attach_stderr: Some(true),
             ..Default::default()
         };
+        // create, start, inspect
+        self.count(3);
         let run = async {
             let created = docker
                 .create_exec(container, options)
@@ -176,7 +344,6 @@ impl Engine {
                 .map_err(|e| self.call_error(&what, &e))?
             {
                 while let Some(chunk) = output.next().await {
-                    use bollard::container::LogOutput;
                     match chunk.map_err(|e| self.call_error(&what, &e))? {
                         LogOutput::StdErr { message } => append_bounded(&mut out.stderr, &message),
                         LogOutput::StdOut { message } | LogOutput::Console { message } => {
@@ -207,11 +374,28 @@ impl Engine {
         what: &str,
         call: impl Future<Output = T>,
     ) -> Result<T, EngineError> {
+        self.count(1);
         tokio::time::timeout(CALL_TIMEOUT, call)
             .await
             .map_err(|_| EngineError::Timeout {
                 what: format!("Docker engine at {}: {what}", self.endpoint),
                 after: CALL_TIMEOUT,
+            })
+    }
+
+    /// For calls that do real work on the engine (prunes): minutes, not seconds.
+    async fn bounded_long<T>(
+        &self,
+        what: &str,
+        call: impl Future<Output = T>,
+    ) -> Result<T, EngineError> {
+        const LONG_CALL_TIMEOUT: Duration = Duration::from_secs(600);
+        self.count(1);
+        tokio::time::timeout(LONG_CALL_TIMEOUT, call)
+            .await
+            .map_err(|_| EngineError::Timeout {
+                what: format!("Docker engine at {}: {what}", self.endpoint),
+                after: LONG_CALL_TIMEOUT,
             })
     }
 
@@ -223,11 +407,15 @@ impl Engine {
     }
 
     fn call_error(&self, what: &str, e: &bollard::errors::Error) -> EngineError {
-        EngineError::Call {
-            endpoint: self.endpoint.clone(),
-            what: what.to_string(),
-            reason: describe(e),
-        }
+        call_error(&self.endpoint, what, e)
+    }
+}
+
+fn call_error(endpoint: &str, what: &str, e: &bollard::errors::Error) -> EngineError {
+    EngineError::Call {
+        endpoint: endpoint.to_string(),
+        what: what.to_string(),
+        reason: describe(e),
     }
 }
 
@@ -250,7 +438,7 @@ fn append_bounded(buf: &mut String, bytes: &[u8]) {
     }
 }
 
-fn short_id(container: &str) -> &str {
+pub fn short_id(container: &str) -> &str {
     let is_id = container.len() == 64 && container.bytes().all(|b| b.is_ascii_hexdigit());
     if is_id { &container[..12] } else { container }
 }

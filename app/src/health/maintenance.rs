@@ -1,0 +1,159 @@
+//! Maintenance of the engine the stack runs on: prune the build cache, the project's stopped
+//! containers and dangling images. Admin only; what was freed is shown and recorded in the audit log.
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::AppError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PruneTarget {
+    BuildCache,
+    StoppedContainers,
+    DanglingImages,
+}
+
+impl PruneTarget {
+    #[cfg_attr(not(feature = "ssr"), allow(dead_code))]
+    fn action(self) -> &'static str {
+        match self {
+            PruneTarget::BuildCache => "maintenance.prune_build_cache",
+            PruneTarget::StoppedContainers => "maintenance.prune_stopped_containers",
+            PruneTarget::DanglingImages => "maintenance.prune_dangling_images",
+        }
+    }
+
+    /// Removing containers or images cannot be undone: the operator types the project's name.
+    fn needs_confirmation(self) -> bool {
+        !matches!(self, PruneTarget::BuildCache)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PruneReport {
+    pub target: PruneTarget,
+    pub removed: usize,
+    pub freed_bytes: u64,
+}
+
+#[server(endpoint = "maintenance_prune")]
+pub async fn prune(target: PruneTarget, confirm: Option<String>) -> Result<PruneReport, AppError> {
+    use crate::audit::{AuditEvent, Outcome};
+    let actor = crate::auth::require(crate::auth::Role::Admin).await?;
+    let state = expect_context::<crate::state::AppState>();
+    let project = state.config.project.name.clone();
+    let event = |outcome, detail: String| AuditEvent {
+        actor: actor.name.clone(),
+        action: target.action().into(),
+        target: project.clone(),
+        outcome,
+        detail,
+    };
+    if target.needs_confirmation() && confirm.as_deref().map(str::trim) != Some(project.as_str()) {
+        state
+            .store
+            .record(event(
+                Outcome::Refused,
+                "the project name was not typed".into(),
+            ))
+            .await?;
+        return Err(AppError::Invalid(format!(
+            "type the project name ({project}) to confirm"
+        )));
+    }
+    let result = match target {
+        PruneTarget::BuildCache => state.engine.prune_build_cache().await,
+        PruneTarget::StoppedContainers => state.engine.prune_project_containers(&project).await,
+        PruneTarget::DanglingImages => state.engine.prune_dangling_images().await,
+    };
+    match result {
+        Ok((removed, freed_bytes)) => {
+            state
+                .store
+                .record(event(
+                    Outcome::Ok,
+                    format!("removed {removed}, freed {}", human_bytes(freed_bytes)),
+                ))
+                .await?;
+            state.health.refresh();
+            Ok(PruneReport {
+                target,
+                removed,
+                freed_bytes,
+            })
+        }
+        Err(e) => {
+            state
+                .store
+                .record(event(Outcome::Failed, e.to_string()))
+                .await?;
+            Err(e.into())
+        }
+    }
+}
+
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[component]
+pub fn MaintenanceCard() -> impl IntoView {
+    let prune = ServerAction::<Prune>::new();
+    let form = |target: PruneTarget, label: &'static str, what: &'static str| {
+        view! {
+            <ActionForm action=prune attr:class="prune">
+                <input type="hidden" name="target" value=format!("{target:?}")/>
+                <div>
+                    <strong>{label}</strong>
+                    <div class="muted small">{what}</div>
+                </div>
+                {target.needs_confirmation().then(|| view! {
+                    <input type="text" name="confirm" placeholder="type the project name" autocomplete="off"
+                        data-testid=format!("confirm-{target:?}")/>
+                })}
+                <button type="submit" data-testid=format!("prune-{target:?}")>"Prune"</button>
+            </ActionForm>
+        }
+    };
+    view! {
+        <section class="card" data-testid="maintenance">
+            <h2>"Maintenance"</h2>
+            <p class="muted small">"Admin only. Every prune is recorded in the audit log."</p>
+            {form(PruneTarget::BuildCache, "Build cache", "What `docker builder prune` removes; the next build is slower.")}
+            {form(PruneTarget::StoppedContainers, "Stopped containers", "This project's containers that are not running (volumes are kept).")}
+            {form(PruneTarget::DanglingImages, "Dangling images", "Untagged images no container uses (left behind by rebuilds).")}
+            <div data-testid="prune-result">
+                {move || prune.value().get().map(|result| match result {
+                    Ok(r) => view! {
+                        <p class="status ok">{format!("{:?}: removed {}, freed {}", r.target, r.removed, human_bytes(r.freed_bytes))}</p>
+                    }.into_any(),
+                    Err(e) => view! { <p class="error-box" role="alert">{e.to_string()}</p> }.into_any(),
+                })}
+            </div>
+        </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_read_as_people_read_them() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1_500), "1.5 KB");
+        assert_eq!(human_bytes(2_340_000_000), "2.3 GB");
+    }
+}

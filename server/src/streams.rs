@@ -1,0 +1,154 @@
+//! Streaming routes, outside the request timeout: the live health reports and a service's log as
+//! server-sent events, and the console's own counters for monitoring (`/metrics`). Every stream ends
+//! when the server shuts down, so a graceful shutdown never waits on an open page.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use app::auth::{Role, require};
+use app::health::LogEvent;
+use app::state::AppState;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::{Stream, StreamExt, stream};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+/// Lines of history a log view starts with, at most.
+const MAX_TAIL: usize = 5000;
+
+pub fn routes(shutdown: CancellationToken) -> Router<AppState> {
+    let (for_health, for_logs) = (shutdown.clone(), shutdown);
+    Router::new()
+        .route(
+            "/api/health/events",
+            get(move |state| health_events(state, for_health.clone())),
+        )
+        .route(
+            "/api/logs/{service}",
+            get(move |state, path, query| service_logs(state, path, query, for_logs.clone())),
+        )
+        .route("/metrics", get(metrics))
+}
+
+/// The newest health report at once, then every new one.
+async fn health_events(State(state): State<AppState>, shutdown: CancellationToken) -> Response {
+    if let Err(e) = require(Role::Viewer).await {
+        return (StatusCode::FORBIDDEN, e.to_string()).into_response();
+    }
+    let receiver = state.health.subscribe();
+    let reports = stream::unfold((receiver, true), |(mut rx, first)| async move {
+        if !first {
+            rx.changed().await.ok()?;
+        }
+        let report = rx.borrow_and_update().clone();
+        let event = Event::default().json_data(&*report).ok()?;
+        Some((Ok::<_, Infallible>(event), (rx, false)))
+    });
+    sse(reports, shutdown)
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    tail: Option<usize>,
+}
+
+/// A service's log: the last `tail` lines, then new ones as they are written, every line scrubbed.
+async fn service_logs(
+    State(state): State<AppState>,
+    Path(service): Path<String>,
+    Query(query): Query<LogQuery>,
+    shutdown: CancellationToken,
+) -> Response {
+    if let Err(e) = require(Role::Viewer).await {
+        return (StatusCode::FORBIDDEN, e.to_string()).into_response();
+    }
+    let project = state.config.project.name.clone();
+    let container = match state.engine.service_container(&project, &service).await {
+        Ok(Some(id)) => id,
+        Ok(None) => {
+            return (
+                StatusCode::NOT_FOUND,
+                format!("project {project} has no container for service {service:?}"),
+            )
+                .into_response();
+        }
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    };
+    let scrubber = state.health.log_scrubber(&container).await;
+    let tail = query.tail.unwrap_or(200).min(MAX_TAIL);
+    let engine = state.engine.clone();
+    let lines = stream::once(async move {
+        let frames = match engine.logs(&container, tail, true).await {
+            Ok(frames) => frames.boxed(),
+            Err(e) => {
+                let end = LogEvent::End {
+                    reason: scrubber.scrub(&e.to_string()),
+                };
+                return stream::iter(vec![end]).boxed();
+            }
+        };
+        let mut seq = 0u64;
+        let scrubber = std::sync::Arc::new(scrubber);
+        let end_scrubber = scrubber.clone();
+        frames
+            .map(move |frame| match frame {
+                Ok(frame) => stream::iter(app::health::ssr::log_lines(&frame, &mut seq, &scrubber))
+                    .map(LogEvent::Line)
+                    .boxed(),
+                Err(e) => stream::iter(vec![LogEvent::End {
+                    reason: end_scrubber.scrub(&e.to_string()),
+                }])
+                .boxed(),
+            })
+            .flatten()
+            .chain(stream::once(async {
+                LogEvent::End {
+                    reason: "the log ended (the container stopped or was removed)".into(),
+                }
+            }))
+            .boxed()
+    })
+    .flatten()
+    .map(|event| Ok::<_, Infallible>(Event::default().json_data(&event).unwrap_or_default()));
+    sse(lines, shutdown)
+}
+
+fn sse<S>(events: S, shutdown: CancellationToken) -> Response
+where
+    S: Stream<Item = Result<Event, Infallible>> + Send + 'static,
+{
+    let events = events.take_until(shutdown.cancelled_owned());
+    let mut response = Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response();
+    // Proxies (nginx) must pass events on as they come.
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", header::HeaderValue::from_static("no"));
+    response
+}
+
+/// Counters in the Prometheus text format: what the health benchmark reads, and what an operator's
+/// monitoring can scrape.
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let body = format!(
+        "# HELP epsm_ops_docker_api_calls_total Requests the console made to the Docker engine.\n\
+         # TYPE epsm_ops_docker_api_calls_total counter\n\
+         epsm_ops_docker_api_calls_total {}\n\
+         # HELP epsm_ops_health_rounds_total Health monitor rounds since start.\n\
+         # TYPE epsm_ops_health_rounds_total counter\n\
+         epsm_ops_health_rounds_total {}\n\
+         # HELP epsm_ops_health_viewers Pages following the live health reports now.\n\
+         # TYPE epsm_ops_health_viewers gauge\n\
+         epsm_ops_health_viewers {}\n",
+        state.engine.api_calls(),
+        state.health.rounds(),
+        state.health.viewers(),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
