@@ -81,7 +81,12 @@ impl HealthMonitor {
         monitor
     }
 
-    fn new(engine: Arc<Engine>, config: Arc<Config>, masker: Arc<Masker>) -> Arc<HealthMonitor> {
+    /// A monitor whose rounds run only when asked (`round_and_probes`): what tests and benchmarks use.
+    pub fn new(
+        engine: Arc<Engine>,
+        config: Arc<Config>,
+        masker: Arc<Masker>,
+    ) -> Arc<HealthMonitor> {
         let first = HealthReport {
             round: 0,
             taken_at: Utc::now(),
