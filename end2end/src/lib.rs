@@ -118,6 +118,21 @@ impl Console {
         }
     }
 
+    /// Starts `bin` managing `project` (its directory, name and public URL) instead of the repository's
+    /// stack, with health rounds every 2 s; `env` adds or overrides.
+    pub async fn for_stack(bin: &Path, project: &StackProject, env: &[(&str, &str)]) -> Console {
+        let dir = project.dir.path().display().to_string();
+        let public = format!("http://127.0.0.1:{}/", project.nginx_port);
+        let mut all = vec![
+            ("EPSM_OPS_PROJECT_DIR", dir.as_str()),
+            ("EPSM_OPS_PROJECT_NAME", project.name.as_str()),
+            ("EPSM_OPS_PROJECT_PUBLIC_URL", public.as_str()),
+            ("EPSM_OPS_HEALTH_INTERVAL_SECS", "2"),
+        ];
+        all.extend_from_slice(env);
+        Console::start(bin, &all).await
+    }
+
     /// Everything the process printed so far (stdout and stderr).
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
@@ -375,6 +390,50 @@ impl Browser {
             .for_element(fantoccini::Locator::Css(css))
             .await
             .unwrap_or_else(|e| panic!("no element {css:?} within 20 s: {e}"))
+    }
+
+    /// Waits up to `within` until `css` matches exactly `count` elements.
+    pub async fn wait_for_count(&self, css: &str, count: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let found = self
+                .client
+                .find_all(fantoccini::Locator::Css(css))
+                .await
+                .map_or(0, |v| v.len());
+            if found == count {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{css:?}: {found} elements, not {count}, after {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Waits up to `within` until the text of the element `css` satisfies `done`; returns that text.
+    pub async fn wait_for_text(
+        &self,
+        css: &str,
+        within: Duration,
+        done: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let text = match self.client.find(fantoccini::Locator::Css(css)).await {
+                Ok(e) => e.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if done(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{css:?} after {within:?}: {text:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     /// Saves a PNG of the page to `target/screenshots/<name>.png` and returns its path.
