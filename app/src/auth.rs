@@ -34,6 +34,7 @@ pub async fn require(role: Role) -> Result<Actor, crate::error::AppError> {
         Err(crate::error::AppError::Forbidden(format!(
             "this needs the {role:?} role; you are {:?}",
             actor.role
-        )))
+        ))
+        .replied())
     }
 }

@@ -22,6 +22,25 @@ pub enum AppError {
     ServerFn(String),
 }
 
+impl AppError {
+    /// Gives the server function's HTTP reply the status this error means (400 for a wrong request,
+    /// 403 for a refusal, 503 when a dependency failed), and returns the error.
+    #[cfg(feature = "ssr")]
+    pub fn replied(self) -> AppError {
+        use axum::http::StatusCode;
+        let status = match &self {
+            AppError::Invalid(_) => StatusCode::BAD_REQUEST,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::ServerFn(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+            response.set_status(status);
+        }
+        self
+    }
+}
+
 impl FromServerFnError for AppError {
     type Encoder = JsonEncoding;
 

@@ -15,7 +15,9 @@ async fn the_health_page_follows_the_stack_live_and_shows_its_logs() {
     project.compose_ok(&["up", "-d"]);
     let console = Console::for_stack(&console_binary(), &project, &[]).await;
     let browser = Browser::start().await;
-    browser.open_hydrated(&format!("{}/health", console.url)).await;
+    browser
+        .open_hydrated(&format!("{}/health", console.url))
+        .await;
 
     browser
         .wait_for_count(HEALTHY_ROWS, 7, Duration::from_secs(240))

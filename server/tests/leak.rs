@@ -21,6 +21,7 @@ const SERVER_FNS: &[&str] = &[
     "project_info",
     "audit_log",
     "environment_report",
+    "health_report",
 ];
 
 #[tokio::test]

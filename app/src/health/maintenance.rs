@@ -57,9 +57,9 @@ pub async fn prune(target: PruneTarget, confirm: Option<String>) -> Result<Prune
                 "the project name was not typed".into(),
             ))
             .await?;
-        return Err(AppError::Invalid(format!(
-            "type the project name ({project}) to confirm"
-        )));
+        return Err(
+            AppError::Invalid(format!("type the project name ({project}) to confirm")).replied(),
+        );
     }
     let result = match target {
         PruneTarget::BuildCache => state.engine.prune_build_cache().await,
