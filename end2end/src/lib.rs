@@ -45,9 +45,10 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral port on loopback")
 }
 
-/// The `epsm-ops` binary the tests run: `EPSM_OPS_BIN`, else the debug build `cargo leptos build` made.
+/// The `epsm-ops` binary the tests run: `EPSM_CONSOLE_BIN`, else the debug build `cargo leptos build` made.
+/// (Not `EPSM_OPS_*`: the console would read that prefix as its own configuration and refuse it.)
 pub fn console_binary() -> PathBuf {
-    std::env::var_os("EPSM_OPS_BIN")
+    std::env::var_os("EPSM_CONSOLE_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target/debug/epsm-ops"))
 }

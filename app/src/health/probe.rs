@@ -340,7 +340,9 @@ mod tests {
 
     #[test]
     fn django_health_reads_the_json_not_only_the_status() {
-        let cases: &[(Option<i64>, &str, &str, Result<&str, &str>)] = &[
+        // (exit code, stdout, stderr, verdict)
+        type Case<'a> = (Option<i64>, &'a str, &'a str, Result<&'a str, &'a str>);
+        let cases: &[Case] = &[
             (
                 Some(0),
                 r#"{"status": "healthy", "database": "healthy"}"#,

@@ -1,0 +1,215 @@
+//! Health benchmark (run by scripts/bench.sh; prints table rows, asserts nothing): the Health page under
+//! concurrent clients, one probe round against its slowest probe, and Docker API calls per round with
+//! 1 and with 100 live viewers. Real stack, real engine, the release console (`EPSM_CONSOLE_BIN`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use app::config::Config;
+use app::engine::ssr::Engine;
+use app::environment::secrets::{DEFAULT_SECRET_NAME_PARTS, Masker};
+use app::health::ssr::HealthMonitor;
+use app::health::{HealthReport, ProbeResult, Verdict};
+use end2end::{Console, SseReader, StackProject, console_binary, docker_host};
+
+const CLIENTS: usize = 32;
+const LOAD_FOR: Duration = Duration::from_secs(10);
+const VIEWERS: usize = 100;
+const COUNT_FOR: Duration = Duration::from_secs(20);
+
+fn row(figure: &str, value: String, how: &str) {
+    println!("| {figure} | {value} | {how} |");
+}
+
+async fn metric(console: &Console, name: &str) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", console.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+}
+
+/// Docker API calls per probe round while `viewers` pages follow the reports.
+async fn calls_per_round(console: &Console, viewers: usize) -> f64 {
+    let url = format!("{}/api/health/events", console.url);
+    let mut open = Vec::new();
+    for _ in 0..viewers {
+        let mut viewer = SseReader::open(&url).await;
+        viewer.next_data(Duration::from_secs(10)).await;
+        open.push(viewer);
+    }
+    // Every viewer drains its stream, as a page does.
+    let readers: Vec<_> = open
+        .into_iter()
+        .map(|mut v| {
+            tokio::spawn(async move { while v.next_data(COUNT_FOR * 2).await.is_some() {} })
+        })
+        .collect();
+    let (calls0, rounds0) = (
+        metric(console, "epsm_ops_docker_api_calls_total").await,
+        metric(console, "epsm_ops_health_rounds_total").await,
+    );
+    tokio::time::sleep(COUNT_FOR).await;
+    let (calls1, rounds1) = (
+        metric(console, "epsm_ops_docker_api_calls_total").await,
+        metric(console, "epsm_ops_health_rounds_total").await,
+    );
+    for r in readers {
+        r.abort();
+    }
+    (calls1 - calls0) as f64 / (rounds1 - rounds0).max(1) as f64
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() {
+    let project = StackProject::new("epsmbench");
+    project.compose_ok(&["build"]);
+    project.compose_ok(&["up", "-d", "--wait", "--wait-timeout", "300"]);
+    let console = Console::for_stack(&console_binary(), &project, &[]).await;
+
+    // Wait for a healthy report, so the load measures the page as people see it.
+    let mut first = SseReader::open(&format!("{}/api/health/events", console.url)).await;
+    loop {
+        let data = first
+            .next_data(Duration::from_secs(60))
+            .await
+            .expect("report");
+        let report: HealthReport = serde_json::from_str(&data).unwrap();
+        if report.services.len() == 7
+            && report
+                .services
+                .iter()
+                .all(|s| s.verdict == Verdict::Healthy)
+        {
+            break;
+        }
+    }
+    drop(first);
+
+    // The Health page (server-rendered with the newest report) under concurrent clients.
+    let client = reqwest::Client::new();
+    let page = format!("{}/health", console.url);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (client, page) = (client.clone(), page.clone());
+            tokio::spawn(async move {
+                let mut times = Vec::new();
+                while started.elapsed() < LOAD_FOR {
+                    let t = Instant::now();
+                    let reply = client.get(&page).send().await.unwrap();
+                    assert!(reply.status().is_success());
+                    reply.bytes().await.unwrap();
+                    times.push(t.elapsed());
+                }
+                times
+            })
+        })
+        .collect();
+    let mut times = Vec::new();
+    for w in workers {
+        times.extend(w.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    times.sort();
+    let how = format!(
+        "{CLIENTS} concurrent clients on loopback for {} s, release build",
+        LOAD_FOR.as_secs()
+    );
+    row(
+        "health page p50",
+        format!("{:.1} ms", percentile(&times, 0.5).as_secs_f64() * 1e3),
+        &how,
+    );
+    row(
+        "health page p99",
+        format!("{:.1} ms", percentile(&times, 0.99).as_secs_f64() * 1e3),
+        &how,
+    );
+    row(
+        "health page throughput",
+        format!("{:.0} req/s", times.len() as f64 / elapsed.as_secs_f64()),
+        &how,
+    );
+
+    // One probe round (in-process monitor on the same stack) against its slowest single probe.
+    let mut config = Config::default();
+    config.project.name = project.name.clone();
+    config.project.dir = project.dir.path().to_path_buf();
+    config.project.public_url = format!("http://127.0.0.1:{}/", project.nginx_port)
+        .parse()
+        .unwrap();
+    config.docker.host = docker_host();
+    let monitor = HealthMonitor::new(
+        Arc::new(Engine::new(docker_host())),
+        Arc::new(config),
+        Arc::new(Masker::new(DEFAULT_SECRET_NAME_PARTS, &[1; 32])),
+    );
+    monitor.round_and_probes().await; // warm: connection, compose model, image dates
+    let mut ratios = Vec::new();
+    let mut walls = Vec::new();
+    let mut slowest_names = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let report = monitor.round_and_probes().await;
+        let wall = t.elapsed();
+        let (name, slowest) = report
+            .services
+            .iter()
+            .filter_map(|s| match &s.probe {
+                ProbeResult::Passed { latency_ms, .. } | ProbeResult::Failed { latency_ms, .. } => {
+                    Some((s.name.clone(), *latency_ms))
+                }
+                _ => None,
+            })
+            .max_by_key(|(_, l)| *l)
+            .expect("probes ran");
+        walls.push(wall.as_secs_f64() * 1e3);
+        ratios.push(wall.as_secs_f64() * 1e3 / slowest.max(1) as f64);
+        slowest_names.push(format!("{name} {slowest} ms"));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    row(
+        "probe round wall time",
+        format!("{:.0} ms", median(&mut walls)),
+        "median of 5 rounds: state of 7 containers + 6 deep probes in parallel",
+    );
+    row(
+        "probe round / slowest probe",
+        format!("{:.2}x", median(&mut ratios)),
+        &format!(
+            "median of 5; slowest probe each round: {}",
+            slowest_names.join(", ")
+        ),
+    );
+
+    // Docker API calls per round: the monitor's rounds are shared, viewers add none.
+    let one = calls_per_round(&console, 1).await;
+    let hundred = calls_per_round(&console, VIEWERS).await;
+    let how = format!(
+        "/metrics counters over {} s of scheduled rounds",
+        COUNT_FOR.as_secs()
+    );
+    row(
+        "Docker API calls per round, 1 viewer",
+        format!("{one:.1}"),
+        &how,
+    );
+    row(
+        "Docker API calls per round, 100 viewers",
+        format!("{hundred:.1}"),
+        &how,
+    );
+}
