@@ -505,5 +505,10 @@ mod tests {
             parsed.project.compose_file,
             PathBuf::from("docker-compose.production.yml")
         );
+        assert_eq!(
+            parsed.health.probes["celery_beat"],
+            crate::health::probe::default_probe("celery_beat"),
+            "probes are configured by kind"
+        );
     }
 }
