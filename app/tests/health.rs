@@ -89,6 +89,16 @@ fn all_healthy(report: &HealthReport) -> bool {
             .all(|s| s.verdict == Verdict::Healthy)
 }
 
+struct RemoveOnDrop(String);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "--force", &self.0])
+            .output();
+    }
+}
+
 #[tokio::test]
 async fn the_health_monitor_sees_each_failure_of_the_real_stack_with_its_reason() {
     let project = StackProject::new("epsmhealth");
@@ -186,6 +196,8 @@ async fn the_health_monitor_sees_each_failure_of_the_real_stack_with_its_reason(
         .output()
         .unwrap();
     assert!(orphan.status.success(), "{orphan:?}");
+    // `compose down --remove-orphans` stops such a container but leaves it: remove it at the end.
+    let _orphan = RemoveOnDrop(String::from_utf8_lossy(&orphan.stdout).trim().to_string());
     let report = until(&monitor, Duration::from_secs(20), "orphan", |r| {
         !r.orphans.is_empty()
     })
