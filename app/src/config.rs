@@ -12,7 +12,7 @@ use url::Url;
 /// Prefix of every environment variable that sets a configuration key (`EPSM_OPS_LISTEN`, ...).
 pub const ENV_PREFIX: &str = "EPSM_OPS_";
 /// Sections of the file; `EPSM_OPS_PROJECT_DIR` sets `project.dir`.
-const SECTIONS: [&str; 3] = ["project", "docker", "health"];
+const SECTIONS: [&str; 4] = ["project", "docker", "health", "deploy"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +28,7 @@ pub struct Config {
     pub project: ProjectConfig,
     pub docker: DockerConfig,
     pub health: HealthConfig,
+    pub deploy: DeployConfig,
 }
 
 /// The one compose project the console deploys, as the deployment guide fixes it.
@@ -53,6 +54,18 @@ pub struct DockerConfig {
     pub host: String,
     /// The docker CLI (with the compose v2 plugin) that runs compose commands.
     pub cli: PathBuf,
+}
+
+/// The deploy procedure's bounds and the stack's own seed command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployConfig {
+    /// Seconds to wait for database, redis and backend to be healthy after `up` (and for verify).
+    pub wait_timeout_secs: u64,
+    /// Seconds one in-container step (migrate, seed, collectstatic) may take.
+    pub exec_timeout_secs: u64,
+    /// The seed step, run in the backend container.
+    pub seed_command: Vec<String>,
 }
 
 /// The health monitor: how often it looks, how long a probe may take, and the probes themselves.
@@ -110,6 +123,11 @@ impl Default for Config {
                 probe_timeout_secs: 10,
                 disk_usage_interval_secs: 60,
                 probes: Default::default(),
+            },
+            deploy: DeployConfig {
+                wait_timeout_secs: 300,
+                exec_timeout_secs: 1800,
+                seed_command: ["python", "manage.py", "seed"].map(String::from).to_vec(),
             },
         }
     }

@@ -8,6 +8,7 @@ use leptos_router::path;
 
 pub mod audit;
 pub mod auth;
+pub mod deploy;
 pub mod engine;
 pub mod environment;
 pub mod error;
@@ -99,7 +100,8 @@ pub fn App() -> impl IntoView {
                     <Routes fallback=pages::NotFound>
                         <Route path=path!("/") view=pages::OverviewPage/>
                         <Route path=path!("/health") view=health::HealthPage/>
-                        <Route path=path!("/deploys") view=pages::DeploysPage/>
+                        <Route path=path!("/deploys") view=deploy::DeploysPage/>
+                        <Route path=path!("/deploys/:id") view=deploy::DeployPage/>
                         <Route path=path!("/environment") view=environment::EnvironmentPage/>
                         <Route path=path!("/backups") view=pages::BackupsPage/>
                         <Route path=path!("/audit") view=audit::AuditPage/>

@@ -32,16 +32,6 @@ fn ComingPage(title: &'static str, what: &'static str) -> impl IntoView {
 }
 
 #[component]
-pub fn DeploysPage() -> impl IntoView {
-    view! {
-        <ComingPage
-            title="Deploys"
-            what="One-click deploy of the whole guide procedure, with live output, and the history of every deploy."
-        />
-    }
-}
-
-#[component]
 pub fn BackupsPage() -> impl IntoView {
     view! {
         <ComingPage

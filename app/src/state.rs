@@ -7,6 +7,7 @@ use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 
 use crate::config::Config;
+use crate::deploy::ssr::Deployer;
 use crate::engine::ssr::Engine;
 use crate::environment::secrets::Masker;
 use crate::health::ssr::HealthMonitor;
@@ -22,6 +23,8 @@ pub struct AppState {
     pub masker: Arc<Masker>,
     /// The one health monitor every Health page follows.
     pub health: Arc<HealthMonitor>,
+    /// Runs deploys, one at a time.
+    pub deployer: Arc<Deployer>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -139,6 +139,31 @@ impl Console {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Kills the process (SIGKILL), as a crash or an OOM kill would, and waits for it. The data
+    /// directory stays until the `Console` is dropped.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("console still running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// The data directory the process was given (to start another console on the same store).
+    pub fn data_path(&self) -> PathBuf {
+        self.data_dir.path().join("data")
+    }
+
+    /// POSTs a server function with form fields and returns the status and body.
+    pub async fn call(&self, endpoint: &str, form: &[(&str, &str)]) -> (u16, String) {
+        let reply = reqwest::Client::new()
+            .post(format!("{}/api/{endpoint}", self.url))
+            .form(form)
+            .send()
+            .await
+            .expect("server function call");
+        let status = reply.status().as_u16();
+        (status, reply.text().await.unwrap_or_default())
+    }
+
     /// Asks the process to stop (SIGTERM) and waits for it.
     pub fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("console still running");

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use app::audit::{AuditEvent, Outcome};
 use app::config::{Config, ConfigError};
+use app::deploy::ssr::Deployer;
 use app::engine::EngineState;
 use app::engine::ssr::Engine;
 use app::environment::secrets::{DEFAULT_SECRET_NAME_PARTS, Masker};
@@ -202,6 +203,14 @@ async fn serve(args: ServeArgs) -> Result<(), StartError> {
     let addr = config.listen;
     let config = Arc::new(config);
     let health = HealthMonitor::start(engine.clone(), config.clone(), masker.clone());
+    let deployer = Deployer::new(
+        config.clone(),
+        store.clone(),
+        engine.clone(),
+        masker.clone(),
+        health.clone(),
+    )
+    .await?;
     let state = AppState {
         leptos_options,
         config,
@@ -209,6 +218,7 @@ async fn serve(args: ServeArgs) -> Result<(), StartError> {
         engine,
         masker,
         health,
+        deployer,
     };
     let shutdown = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind(addr)

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 const MAX_TAIL: usize = 5000;
 
 pub fn routes(shutdown: CancellationToken) -> Router<AppState> {
-    let (for_health, for_logs) = (shutdown.clone(), shutdown);
+    let (for_health, for_logs, for_deploys) = (shutdown.clone(), shutdown.clone(), shutdown);
     Router::new()
         .route(
             "/api/health/events",
@@ -31,6 +31,10 @@ pub fn routes(shutdown: CancellationToken) -> Router<AppState> {
         .route(
             "/api/logs/{service}",
             get(move |state, path, query| service_logs(state, path, query, for_logs.clone())),
+        )
+        .route(
+            "/api/deploys/{id}/events",
+            get(move |state, path| deploy_events(state, path, for_deploys.clone())),
         )
         .route("/metrics", get(metrics))
 }
@@ -116,6 +120,66 @@ async fn service_logs(
     .flatten()
     .map(|event| Ok::<_, Infallible>(Event::default().json_data(&event).unwrap_or_default()));
     sse(lines, shutdown)
+}
+
+/// A deploy's events: everything so far, then (while it runs) each new one until it finishes. A
+/// finished deploy's stream is its steps, its stored log and its outcome.
+async fn deploy_events(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    shutdown: CancellationToken,
+) -> Response {
+    use app::deploy::DeployEvent;
+    if let Err(e) = require(Role::Viewer).await {
+        return (StatusCode::FORBIDDEN, e.to_string()).into_response();
+    }
+    let to_sse =
+        |e: DeployEvent| Ok::<_, Infallible>(Event::default().json_data(&e).unwrap_or_default());
+    if let Some((history, live)) = state.deployer.follow(id) {
+        let finished = history
+            .iter()
+            .any(|e| matches!(e, DeployEvent::Finished { .. }));
+        let rest = stream::unfold((live, finished), |(mut rx, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                match rx.recv().await {
+                    Ok(event) => {
+                        let done = matches!(event, DeployEvent::Finished { .. });
+                        return Some((event, (rx, done)));
+                    }
+                    // A slow viewer missed lines: they are in the store; go on with the newest.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        return sse(stream::iter(history).chain(rest).map(to_sse), shutdown);
+    }
+    let deploy = match state.store.deploy(id).await {
+        Ok(Some(deploy)) => deploy,
+        Ok(None) => {
+            return (StatusCode::NOT_FOUND, format!("there is no deploy #{id}")).into_response();
+        }
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    };
+    let lines = match state.store.deploy_log(id).await {
+        Ok(lines) => lines,
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    };
+    let mut events: Vec<DeployEvent> = deploy
+        .steps
+        .into_iter()
+        .enumerate()
+        .map(|(position, step)| DeployEvent::Step { position, step })
+        .collect();
+    events.extend(lines.into_iter().map(DeployEvent::Line));
+    events.push(DeployEvent::Finished {
+        outcome: deploy.outcome,
+        summary: deploy.summary,
+    });
+    sse(stream::iter(events).map(to_sse), shutdown)
 }
 
 fn sse<S>(events: S, shutdown: CancellationToken) -> Response

@@ -1,0 +1,223 @@
+//! One-click deploy: the guide's procedure as named steps (`plan.rs`), run one at a time by the
+//! server (`ssr.rs`) with live, scrubbed output, and every deploy kept in the history. The pages are
+//! in `view.rs`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::AppError;
+
+pub mod plan;
+#[cfg(feature = "ssr")]
+pub mod ssr;
+#[cfg(feature = "ssr")]
+mod store;
+mod view;
+
+pub use view::{DeployPage, DeploysPage};
+
+/// The options the guide names.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeployOptions {
+    #[serde(default)]
+    pub skip_migrations: bool,
+    #[serde(default)]
+    pub skip_seed: bool,
+    /// No `--pull` (where there is no registry to refresh base images from).
+    #[serde(default)]
+    pub no_pull: bool,
+    /// `down --volumes`: DELETES ALL DATA. Admin only, with the project name typed.
+    #[serde(default)]
+    pub recreate_volumes: bool,
+    /// Deploy although the environment audit has error-level findings.
+    #[serde(default)]
+    pub ignore_audit_errors: bool,
+}
+
+impl DeployOptions {
+    /// The options in words, for the audit log and the deploy's page.
+    pub fn describe(&self) -> String {
+        let parts: Vec<&str> = [
+            (self.skip_migrations, "skip migrations"),
+            (self.skip_seed, "skip seed"),
+            (self.no_pull, "no pull"),
+            (self.recreate_volumes, "RECREATE VOLUMES"),
+            (self.ignore_audit_errors, "ignore audit errors"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+        if parts.is_empty() {
+            "default options".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// The server stopped while it ran.
+    Interrupted,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Running => "running",
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Outcome {
+        match s {
+            "running" => Outcome::Running,
+            "succeeded" => Outcome::Succeeded,
+            "cancelled" => Outcome::Cancelled,
+            "interrupted" => Outcome::Interrupted,
+            _ => Outcome::Failed,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StepStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+    Cancelled,
+}
+
+impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Running => "running",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> StepStatus {
+        match s {
+            "pending" => StepStatus::Pending,
+            "running" => StepStatus::Running,
+            "succeeded" => StepStatus::Succeeded,
+            "skipped" => StepStatus::Skipped,
+            "cancelled" => StepStatus::Cancelled,
+            _ => StepStatus::Failed,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeployStep {
+    pub name: String,
+    pub status: StepStatus,
+    pub exit_code: Option<i64>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<u64>,
+}
+
+/// A deploy as the history keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deploy {
+    pub id: i64,
+    pub actor: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub options: DeployOptions,
+    pub outcome: Outcome,
+    /// Why it failed or what it left, in one scrubbed line; empty while running.
+    pub summary: String,
+    pub git_commit: Option<String>,
+    pub version: Option<String>,
+    pub env_sha256: Option<String>,
+    pub compose_sha256: Option<String>,
+    /// The image id of every service after the deploy.
+    pub images: Vec<(String, String)>,
+    pub steps: Vec<DeployStep>,
+}
+
+impl Deploy {
+    pub fn duration_ms(&self) -> Option<i64> {
+        Some((self.finished_at? - self.started_at).num_milliseconds())
+    }
+}
+
+/// One line of a deploy's output, scrubbed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeployLine {
+    pub seq: u64,
+    /// Position of the step that printed it.
+    pub step: usize,
+    pub stderr: bool,
+    pub text: String,
+}
+
+/// What a deploy's live stream carries: everything so far first, then each change as it happens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum DeployEvent {
+    Line(DeployLine),
+    Step { position: usize, step: DeployStep },
+    Finished { outcome: Outcome, summary: String },
+}
+
+#[leptos::server(endpoint = "deploy_start")]
+pub async fn start_deploy(
+    options: DeployOptions,
+    confirm: Option<String>,
+) -> Result<i64, AppError> {
+    use crate::auth::{Role, require};
+    let role = if options.recreate_volumes {
+        Role::Admin
+    } else {
+        Role::Deployer
+    };
+    let actor = require(role).await?;
+    let state = leptos::prelude::expect_context::<crate::state::AppState>();
+    state
+        .deployer
+        .start(&actor, options, confirm.as_deref())
+        .await
+        .map_err(|e| e.into_app_error().replied())
+}
+
+#[leptos::server(endpoint = "deploy_cancel")]
+pub async fn cancel_deploy(id: i64) -> Result<(), AppError> {
+    let actor = crate::auth::require(crate::auth::Role::Deployer).await?;
+    let state = leptos::prelude::expect_context::<crate::state::AppState>();
+    state
+        .deployer
+        .cancel(&actor, id)
+        .await
+        .map_err(|e| e.into_app_error().replied())
+}
+
+#[leptos::server(endpoint = "deploy_list")]
+pub async fn list_deploys(outcome: Option<Outcome>) -> Result<Vec<Deploy>, AppError> {
+    crate::auth::require(crate::auth::Role::Viewer).await?;
+    let state = leptos::prelude::expect_context::<crate::state::AppState>();
+    Ok(state.store.deploys(outcome, 200).await?)
+}
+
+#[leptos::server(endpoint = "deploy_get")]
+pub async fn get_deploy(id: i64) -> Result<Deploy, AppError> {
+    crate::auth::require(crate::auth::Role::Viewer).await?;
+    let state = leptos::prelude::expect_context::<crate::state::AppState>();
+    match state.store.deploy(id).await? {
+        Some(deploy) => Ok(deploy),
+        None => Err(AppError::Invalid(format!("there is no deploy #{id}")).replied()),
+    }
+}

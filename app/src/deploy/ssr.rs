@@ -1,0 +1,933 @@
+//! Running deploys: one at a time (a lock in memory and a unique row in the store), each step of the
+//! plan carried out for real (compose as a child process in its own process group, in-container steps
+//! through the API), every line scrubbed, stored and sent to the live viewers, and the outcome kept.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::plan::{Action, PlannedStep, plan};
+use super::{DeployEvent, DeployLine, DeployOptions, DeployStep, Outcome, StepStatus};
+use crate::audit::{AuditEvent, Outcome as AuditOutcome};
+use crate::auth::Actor;
+use crate::compose::ComposeCli;
+use crate::config::Config;
+use crate::engine::ssr::{Engine, SERVICE_LABEL};
+use crate::environment::secrets::{Masker, Scrubber};
+use crate::error::AppError;
+use crate::health::Verdict;
+use crate::health::ssr::HealthMonitor;
+use crate::store::{Store, StoreError};
+
+/// Longer lines are cut: one runaway line must not fill the store or a page.
+const MAX_LINE: usize = 8 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error(
+        "deploy #{id} started by {actor} at {started_at} UTC is running: wait for it or cancel it"
+    )]
+    Busy {
+        id: i64,
+        actor: String,
+        started_at: String,
+    },
+    #[error("recreating volumes deletes all data: type the project name ({project}) to confirm")]
+    NotConfirmed { project: String },
+    #[error("deploy #{0} is not running")]
+    NotRunning(i64),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+impl DeployError {
+    pub fn into_app_error(self) -> AppError {
+        match self {
+            DeployError::Busy { .. } | DeployError::NotRunning(_) => {
+                AppError::Invalid(self.to_string())
+            }
+            DeployError::NotConfirmed { .. } => AppError::Invalid(self.to_string()),
+            DeployError::Store(e) => AppError::from(e),
+        }
+    }
+}
+
+/// The running deploy, as the lock holds it.
+struct Running {
+    id: i64,
+    actor: String,
+    started_at: DateTime<Utc>,
+    cancel: CancellationToken,
+    /// Everything sent so far, so a viewer who joins late sees it all.
+    history: Vec<DeployEvent>,
+    live: broadcast::Sender<DeployEvent>,
+}
+
+pub struct Deployer {
+    config: Arc<Config>,
+    store: Store,
+    engine: Arc<Engine>,
+    masker: Arc<Masker>,
+    health: Arc<HealthMonitor>,
+    compose: ComposeCli,
+    running: Mutex<Option<Running>>,
+}
+
+impl Deployer {
+    /// Marks deploys a previous process left running as interrupted (the lock is free again).
+    pub async fn new(
+        config: Arc<Config>,
+        store: Store,
+        engine: Arc<Engine>,
+        masker: Arc<Masker>,
+        health: Arc<HealthMonitor>,
+    ) -> Result<Arc<Deployer>, StoreError> {
+        for id in store.interrupt_running_deploys().await? {
+            tracing::warn!("deploy #{id} was running when the console stopped: marked interrupted");
+            store
+                .record(AuditEvent {
+                    actor: "system".into(),
+                    action: "deploy.interrupted".into(),
+                    target: format!("deploy #{id}"),
+                    outcome: AuditOutcome::Failed,
+                    detail: "the console stopped while it ran".into(),
+                })
+                .await?;
+        }
+        Ok(Arc::new(Deployer {
+            compose: ComposeCli::from_config(&config),
+            config,
+            store,
+            engine,
+            masker,
+            health,
+            running: Mutex::new(None),
+        }))
+    }
+
+    /// Starts a deploy unless one runs. Returns its id at once; the deploy goes on in a task.
+    pub async fn start(
+        self: &Arc<Self>,
+        actor: &Actor,
+        options: DeployOptions,
+        confirm: Option<&str>,
+    ) -> Result<i64, DeployError> {
+        let project = &self.config.project.name;
+        if options.recreate_volumes && confirm.map(str::trim) != Some(project.as_str()) {
+            self.audit(
+                actor,
+                "deploy.start",
+                "",
+                AuditOutcome::Refused,
+                "recreate volumes not confirmed",
+            )
+            .await?;
+            return Err(DeployError::NotConfirmed {
+                project: project.clone(),
+            });
+        }
+        let plan = plan(&options, &self.config.deploy.seed_command);
+        let claimed = {
+            // Held across no await: the check and the claim are one step.
+            let mut running = self.running.lock().expect("deploy lock");
+            match running.as_ref() {
+                Some(r) => Err(DeployError::Busy {
+                    id: r.id,
+                    actor: r.actor.clone(),
+                    started_at: r.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                }),
+                None => {
+                    let cancel = CancellationToken::new();
+                    // Claimed with id 0 until the store gives the id (a second click meanwhile is refused).
+                    *running = Some(Running {
+                        id: 0,
+                        actor: actor.name.clone(),
+                        started_at: Utc::now(),
+                        cancel: cancel.clone(),
+                        history: Vec::new(),
+                        live: broadcast::channel(1024).0,
+                    });
+                    Ok(cancel)
+                }
+            }
+        };
+        let cancel = match claimed {
+            Ok(cancel) => cancel,
+            Err(busy) => {
+                self.audit(
+                    actor,
+                    "deploy.start",
+                    "",
+                    AuditOutcome::Refused,
+                    &busy.to_string(),
+                )
+                .await?;
+                return Err(busy);
+            }
+        };
+        let facts = self.project_facts().await;
+        let inserted = self
+            .store
+            .insert_deploy(&actor.name, &options, &plan, &facts)
+            .await;
+        let id = match inserted {
+            Ok(id) => id,
+            Err(e) => {
+                *self.running.lock().expect("deploy lock") = None;
+                return Err(e.into());
+            }
+        };
+        if let Some(r) = self.running.lock().expect("deploy lock").as_mut() {
+            r.id = id;
+        }
+        self.audit(
+            actor,
+            "deploy.start",
+            &format!("deploy #{id}"),
+            AuditOutcome::Ok,
+            &options.describe(),
+        )
+        .await?;
+        let me = Arc::clone(self);
+        let actor = actor.clone();
+        tokio::spawn(async move { me.run(id, actor, options, plan, cancel).await });
+        Ok(id)
+    }
+
+    /// Cancels the running deploy `id`: its current step is stopped (a child process with its whole
+    /// process tree).
+    pub async fn cancel(&self, actor: &Actor, id: i64) -> Result<(), DeployError> {
+        let token = {
+            let running = self.running.lock().expect("deploy lock");
+            match running.as_ref() {
+                Some(r) if r.id == id => r.cancel.clone(),
+                _ => return Err(DeployError::NotRunning(id)),
+            }
+        };
+        token.cancel();
+        self.audit(
+            actor,
+            "deploy.cancel",
+            &format!("deploy #{id}"),
+            AuditOutcome::Ok,
+            "",
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The running deploy's events so far and a receiver for the rest, when `id` is the running one.
+    pub fn follow(&self, id: i64) -> Option<(Vec<DeployEvent>, broadcast::Receiver<DeployEvent>)> {
+        let running = self.running.lock().expect("deploy lock");
+        let r = running.as_ref().filter(|r| r.id == id)?;
+        Some((r.history.clone(), r.live.subscribe()))
+    }
+
+    /// The id of the running deploy, if any.
+    pub fn running_id(&self) -> Option<i64> {
+        self.running
+            .lock()
+            .expect("deploy lock")
+            .as_ref()
+            .map(|r| r.id)
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        id: i64,
+        actor: Actor,
+        options: DeployOptions,
+        plan: Vec<PlannedStep>,
+        cancel: CancellationToken,
+    ) {
+        let scrubber = Arc::new(self.scrubber());
+        let mut out = Output {
+            deployer: &self,
+            id,
+            seq: 0,
+            scrubber: Arc::clone(&scrubber),
+        };
+        let mut outcome = Outcome::Succeeded;
+        let mut summary = String::new();
+        for (position, planned) in plan.iter().enumerate() {
+            if planned.skipped {
+                out.step(
+                    position,
+                    planned.name,
+                    StepStatus::Skipped,
+                    None,
+                    None,
+                    None,
+                )
+                .await;
+                continue;
+            }
+            if outcome != Outcome::Succeeded {
+                continue;
+            }
+            let started = Utc::now();
+            let clock = Instant::now();
+            out.step(
+                position,
+                planned.name,
+                StepStatus::Running,
+                None,
+                Some(started),
+                None,
+            )
+            .await;
+            let result = tokio::select! {
+                r = self.carry_out(&planned.action, &options, position, &mut out) => r,
+                _ = cancel.cancelled() => Err(StepFailure::cancelled()),
+            };
+            let ms = Some(clock.elapsed().as_millis() as u64);
+            match result {
+                Ok(code) => {
+                    out.step(
+                        position,
+                        planned.name,
+                        StepStatus::Succeeded,
+                        code,
+                        Some(started),
+                        ms,
+                    )
+                    .await
+                }
+                Err(failure) => {
+                    let status = if failure.cancelled {
+                        StepStatus::Cancelled
+                    } else {
+                        StepStatus::Failed
+                    };
+                    out.step(
+                        position,
+                        planned.name,
+                        status,
+                        failure.exit_code,
+                        Some(started),
+                        ms,
+                    )
+                    .await;
+                    out.line(
+                        position,
+                        true,
+                        &format!(
+                            "step {} {}: {}",
+                            planned.name,
+                            status.as_str(),
+                            failure.reason
+                        ),
+                    )
+                    .await;
+                    outcome = if failure.cancelled {
+                        Outcome::Cancelled
+                    } else {
+                        Outcome::Failed
+                    };
+                    summary = scrubber.scrub(&format!(
+                        "{} at step {}: {}{}",
+                        outcome.as_str(),
+                        planned.name,
+                        failure.reason,
+                        left_state(planned.name)
+                    ));
+                }
+            }
+        }
+        if outcome == Outcome::Succeeded {
+            summary = "all steps succeeded; every service up and healthy".into();
+        }
+        let images = self.images().await;
+        if let Err(e) = self
+            .store
+            .finish_deploy(id, outcome, &summary, &images)
+            .await
+        {
+            tracing::error!("deploy #{id}: cannot record the outcome: {e}");
+        }
+        let audit_outcome = if outcome == Outcome::Succeeded {
+            AuditOutcome::Ok
+        } else {
+            AuditOutcome::Failed
+        };
+        let _ = self
+            .audit(
+                &actor,
+                "deploy.finish",
+                &format!("deploy #{id}"),
+                audit_outcome,
+                &summary,
+            )
+            .await;
+        out.send(DeployEvent::Finished { outcome, summary });
+        *self.running.lock().expect("deploy lock") = None;
+        self.health.refresh();
+    }
+
+    async fn carry_out(
+        &self,
+        action: &Action,
+        options: &DeployOptions,
+        position: usize,
+        out: &mut Output<'_>,
+    ) -> Result<Option<i64>, StepFailure> {
+        match action {
+            Action::Preflight => self.preflight(options, position, out).await.map(|_| None),
+            Action::Compose(args) => self.compose_step(args, position, out).await.map(Some),
+            Action::PruneBuildCache => {
+                let (removed, freed) = self
+                    .engine
+                    .prune_build_cache()
+                    .await
+                    .map_err(|e| StepFailure::new(e.to_string()))?;
+                out.line(
+                    position,
+                    false,
+                    &format!(
+                        "build cache: removed {removed} entries, freed {}",
+                        crate::health::maintenance::human_bytes(freed)
+                    ),
+                )
+                .await;
+                Ok(None)
+            }
+            Action::WaitHealthy(services) => self
+                .wait_healthy(services, position, out)
+                .await
+                .map(|_| None),
+            Action::Exec { service, cmd } => {
+                self.exec_step(service, cmd, position, out).await.map(Some)
+            }
+            Action::Verify => self.verify(position, out).await.map(|_| None),
+        }
+    }
+
+    async fn preflight(
+        &self,
+        options: &DeployOptions,
+        position: usize,
+        out: &mut Output<'_>,
+    ) -> Result<(), StepFailure> {
+        let audit = crate::environment::ssr::audit_project(
+            &self.config.project.dir,
+            &self.config.project.compose_file,
+            &self.config.project.env_file,
+        )
+        .map_err(|e| StepFailure::new(e.to_string()))?;
+        let errors: Vec<String> = audit
+            .findings
+            .iter()
+            .filter(|f| f.severity == crate::environment::Severity::Error)
+            .map(|f| {
+                format!(
+                    "{} {} (line {}): {}",
+                    f.rule,
+                    f.key,
+                    f.line.unwrap_or(0),
+                    f.message
+                )
+            })
+            .collect();
+        for e in &errors {
+            out.line(position, true, &format!("audit error: {e}")).await;
+        }
+        if !errors.is_empty() && !options.ignore_audit_errors {
+            return Err(StepFailure::new(format!(
+                "the environment audit has {} error-level finding(s) (see the Environment page; the deploy option \"ignore audit errors\" overrides)",
+                errors.len()
+            )));
+        }
+        let quiet = self
+            .compose
+            .output(
+                &["config", "--quiet"],
+                Duration::from_secs(30),
+                &out.scrubber,
+            )
+            .await
+            .map_err(|e| StepFailure::new(e.to_string()))?;
+        drop(quiet);
+        out.line(
+            position,
+            false,
+            "compose file and env file: compose accepts them",
+        )
+        .await;
+        match self.engine.status().await.state {
+            crate::engine::EngineState::Reachable(info) => {
+                out.line(
+                    position,
+                    false,
+                    &format!("Docker engine {} answers", info.version),
+                )
+                .await;
+                Ok(())
+            }
+            crate::engine::EngineState::Unreachable { reason } => Err(StepFailure::new(reason)),
+        }
+    }
+
+    /// `docker compose <args>` in its own process group; every line of its output is a log line.
+    async fn compose_step(
+        &self,
+        args: &[String],
+        position: usize,
+        out: &mut Output<'_>,
+    ) -> Result<i64, StepFailure> {
+        let mut full = vec!["--ansi", "never", "--progress", "plain"];
+        full.extend(args.iter().map(String::as_str));
+        out.line(
+            position,
+            false,
+            &format!("$ docker compose {}", args.join(" ")),
+        )
+        .await;
+        let mut child = self
+            .compose
+            .command(&full)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| {
+                StepFailure::new(format!(
+                    "cannot run {}: {e}",
+                    self.compose.program.display()
+                ))
+            })?;
+        let group = ProcessGroup(child.id());
+        // Kept in the store too: if the console dies, the next start stops what it left running.
+        if let Err(e) = self.store.set_child_group(out.id, child.id()).await {
+            tracing::warn!("deploy #{}: {e}", out.id);
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(bool, String)>(256);
+        for (stderr, pipe) in [
+            (
+                false,
+                child
+                    .stdout
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            ),
+            (
+                true,
+                child
+                    .stderr
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            ),
+        ] {
+            let Some(pipe) = pipe else { continue };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(pipe).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if tx.send((stderr, line)).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        while let Some((stderr, line)) = rx.recv().await {
+            out.line(position, stderr, &line).await;
+        }
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| StepFailure::new(format!("waiting for compose: {e}")))?;
+        group.disarm();
+        let _ = self.store.set_child_group(out.id, None).await;
+        match status.code() {
+            Some(0) => Ok(0),
+            Some(code) => Err(StepFailure {
+                reason: format!("`docker compose {}` exited {code}", args.join(" ")),
+                exit_code: Some(code as i64),
+                cancelled: false,
+            }),
+            None => Err(StepFailure::new("compose was killed by a signal".into())),
+        }
+    }
+
+    async fn exec_step(
+        &self,
+        service: &str,
+        cmd: &[String],
+        position: usize,
+        out: &mut Output<'_>,
+    ) -> Result<i64, StepFailure> {
+        let container = self
+            .engine
+            .service_container(&self.config.project.name, service)
+            .await
+            .map_err(|e| StepFailure::new(e.to_string()))?
+            .ok_or_else(|| StepFailure::new(format!("service {service} has no container")))?;
+        out.line(
+            position,
+            false,
+            &format!("$ exec {service} {}", cmd.join(" ")),
+        )
+        .await;
+        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let result = self
+            .engine
+            .exec(
+                &container,
+                &cmd,
+                &[],
+                Duration::from_secs(self.config.deploy.exec_timeout_secs),
+            )
+            .await
+            .map_err(|e| StepFailure::new(e.to_string()))?;
+        for line in result.stdout.lines() {
+            out.line(position, false, line).await;
+        }
+        for line in result.stderr.lines() {
+            out.line(position, true, line).await;
+        }
+        match result.exit_code {
+            Some(0) => Ok(0),
+            code => {
+                let last = result
+                    .stderr
+                    .lines()
+                    .chain(result.stdout.lines())
+                    .rfind(|l| !l.trim().is_empty())
+                    .unwrap_or("no output")
+                    .trim()
+                    .to_string();
+                Err(StepFailure {
+                    reason: format!(
+                        "`{}` exited {}: {last}",
+                        cmd.join(" "),
+                        code.map_or("without a code".into(), |c| c.to_string())
+                    ),
+                    exit_code: code,
+                    cancelled: false,
+                })
+            }
+        }
+    }
+
+    /// Until the services' containers are healthy (Docker's healthcheck), bounded.
+    async fn wait_healthy(
+        &self,
+        services: &[String],
+        position: usize,
+        out: &mut Output<'_>,
+    ) -> Result<(), StepFailure> {
+        let within = Duration::from_secs(self.config.deploy.wait_timeout_secs);
+        let deadline = Instant::now() + within;
+        let mut last_said = String::new();
+        loop {
+            let mut waiting = Vec::new();
+            for service in services {
+                let state = match self
+                    .engine
+                    .service_container(&self.config.project.name, service)
+                    .await
+                {
+                    Ok(Some(id)) => match self.engine.inspect_container(&id).await {
+                        Ok(inspect) => {
+                            let s = inspect.state.unwrap_or_default();
+                            let status = s.status.map(|x| x.to_string()).unwrap_or_default();
+                            let health = s
+                                .health
+                                .clone()
+                                .and_then(|h| h.status)
+                                .map(|h| h.to_string());
+                            let output = s
+                                .health
+                                .and_then(|h| h.log?.last()?.output.clone())
+                                .unwrap_or_default();
+                            match (status.as_str(), health.as_deref()) {
+                                ("running", Some("healthy") | None | Some("none") | Some("")) => {
+                                    None
+                                }
+                                (status, health) => Some(format!(
+                                    "{service}: {status}{}{}",
+                                    health.map(|h| format!(", {h}")).unwrap_or_default(),
+                                    if output.trim().is_empty() {
+                                        String::new()
+                                    } else {
+                                        format!(" ({})", output.trim())
+                                    }
+                                )),
+                            }
+                        }
+                        Err(e) => Some(format!("{service}: {e}")),
+                    },
+                    Ok(None) => Some(format!("{service}: no container")),
+                    Err(e) => return Err(StepFailure::new(e.to_string())),
+                };
+                waiting.extend(state);
+            }
+            if waiting.is_empty() {
+                out.line(
+                    position,
+                    false,
+                    &format!("healthy: {}", services.join(", ")),
+                )
+                .await;
+                return Ok(());
+            }
+            let said = waiting.join("; ");
+            if said != last_said {
+                out.line(position, false, &format!("waiting: {said}")).await;
+                last_said = said.clone();
+            }
+            if Instant::now() >= deadline {
+                return Err(StepFailure::new(format!(
+                    "not healthy within {} s: {said}",
+                    within.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Every declared service healthy, deep probes included (the Health page's verdicts).
+    async fn verify(&self, position: usize, out: &mut Output<'_>) -> Result<(), StepFailure> {
+        let within = Duration::from_secs(self.config.deploy.wait_timeout_secs);
+        let deadline = Instant::now() + within;
+        loop {
+            let report = self.health.round_and_probes().await;
+            let bad: Vec<String> = report
+                .services
+                .iter()
+                .filter(|s| s.verdict != Verdict::Healthy)
+                .map(|s| format!("{}: {}", s.name, s.verdict.reason().unwrap_or("")))
+                .collect();
+            if bad.is_empty() && !report.services.is_empty() {
+                for s in &report.services {
+                    let probe = match &s.probe {
+                        crate::health::ProbeResult::Passed { detail, .. } => detail.clone(),
+                        _ => "running".into(),
+                    };
+                    out.line(position, false, &format!("{}: healthy ({probe})", s.name))
+                        .await;
+                }
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(StepFailure::new(format!("not healthy: {}", bad.join("; "))));
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
+    fn scrubber(&self) -> Scrubber {
+        let text = std::fs::read_to_string(self.config.env_file()).unwrap_or_default();
+        let env = crate::environment::envfile::parse(&text, &|_| None).unwrap_or_default();
+        Scrubber::new(&self.masker.secret_values(env.resolved()))
+    }
+
+    /// Git commit and VERSION of the project directory, and the hashes of the two files as deployed.
+    async fn project_facts(&self) -> ProjectFacts {
+        let dir = &self.config.project.dir;
+        let git_commit = tokio::process::Command::new("git")
+            .args(["-C"])
+            .arg(dir)
+            .args(["rev-parse", "HEAD"])
+            .stderr(Stdio::null())
+            .output()
+            .await
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        let version = std::fs::read_to_string(dir.join("VERSION"))
+            .ok()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
+        let hash = |p: std::path::PathBuf| {
+            std::fs::read(p)
+                .ok()
+                .map(|b| hex::encode(Sha256::digest(b)))
+        };
+        ProjectFacts {
+            git_commit,
+            version,
+            env_sha256: hash(self.config.env_file()),
+            compose_sha256: hash(self.config.compose_file()),
+        }
+    }
+
+    async fn images(&self) -> Vec<(String, String)> {
+        let mut images: Vec<(String, String)> = self
+            .engine
+            .project_containers(&self.config.project.name)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|c| {
+                let service = c.labels.as_ref()?.get(SERVICE_LABEL)?.clone();
+                Some((service, c.image_id?))
+            })
+            .collect();
+        images.sort();
+        images.dedup();
+        images
+    }
+
+    async fn audit(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: &str,
+        outcome: AuditOutcome,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        self.store
+            .record(AuditEvent {
+                actor: actor.name.clone(),
+                action: action.into(),
+                target: target.into(),
+                outcome,
+                detail: detail.into(),
+            })
+            .await
+            .map(drop)
+    }
+}
+
+pub struct ProjectFacts {
+    pub git_commit: Option<String>,
+    pub version: Option<String>,
+    pub env_sha256: Option<String>,
+    pub compose_sha256: Option<String>,
+}
+
+/// What state a step's failure leaves the stack in, for the summary.
+fn left_state(step: &str) -> &'static str {
+    match step {
+        "preflight" => " (nothing was changed)",
+        "down" | "prune build cache" | "build" => {
+            " (the stack is down: run a deploy again, or roll back)"
+        }
+        "up" | "wait for healthy" => " (the new containers may be partly up)",
+        _ => " (the new containers are up)",
+    }
+}
+
+struct StepFailure {
+    reason: String,
+    exit_code: Option<i64>,
+    cancelled: bool,
+}
+
+impl StepFailure {
+    fn new(reason: String) -> StepFailure {
+        StepFailure {
+            reason,
+            exit_code: None,
+            cancelled: false,
+        }
+    }
+
+    fn cancelled() -> StepFailure {
+        StepFailure {
+            reason: "cancelled".into(),
+            exit_code: None,
+            cancelled: true,
+        }
+    }
+}
+
+/// Kills a child's whole process group when dropped (the step was cancelled or failed), unless the
+/// child ended by itself first.
+pub(super) struct ProcessGroup(pub(super) Option<u32>);
+
+impl ProcessGroup {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.and_then(|p| i32::try_from(p).ok()) {
+            use nix::sys::signal::{Signal, killpg};
+            use nix::unistd::Pid;
+            // compose, and the buildx / docker processes it started.
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(5));
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            });
+        }
+    }
+}
+
+/// Writes a deploy's lines and steps to the store and to the live viewers.
+struct Output<'a> {
+    deployer: &'a Deployer,
+    id: i64,
+    seq: u64,
+    scrubber: Arc<Scrubber>,
+}
+
+impl Output<'_> {
+    async fn line(&mut self, step: usize, stderr: bool, text: &str) {
+        let mut text = self.scrubber.scrub(text.trim_end());
+        if text.len() > MAX_LINE {
+            let mut end = MAX_LINE;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+            text.push_str(" [line cut]");
+        }
+        self.seq += 1;
+        let line = DeployLine {
+            seq: self.seq,
+            step,
+            stderr,
+            text,
+        };
+        if let Err(e) = self.deployer.store.append_deploy_line(self.id, &line).await {
+            tracing::error!("deploy #{}: cannot store a log line: {e}", self.id);
+        }
+        self.send(DeployEvent::Line(line));
+    }
+
+    async fn step(
+        &mut self,
+        position: usize,
+        name: &str,
+        status: StepStatus,
+        exit_code: Option<i64>,
+        started_at: Option<DateTime<Utc>>,
+        duration_ms: Option<u64>,
+    ) {
+        let step = DeployStep {
+            name: name.to_string(),
+            status,
+            exit_code,
+            started_at,
+            duration_ms,
+        };
+        if let Err(e) = self
+            .deployer
+            .store
+            .update_deploy_step(self.id, position, &step)
+            .await
+        {
+            tracing::error!("deploy #{}: cannot store a step: {e}", self.id);
+        }
+        self.send(DeployEvent::Step { position, step });
+    }
+
+    fn send(&self, event: DeployEvent) {
+        let mut running = self.deployer.running.lock().expect("deploy lock");
+        if let Some(r) = running.as_mut().filter(|r| r.id == self.id) {
+            r.history.push(event.clone());
+            let _ = r.live.send(event);
+        }
+    }
+}

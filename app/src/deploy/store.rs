@@ -1,0 +1,399 @@
+//! The deploy history in the store: a row per deploy, its steps and its scrubbed log. Written by the
+//! running deploy (`ssr.rs`), read by the pages and the live stream.
+
+use chrono::{DateTime, Utc};
+
+use super::plan::PlannedStep;
+use super::ssr::{ProcessGroup, ProjectFacts};
+use super::{Deploy, DeployLine, DeployOptions, DeployStep, Outcome, StepStatus};
+use crate::store::{Store, StoreError, query_failed};
+
+type DeployRow = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
+fn time(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default()
+}
+
+fn now_text() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Store {
+    pub(super) async fn insert_deploy(
+        &self,
+        actor: &str,
+        options: &DeployOptions,
+        plan: &[PlannedStep],
+        facts: &ProjectFacts,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self
+            .pool()
+            .begin()
+            .await
+            .map_err(query_failed("begin deploy"))?;
+        let id = sqlx::query(
+            "INSERT INTO deploys (actor, started_at, options, outcome, git_commit, version, env_sha256, compose_sha256)
+             VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
+        )
+        .bind(actor)
+        .bind(now_text())
+        .bind(serde_json::to_string(options).unwrap_or_default())
+        .bind(&facts.git_commit)
+        .bind(&facts.version)
+        .bind(&facts.env_sha256)
+        .bind(&facts.compose_sha256)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_failed("insert deploy"))?
+        .last_insert_rowid();
+        for (position, step) in plan.iter().enumerate() {
+            sqlx::query("INSERT INTO deploy_steps (deploy_id, position, name, status) VALUES (?, ?, ?, 'pending')")
+                .bind(id)
+                .bind(position as i64)
+                .bind(step.name)
+                .execute(&mut *tx)
+                .await
+                .map_err(query_failed("insert deploy step"))?;
+        }
+        tx.commit().await.map_err(query_failed("commit deploy"))?;
+        Ok(id)
+    }
+
+    pub(super) async fn update_deploy_step(
+        &self,
+        id: i64,
+        position: usize,
+        step: &DeployStep,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE deploy_steps SET status = ?, exit_code = ?, started_at = ?, duration_ms = ?
+             WHERE deploy_id = ? AND position = ?",
+        )
+        .bind(step.status.as_str())
+        .bind(step.exit_code)
+        .bind(
+            step.started_at
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        )
+        .bind(step.duration_ms.map(|d| d as i64))
+        .bind(id)
+        .bind(position as i64)
+        .execute(self.pool())
+        .await
+        .map_err(query_failed("update deploy step"))?;
+        Ok(())
+    }
+
+    pub(super) async fn append_deploy_line(
+        &self,
+        id: i64,
+        line: &DeployLine,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO deploy_log (deploy_id, seq, step, stderr, at, text) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(id)
+            .bind(line.seq as i64)
+            .bind(line.step as i64)
+            .bind(line.stderr)
+            .bind(now_text())
+            .bind(&line.text)
+            .execute(self.pool())
+            .await
+            .map_err(query_failed("append deploy log"))?;
+        Ok(())
+    }
+
+    pub(super) async fn finish_deploy(
+        &self,
+        id: i64,
+        outcome: Outcome,
+        summary: &str,
+        images: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE deploys SET outcome = ?, summary = ?, finished_at = ?, images = ? WHERE id = ?",
+        )
+        .bind(outcome.as_str())
+        .bind(summary)
+        .bind(now_text())
+        .bind(serde_json::to_string(images).unwrap_or_default())
+        .bind(id)
+        .execute(self.pool())
+        .await
+        .map_err(query_failed("finish deploy"))?;
+        Ok(())
+    }
+
+    pub(super) async fn set_child_group(
+        &self,
+        id: i64,
+        group: Option<u32>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE deploys SET child_group = ? WHERE id = ?")
+            .bind(group.map(i64::from))
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .map_err(query_failed("record deploy child"))?;
+        Ok(())
+    }
+
+    /// Deploys a previous process left running become interrupted, and the compose commands they left
+    /// running are stopped; returns their ids.
+    pub async fn interrupt_running_deploys(&self) -> Result<Vec<i64>, StoreError> {
+        let groups: Vec<(i64,)> = sqlx::query_as(
+            "SELECT child_group FROM deploys WHERE outcome = 'running' AND child_group IS NOT NULL",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(query_failed("find deploy children"))?;
+        for (group,) in groups {
+            // Only if that process is still a compose command (after a reboot the number may be reused).
+            let cmdline = std::fs::read(format!("/proc/{group}/cmdline")).unwrap_or_default();
+            let is_compose = String::from_utf8_lossy(&cmdline).contains("compose");
+            if let Ok(pid) = u32::try_from(group)
+                && is_compose
+            {
+                tracing::warn!("stopping process group {pid} left by an interrupted deploy");
+                drop(ProcessGroup(Some(pid)));
+            }
+        }
+        let ids: Vec<(i64,)> = sqlx::query_as(
+            "UPDATE deploys SET outcome = 'interrupted', finished_at = ?,
+                    summary = 'interrupted: the console stopped while it ran; the stack may be in any state of the step that ran',
+                    child_group = NULL
+             WHERE outcome = 'running' RETURNING id",
+        )
+        .bind(now_text())
+        .fetch_all(self.pool())
+        .await
+        .map_err(query_failed("interrupt running deploys"))?;
+        sqlx::query("UPDATE deploy_steps SET status = 'cancelled' WHERE status = 'running'")
+            .execute(self.pool())
+            .await
+            .map_err(query_failed("interrupt running steps"))?;
+        Ok(ids.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// The newest deploys, newest first, with their steps.
+    pub async fn deploys(
+        &self,
+        outcome: Option<Outcome>,
+        limit: u32,
+    ) -> Result<Vec<Deploy>, StoreError> {
+        let rows: Vec<DeployRow> = sqlx::query_as(
+            "SELECT id, actor, started_at, finished_at, options, outcome, summary, git_commit, version,
+                    env_sha256, compose_sha256, images
+             FROM deploys WHERE (?1 IS NULL OR outcome = ?1) ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(outcome.map(Outcome::as_str))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+        .map_err(query_failed("list deploys"))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let steps = self.deploy_steps(row.0).await?;
+            out.push(deploy_from_row(row, steps));
+        }
+        Ok(out)
+    }
+
+    pub async fn deploy(&self, id: i64) -> Result<Option<Deploy>, StoreError> {
+        let row: Option<DeployRow> = sqlx::query_as(
+            "SELECT id, actor, started_at, finished_at, options, outcome, summary, git_commit, version,
+                    env_sha256, compose_sha256, images
+             FROM deploys WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(query_failed("read deploy"))?;
+        match row {
+            Some(row) => {
+                let steps = self.deploy_steps(id).await?;
+                Ok(Some(deploy_from_row(row, steps)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn deploy_steps(&self, id: i64) -> Result<Vec<DeployStep>, StoreError> {
+        // name, status, exit code, started at, duration
+        type StepRow = (String, String, Option<i64>, Option<String>, Option<i64>);
+        let rows: Vec<StepRow> = sqlx::query_as(
+            "SELECT name, status, exit_code, started_at, duration_ms FROM deploy_steps
+             WHERE deploy_id = ? ORDER BY position",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(query_failed("read deploy steps"))?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(name, status, exit_code, started_at, duration_ms)| DeployStep {
+                    name,
+                    status: StepStatus::parse(&status),
+                    exit_code,
+                    started_at: started_at.as_deref().map(time),
+                    duration_ms: duration_ms.map(|d| d.max(0) as u64),
+                },
+            )
+            .collect())
+    }
+
+    /// A deploy's stored log, in order.
+    pub async fn deploy_log(&self, id: i64) -> Result<Vec<DeployLine>, StoreError> {
+        let rows: Vec<(i64, i64, bool, String)> = sqlx::query_as(
+            "SELECT seq, step, stderr, text FROM deploy_log WHERE deploy_id = ? ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(query_failed("read deploy log"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, step, stderr, text)| DeployLine {
+                seq: seq.max(0) as u64,
+                step: step.max(0) as usize,
+                stderr,
+                text,
+            })
+            .collect())
+    }
+}
+
+fn deploy_from_row(row: DeployRow, steps: Vec<DeployStep>) -> Deploy {
+    let (
+        id,
+        actor,
+        started_at,
+        finished_at,
+        options,
+        outcome,
+        summary,
+        git_commit,
+        version,
+        env,
+        compose,
+        images,
+    ) = row;
+    Deploy {
+        id,
+        actor,
+        started_at: time(&started_at),
+        finished_at: finished_at.as_deref().map(time),
+        options: serde_json::from_str(&options).unwrap_or_default(),
+        outcome: Outcome::parse(&outcome),
+        summary,
+        git_commit,
+        version,
+        env_sha256: env,
+        compose_sha256: compose,
+        images: serde_json::from_str(&images).unwrap_or_default(),
+        steps,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::plan::plan;
+
+    fn facts() -> ProjectFacts {
+        ProjectFacts {
+            git_commit: Some("abc".into()),
+            version: None,
+            env_sha256: None,
+            compose_sha256: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_store_keeps_steps_lines_and_outcome_and_interrupts_what_a_crash_left_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let options = DeployOptions {
+            skip_seed: true,
+            ..Default::default()
+        };
+        let steps = plan(&options, &["seed".into()]);
+        let id = store
+            .insert_deploy("ada", &options, &steps, &facts())
+            .await
+            .unwrap();
+        // The store itself refuses a second running deploy.
+        assert!(
+            store
+                .insert_deploy("bob", &options, &steps, &facts())
+                .await
+                .is_err()
+        );
+        let running = DeployStep {
+            name: "down".into(),
+            status: StepStatus::Running,
+            exit_code: None,
+            started_at: Some(Utc::now()),
+            duration_ms: None,
+        };
+        store.update_deploy_step(id, 1, &running).await.unwrap();
+        let line = DeployLine {
+            seq: 1,
+            step: 1,
+            stderr: false,
+            text: "Container x Stopped".into(),
+        };
+        store.append_deploy_line(id, &line).await.unwrap();
+
+        assert_eq!(store.interrupt_running_deploys().await.unwrap(), vec![id]);
+        let d = store.deploy(id).await.unwrap().unwrap();
+        assert_eq!(d.outcome, Outcome::Interrupted);
+        assert_eq!(d.options, options);
+        assert_eq!(d.steps.len(), 10);
+        assert_eq!(d.steps[1].status, StepStatus::Cancelled);
+        assert_eq!(d.steps[0].status, StepStatus::Pending);
+        assert_eq!(store.deploy_log(id).await.unwrap(), vec![line]);
+        assert!(d.finished_at.is_some());
+
+        // The lock is free: a new deploy may be recorded, and it finishes.
+        let next = store
+            .insert_deploy("bob", &options, &steps, &facts())
+            .await
+            .unwrap();
+        store
+            .finish_deploy(
+                next,
+                Outcome::Succeeded,
+                "ok",
+                &[("backend".into(), "sha256:1".into())],
+            )
+            .await
+            .unwrap();
+        let list = store.deploys(None, 10).await.unwrap();
+        assert_eq!(
+            list.iter().map(|d| d.id).collect::<Vec<_>>(),
+            vec![next, id]
+        );
+        let failed = store.deploys(Some(Outcome::Succeeded), 10).await.unwrap();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(
+            failed[0].images,
+            vec![("backend".to_string(), "sha256:1".to_string())]
+        );
+    }
+}

@@ -1,0 +1,281 @@
+//! The Deploys page (the Deploy button with the guide's options, the history, a chart of durations)
+//! and a deploy's own page (its steps and its log, live while it runs).
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
+
+use super::{
+    CancelDeploy, Deploy, DeployEvent, DeployLine, DeployStep, Outcome, StartDeploy, StepStatus,
+    get_deploy, list_deploys,
+};
+
+fn outcome_class(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Succeeded => "ok",
+        Outcome::Running => "warn",
+        Outcome::Failed | Outcome::Interrupted => "down",
+        Outcome::Cancelled => "refused",
+    }
+}
+
+fn seconds(ms: i64) -> String {
+    format!("{:.1} s", ms as f64 / 1000.0)
+}
+
+#[component]
+pub fn DeploysPage() -> impl IntoView {
+    let query = use_query_map();
+    // `?outcome=failed` and so on; anything else shows all.
+    let filter = move || {
+        query.with(|q| {
+            let wanted = q.get("outcome")?;
+            let outcome = Outcome::parse(&wanted);
+            (outcome.as_str() == wanted).then_some(outcome)
+        })
+    };
+    let start = ServerAction::<StartDeploy>::new();
+    let deploys = Resource::new(
+        move || (filter(), start.version().get()),
+        |(f, _)| list_deploys(f),
+    );
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(id)) = start.value().get() {
+            navigate(&format!("/deploys/{id}"), Default::default());
+        }
+    });
+    view! {
+        <Title text="Deploys"/>
+        <h1>"Deploys"</h1>
+        <section class="card" data-testid="deploy-form">
+            <h2>"Deploy"</h2>
+            <p class="muted small">
+                "The deployment guide's procedure: pre-flight, down (volumes kept), build cache prune, build --no-cache, "
+                "up --force-recreate, wait for healthy, migrate, seed, collectstatic, verify. One deploy at a time."
+            </p>
+            <ActionForm action=start attr:class="deploy-form">
+                <label><input type="checkbox" name="options[skip_migrations]" value="true"/>" skip migrations"</label>
+                <label><input type="checkbox" name="options[skip_seed]" value="true"/>" skip seed"</label>
+                <label><input type="checkbox" name="options[no_pull]" value="true"/>" no --pull (no registry)"</label>
+                <label><input type="checkbox" name="options[ignore_audit_errors]" value="true"/>" deploy despite audit errors"</label>
+                <details class="danger">
+                    <summary>"Recreate volumes (DELETES ALL DATA, admin only)"</summary>
+                    <label><input type="checkbox" name="options[recreate_volumes]" value="true"/>" remove the named volumes with the stack"</label>
+                    <input type="text" name="confirm" placeholder="type the project name to confirm" autocomplete="off"/>
+                </details>
+                <button type="submit" class="primary" data-testid="deploy-button" disabled=move || start.pending().get()>
+                    {move || if start.pending().get() { "Starting…" } else { "Deploy" }}
+                </button>
+            </ActionForm>
+            {move || start.value().get().and_then(|r| r.err()).map(|e| view! {
+                <p class="error-box" role="alert" data-testid="deploy-error">{e.to_string()}</p>
+            })}
+        </section>
+        <h2 class="section">"History"</h2>
+        <p class="filters small">
+            "Show: " <a href="/deploys">"all"</a>
+            {[Outcome::Succeeded, Outcome::Failed, Outcome::Cancelled, Outcome::Interrupted, Outcome::Running]
+                .into_iter()
+                .map(|o| view! { " · " <a href=format!("/deploys?outcome={}", o.as_str())>{o.as_str()}</a> })
+                .collect_view()}
+        </p>
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            <ErrorBoundary fallback=|errors| view! { <crate::error::ErrorList errors/> }>
+                {move || Suspend::new(async move {
+                    deploys.await.map(|list| view! {
+                        <DurationChart deploys=list.clone()/>
+                        <HistoryTable deploys=list/>
+                    })
+                })}
+            </ErrorBoundary>
+        </Suspense>
+    }
+}
+
+#[component]
+fn HistoryTable(deploys: Vec<Deploy>) -> impl IntoView {
+    if deploys.is_empty() {
+        return view! { <p class="muted">"No deploys yet."</p> }.into_any();
+    }
+    view! {
+        <table class="table" data-testid="deploy-history">
+            <thead><tr><th>"#"</th><th>"Started (UTC)"</th><th>"By"</th><th>"Outcome"</th><th>"Duration"</th><th>"Commit"</th><th>"Summary"</th></tr></thead>
+            <tbody>
+                {deploys.into_iter().map(|d| view! {
+                    <tr data-testid="deploy-row" data-outcome=d.outcome.as_str()>
+                        <td><a href=format!("/deploys/{}", d.id)>{format!("#{}", d.id)}</a></td>
+                        <td class="nowrap">{d.started_at.format("%Y-%m-%d %H:%M:%S").to_string()}</td>
+                        <td>{d.actor.clone()}</td>
+                        <td><span class=format!("tag {}", outcome_class(d.outcome))>{d.outcome.as_str()}</span></td>
+                        <td class="nowrap">{d.duration_ms().map(seconds)}</td>
+                        <td><code>{d.git_commit.as_deref().map(|c| c.chars().take(10).collect::<String>())}</code></td>
+                        <td class="small">{d.summary.clone()}</td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+    .into_any()
+}
+
+/// Durations of the finished deploys, oldest left, as bars coloured by outcome.
+#[component]
+fn DurationChart(deploys: Vec<Deploy>) -> impl IntoView {
+    let mut done: Vec<(i64, i64, Outcome)> = deploys
+        .iter()
+        .filter_map(|d| Some((d.id, d.duration_ms()?, d.outcome)))
+        .collect();
+    done.reverse();
+    let done: Vec<_> = done.into_iter().rev().take(40).rev().collect();
+    if done.len() < 2 {
+        return ().into_any();
+    }
+    let longest = done.iter().map(|(_, ms, _)| *ms).max().unwrap_or(1).max(1);
+    let (width, height, bar) = (640.0, 120.0, 640.0 / done.len() as f64);
+    view! {
+        <figure class="card chart" data-testid="duration-chart">
+            <svg viewBox=format!("0 0 {width} {}", height + 4.0) role="img" aria-label="Deploy durations">
+                {done.iter().enumerate().map(|(i, (id, ms, outcome))| {
+                    let h = (*ms as f64 / longest as f64 * height).max(2.0);
+                    view! {
+                        <rect x=format!("{:.1}", i as f64 * bar + 2.0) y=format!("{:.1}", height - h)
+                            width=format!("{:.1}", (bar - 4.0).max(1.0)) height=format!("{h:.1}")
+                            class=format!("bar {}", outcome_class(*outcome))>
+                            <title>{format!("#{id}: {} ({})", seconds(*ms), outcome.as_str())}</title>
+                        </rect>
+                    }
+                }).collect_view()}
+            </svg>
+            <figcaption class="muted small">{format!("Duration of the last {} finished deploys (longest {})", done.len(), seconds(longest))}</figcaption>
+        </figure>
+    }
+    .into_any()
+}
+
+#[component]
+pub fn DeployPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || {
+        params.with(|p| {
+            p.get("id")
+                .and_then(|id| id.parse::<i64>().ok())
+                .unwrap_or(0)
+        })
+    };
+    let deploy = Resource::new(id, get_deploy);
+    view! {
+        <Title text="Deploy"/>
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            <ErrorBoundary fallback=|errors| view! { <crate::error::ErrorList errors/> }>
+                {move || Suspend::new(async move {
+                    deploy.await.map(|d| view! { <DeployView deploy=d/> })
+                })}
+            </ErrorBoundary>
+        </Suspense>
+    }
+}
+
+#[component]
+fn DeployView(deploy: Deploy) -> impl IntoView {
+    let id = deploy.id;
+    let steps = RwSignal::new(deploy.steps.clone());
+    let lines = RwSignal::new(Vec::<DeployLine>::new());
+    let finished = RwSignal::new(
+        (deploy.outcome != Outcome::Running).then(|| (deploy.outcome, deploy.summary.clone())),
+    );
+    Effect::new(move |_| {
+        crate::live::follow::<DeployEvent, _, _>(
+            format!("/api/deploys/{id}/events"),
+            false,
+            move |event| match event {
+                DeployEvent::Line(line) => lines.update(|l| {
+                    if l.last().is_none_or(|last| last.seq < line.seq) {
+                        l.push(line)
+                    }
+                }),
+                DeployEvent::Step { position, step } => steps.update(|s| {
+                    if let Some(slot) = s.get_mut(position) {
+                        *slot = step;
+                    }
+                }),
+                DeployEvent::Finished { outcome, summary } => {
+                    finished.set(Some((outcome, summary)))
+                }
+            },
+            |_| {},
+        );
+    });
+    let cancel = ServerAction::<CancelDeploy>::new();
+    let options = deploy.options.describe();
+    view! {
+        <h1>{format!("Deploy #{id}")}</h1>
+        <section class="card">
+            <div data-testid="deploy-outcome" data-outcome=move || finished.get().map_or("running", |(o, _)| o.as_str())>
+                {move || match finished.get() {
+                    None => view! { <span class="tag warn">"running"</span> }.into_any(),
+                    Some((o, summary)) => view! {
+                        <span class=format!("tag {}", outcome_class(o))>{o.as_str()}</span>
+                        " " <span data-testid="deploy-summary">{summary}</span>
+                    }.into_any(),
+                }}
+            </div>
+            <dl class="facts">
+                <dt>"Started"</dt><dd>{format!("{} UTC by {}", deploy.started_at.format("%Y-%m-%d %H:%M:%S"), deploy.actor)}</dd>
+                <dt>"Options"</dt><dd>{options}</dd>
+                <dt>"Commit"</dt><dd><code>{deploy.git_commit.clone().unwrap_or_else(|| "—".into())}</code>{deploy.version.clone().map(|v| format!(" · VERSION {v}"))}</dd>
+                <dt>"Env file"</dt><dd><code>{deploy.env_sha256.clone().map(|h| format!("sha256 {}", &h[..h.len().min(16)]))}</code></dd>
+                <dt>"Compose file"</dt><dd><code>{deploy.compose_sha256.clone().map(|h| format!("sha256 {}", &h[..h.len().min(16)]))}</code></dd>
+            </dl>
+            {move || finished.get().is_none().then(|| view! {
+                <ActionForm action=cancel>
+                    <input type="hidden" name="id" value=id/>
+                    <button type="submit" data-testid="cancel-button">"Cancel deploy"</button>
+                </ActionForm>
+            })}
+            {move || cancel.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error-box">{e.to_string()}</p> })}
+        </section>
+        <div class="deploy-body">
+            <ol class="steps" data-testid="deploy-steps">
+                {move || steps.get().into_iter().map(step_item).collect_view()}
+            </ol>
+            <div class="log deploy-log" data-testid="deploy-log">
+                <For each=move || lines.get() key=|l| l.seq let(line)>
+                    <div class=if line.stderr { "line err" } else { "line out" } data-testid="deploy-line">
+                        <span class="text">{line.text}</span>
+                    </div>
+                </For>
+            </div>
+        </div>
+        {(!deploy.images.is_empty()).then(|| view! {
+            <h2 class="section">"Images after this deploy"</h2>
+            <table class="table compact">
+                <tbody>
+                    {deploy.images.iter().map(|(service, image)| view! {
+                        <tr><td>{service.clone()}</td><td><code>{image.clone()}</code></td></tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        })}
+    }
+}
+
+fn step_item(step: DeployStep) -> impl IntoView {
+    let class = match step.status {
+        StepStatus::Succeeded => "ok",
+        StepStatus::Running => "warn",
+        StepStatus::Failed => "down",
+        StepStatus::Cancelled => "refused",
+        StepStatus::Pending | StepStatus::Skipped => "",
+    };
+    view! {
+        <li data-testid="deploy-step" data-status=step.status.as_str()>
+            <span class=format!("tag {class}")>{step.status.as_str()}</span>
+            " " {step.name}
+            <span class="muted small">
+                {step.duration_ms.map(|ms| format!(" {}", seconds(ms as i64)))}
+                {step.exit_code.filter(|c| *c != 0).map(|c| format!(" exit {c}"))}
+            </span>
+        </li>
+    }
+}

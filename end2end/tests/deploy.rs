@@ -1,0 +1,77 @@
+//! A deploy from the browser: click Deploy, watch the live lines and the step list advance, end green,
+//! find it in the history.
+
+use std::time::Duration;
+
+use end2end::{Browser, Console, StackProject, console_binary, stack_secrets};
+
+#[tokio::test]
+async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history() {
+    let project = StackProject::new("epsmclick");
+    let console = Console::for_stack(&console_binary(), &project, &[]).await;
+    let browser = Browser::start().await;
+    browser
+        .open_hydrated(&format!("{}/deploys", console.url))
+        .await;
+    browser
+        .wait_for("[data-testid=deploy-button]")
+        .await
+        .click()
+        .await
+        .unwrap();
+
+    // The deploy's own page, following it live: lines arrive and the build step runs.
+    browser
+        .wait_for_text("[data-testid=deploy-log]", Duration::from_secs(60), |t| {
+            t.contains("$ docker compose build --no-cache --pull")
+        })
+        .await;
+    browser
+        .wait_for("li[data-testid=deploy-step][data-status=running]")
+        .await;
+    browser.screenshot("deploy-running").await;
+    let url = browser.client.current_url().await.unwrap();
+    assert!(url.path().starts_with("/deploys/"), "{url}");
+
+    browser
+        .wait_for_text(
+            "[data-testid=deploy-outcome]",
+            Duration::from_secs(600),
+            |t| !t.contains("running"),
+        )
+        .await;
+    browser
+        .wait_for("[data-testid=deploy-outcome][data-outcome=succeeded]")
+        .await;
+    browser
+        .wait_for_count(
+            "li[data-testid=deploy-step][data-status=succeeded]",
+            10,
+            Duration::from_secs(5),
+        )
+        .await;
+    let log = browser
+        .wait_for("[data-testid=deploy-log]")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(log.contains("nginx: healthy"), "{log}");
+    browser.screenshot("deploy-succeeded").await;
+
+    browser
+        .open_hydrated(&format!("{}/deploys", console.url))
+        .await;
+    browser
+        .wait_for_count(
+            "tr[data-testid=deploy-row][data-outcome=succeeded]",
+            1,
+            Duration::from_secs(10),
+        )
+        .await;
+    let source = browser.client.source().await.unwrap();
+    for secret in stack_secrets() {
+        assert!(!source.contains(&secret), "a secret value is in the page");
+    }
+    browser.screenshot("deploys").await;
+}

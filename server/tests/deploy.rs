@@ -1,0 +1,241 @@
+//! One-click deploys against the real engine and a private copy of the EPSM-like stack, through the
+//! real server: the whole procedure ends green, a failing migration fails at migrate with its output,
+//! one deploy at a time, a killed server's deploy is interrupted and the lock freed, cancel stops a build.
+
+use std::path::Path;
+use std::time::Duration;
+
+use app::audit::AuditEntry;
+use app::deploy::{Deploy, DeployEvent, Outcome, StepStatus};
+use end2end::{Console, SseReader, StackProject, stack_secrets};
+
+/// One deploy at a time on this 2-core machine: three builds at once would measure the machine.
+static ONE_STACK_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_epsm-ops"))
+}
+
+async fn start(console: &Console, form: &[(&str, &str)]) -> i64 {
+    let (status, body) = console.call("deploy_start", form).await;
+    assert_eq!(status, 200, "deploy_start: {body}");
+    body.parse().unwrap_or_else(|_| panic!("an id: {body}"))
+}
+
+/// Follows a deploy's stream to its end; returns the raw stream and the events.
+async fn follow_to_end(console: &Console, id: i64) -> (String, Vec<DeployEvent>) {
+    let mut stream = SseReader::open(&format!("{}/api/deploys/{id}/events", console.url)).await;
+    let mut events = Vec::new();
+    while let Some(data) = stream.next_data(Duration::from_secs(600)).await {
+        let event: DeployEvent = serde_json::from_str(&data).unwrap();
+        let done = matches!(event, DeployEvent::Finished { .. });
+        events.push(event);
+        if done {
+            break;
+        }
+    }
+    (stream.raw, events)
+}
+
+/// Follows a deploy's stream until `step` is running.
+async fn until_step_runs(console: &Console, id: i64, step: &str) {
+    let mut stream = SseReader::open(&format!("{}/api/deploys/{id}/events", console.url)).await;
+    loop {
+        let data = stream
+            .next_data(Duration::from_secs(300))
+            .await
+            .unwrap_or_else(|| panic!("stream ended before {step} ran"));
+        if let DeployEvent::Step { step: s, .. } = serde_json::from_str(&data).unwrap()
+            && s.name == step
+            && s.status == StepStatus::Running
+        {
+            return;
+        }
+    }
+}
+
+async fn deploy(console: &Console, id: i64) -> Deploy {
+    let (status, body) = console.call("deploy_get", &[("id", &id.to_string())]).await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn lines(events: &[DeployEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            DeployEvent::Line(l) => Some(l.text.as_str()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn a_full_deploy_ends_green_with_every_step_recorded_and_a_second_is_refused() {
+    let _turn = ONE_STACK_AT_A_TIME.lock().await;
+    let project = StackProject::new("epsmdeploy");
+    let console = Console::for_stack(bin(), &project, &[]).await;
+    let id = start(&console, &[]).await;
+
+    // A second click while it runs is told which deploy runs and by whom.
+    let (status, body) = console.call("deploy_start", &[]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains(&format!("deploy #{id} started by")), "{body}");
+    assert!(body.contains("is running"), "{body}");
+
+    let (raw, events) = follow_to_end(&console, id).await;
+    let log = lines(&events);
+    match events.last() {
+        Some(DeployEvent::Finished { outcome, summary }) => {
+            assert_eq!(*outcome, Outcome::Succeeded, "{summary}\n{log}")
+        }
+        other => panic!("no end: {other:?}"),
+    }
+    assert!(
+        log.contains("$ docker compose build --no-cache --pull"),
+        "{log}"
+    );
+    assert!(
+        log.contains("$ exec backend python manage.py migrate --noinput"),
+        "{log}"
+    );
+    assert!(log.contains("nginx: healthy (HTTP 200"), "{log}");
+
+    let d = deploy(&console, id).await;
+    assert_eq!(d.outcome, Outcome::Succeeded);
+    assert_eq!(d.steps.len(), 10);
+    assert!(
+        d.steps.iter().all(|s| s.status == StepStatus::Succeeded),
+        "{:?}",
+        d.steps
+    );
+    assert!(d.steps.iter().all(|s| s.duration_ms.is_some()));
+    assert_eq!(d.images.len(), 7, "{:?}", d.images);
+    assert!(d.env_sha256.as_deref().is_some_and(|h| h.len() == 64));
+
+    // A reload joins a finished deploy and sees the whole log.
+    let (_, again) = follow_to_end(&console, id).await;
+    assert_eq!(lines(&again), log);
+
+    let (_, audit) = console.call("audit_log", &[]).await;
+    let audit: Vec<AuditEntry> = serde_json::from_str(&audit).unwrap();
+    let actions: Vec<(&str, &str)> = audit
+        .iter()
+        .map(|e| (e.action.as_str(), e.outcome.as_str()))
+        .collect();
+    for want in [
+        ("deploy.start", "ok"),
+        ("deploy.start", "refused"),
+        ("deploy.finish", "ok"),
+    ] {
+        assert!(actions.contains(&want), "{want:?} not in {actions:?}");
+    }
+    for secret in stack_secrets() {
+        assert!(!raw.contains(&secret), "the deploy stream carries a secret");
+        assert!(
+            !console.log().contains(&secret),
+            "the server log carries a secret"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failing_migration_fails_the_deploy_at_migrate_with_its_output() {
+    let _turn = ONE_STACK_AT_A_TIME.lock().await;
+    let project = StackProject::new("epsmmigrate");
+    project.set_env("EPSM_FAILURE", "migrate");
+    let console = Console::for_stack(bin(), &project, &[]).await;
+    let id = start(
+        &console,
+        &[("options[skip_seed]", "true"), ("options[no_pull]", "true")],
+    )
+    .await;
+    let (_, events) = follow_to_end(&console, id).await;
+    let log = lines(&events);
+    assert!(
+        log.contains("EPSM_FAILURE=migrate: migration simulations.0002 fails on purpose"),
+        "{log}"
+    );
+    assert!(!log.contains("--pull"), "no pull: {log}");
+    let d = deploy(&console, id).await;
+    assert_eq!(d.outcome, Outcome::Failed);
+    assert!(
+        d.summary.starts_with("failed at step migrate: "),
+        "{}",
+        d.summary
+    );
+    let status = |name: &str| d.steps.iter().find(|s| s.name == name).unwrap().status;
+    assert_eq!(status("up"), StepStatus::Succeeded);
+    assert_eq!(status("migrate"), StepStatus::Failed);
+    assert_eq!(status("seed"), StepStatus::Skipped);
+    assert_eq!(status("collectstatic"), StepStatus::Pending);
+    assert_eq!(status("verify"), StepStatus::Pending);
+    assert!(
+        d.steps
+            .iter()
+            .find(|s| s.name == "migrate")
+            .unwrap()
+            .exit_code
+            .is_some_and(|c| c != 0)
+    );
+}
+
+#[tokio::test]
+async fn a_killed_server_leaves_an_interrupted_deploy_and_cancel_stops_a_build() {
+    let _turn = ONE_STACK_AT_A_TIME.lock().await;
+    let project = StackProject::new("epsmkill");
+    let mut first = Console::for_stack(bin(), &project, &[]).await;
+    let id = start(&first, &[("options[no_pull]", "true")]).await;
+    until_step_runs(&first, id, "build").await;
+    first.kill();
+
+    // A new server on the same store: the deploy is interrupted, the compose build it left is
+    // stopped, and a new deploy may start.
+    let data = first.data_path().display().to_string();
+    let second = Console::for_stack(bin(), &project, &[("EPSM_OPS_DATA_DIR", &data)]).await;
+    let d = deploy(&second, id).await;
+    assert_eq!(d.outcome, Outcome::Interrupted);
+    assert!(
+        second.log().contains("marked interrupted"),
+        "{}",
+        second.log()
+    );
+    let next = start(&second, &[("options[no_pull]", "true")]).await;
+    assert_eq!(next, id + 1);
+
+    // Cancel while it builds: the build process tree goes, the deploy is cancelled.
+    until_step_runs(&second, next, "build").await;
+    let (status, body) = second
+        .call("deploy_cancel", &[("id", &next.to_string())])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, events) = follow_to_end(&second, next).await;
+    match events.last() {
+        Some(DeployEvent::Finished { outcome, summary }) => {
+            assert_eq!(*outcome, Outcome::Cancelled);
+            assert!(summary.starts_with("cancelled at step build"), "{summary}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let d = deploy(&second, next).await;
+    assert_eq!(
+        d.steps.iter().find(|s| s.name == "build").unwrap().status,
+        StepStatus::Cancelled
+    );
+    // No compose command of this project is left running.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", &format!("compose.*-p {}", project.name)])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "left running: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    let (status, body) = second
+        .call("deploy_cancel", &[("id", &next.to_string())])
+        .await;
+    assert_eq!(status, 400, "cancelling a finished deploy: {body}");
+}
