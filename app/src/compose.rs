@@ -79,6 +79,9 @@ impl ComposeCli {
                     .filter_map(|k| Some((*k, std::env::var_os(k)?))),
             )
             .env("DOCKER_HOST", &self.docker_host)
+            // Bake needs buildx, which a plain engine host may not have; compose then says so on
+            // every build. The classic path builds the same images.
+            .env("COMPOSE_BAKE", "false")
             .stdin(Stdio::null())
             .kill_on_drop(true);
         cmd

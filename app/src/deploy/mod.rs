@@ -176,7 +176,8 @@ pub enum DeployEvent {
 
 #[leptos::server(endpoint = "deploy_start")]
 pub async fn start_deploy(
-    options: DeployOptions,
+    // A form with no box ticked sends no `options[...]` field at all.
+    #[server(default)] options: DeployOptions,
     confirm: Option<String>,
 ) -> Result<i64, AppError> {
     use crate::auth::{Role, require};
