@@ -66,6 +66,8 @@ pub struct DeployConfig {
     pub exec_timeout_secs: u64,
     /// The seed step, run in the backend container.
     pub seed_command: Vec<String>,
+    /// Successful deploys whose images are kept for a rollback (named `<repo>:deploy-<id>`).
+    pub keep_images: usize,
 }
 
 /// The health monitor: how often it looks, how long a probe may take, and the probes themselves.
@@ -128,6 +130,7 @@ impl Default for Config {
                 wait_timeout_secs: 300,
                 exec_timeout_secs: 1800,
                 seed_command: ["python", "manage.py", "seed"].map(String::from).to_vec(),
+                keep_images: 5,
             },
         }
     }

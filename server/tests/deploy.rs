@@ -104,7 +104,7 @@ async fn a_full_deploy_ends_green_with_every_step_recorded_and_a_second_is_refus
 
     let d = deploy(&console, id).await;
     assert_eq!(d.outcome, Outcome::Succeeded);
-    assert_eq!(d.steps.len(), 10);
+    assert_eq!(d.steps.len(), 11);
     assert!(
         d.steps.iter().all(|s| s.status == StepStatus::Succeeded),
         "{:?}",
@@ -238,4 +238,65 @@ async fn a_killed_server_leaves_an_interrupted_deploy_and_cancel_stops_a_build()
         .call("deploy_cancel", &[("id", &next.to_string())])
         .await;
     assert_eq!(status, 400, "cancelling a finished deploy: {body}");
+}
+
+#[tokio::test]
+async fn a_rollback_brings_back_the_images_of_an_earlier_deploy_without_building() {
+    let _turn = ONE_STACK_AT_A_TIME.lock().await;
+    let project = StackProject::new("epsmrollback");
+    let console =
+        Console::for_stack(bin(), &project, &[("EPSM_OPS_DEPLOY_KEEP_IMAGES", "2")]).await;
+    let no_pull = [("options[no_pull]", "true"), ("options[skip_seed]", "true")];
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let id = start(&console, &no_pull).await;
+        follow_to_end(&console, id).await;
+        let d = deploy(&console, id).await;
+        assert_eq!(d.outcome, Outcome::Succeeded, "{}", d.summary);
+        ids.push(d);
+    }
+    let (first, second, third) = (&ids[0], &ids[1], &ids[2]);
+    // Every build is from scratch (--no-cache): each deploy has images of its own.
+    assert_ne!(second.images, third.images);
+
+    // Only the last two are kept: the first can no longer be brought back, and says why.
+    let (status, body) = console
+        .call("deploy_rollback", &[("id", &first.id.to_string())])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let refused: i64 = body.parse().unwrap();
+    let (_, events) = follow_to_end(&console, refused).await;
+    let d = deploy(&console, refused).await;
+    assert_eq!(d.outcome, Outcome::Failed, "{}", lines(&events));
+    assert!(
+        d.summary
+            .contains("is no longer kept (the last 2 successful deploys are)"),
+        "{}",
+        d.summary
+    );
+
+    // The second comes back: its image ids run again, nothing was built, and the stack is healthy.
+    let (status, body) = console
+        .call("deploy_rollback", &[("id", &second.id.to_string())])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let rollback: i64 = body.parse().unwrap();
+    let (_, events) = follow_to_end(&console, rollback).await;
+    let log = lines(&events);
+    let d = deploy(&console, rollback).await;
+    assert_eq!(d.outcome, Outcome::Succeeded, "{}\n{log}", d.summary);
+    assert_eq!(
+        d.images, second.images,
+        "the running images are the second deploy's"
+    );
+    assert!(
+        log.contains("$ docker compose up -d --force-recreate --no-build"),
+        "{log}"
+    );
+    assert!(!log.contains("build --no-cache"), "{log}");
+    assert!(
+        log.contains("does not undo") || log.contains("migrations applied since stay applied"),
+        "{log}"
+    );
+    assert_eq!(d.options.rollback_of, Some(second.id));
 }

@@ -32,6 +32,9 @@ pub struct DeployOptions {
     /// Deploy although the environment audit has error-level findings.
     #[serde(default)]
     pub ignore_audit_errors: bool,
+    /// A rollback: bring back the images of this earlier successful deploy, without building.
+    #[serde(default)]
+    pub rollback_of: Option<i64>,
 }
 
 impl DeployOptions {
@@ -47,6 +50,9 @@ impl DeployOptions {
         .into_iter()
         .filter_map(|(on, name)| on.then_some(name))
         .collect();
+        if let Some(id) = self.rollback_of {
+            return format!("rollback to the images of deploy #{id} (no build)");
+        }
         if parts.is_empty() {
             "default options".into()
         } else {
@@ -191,6 +197,22 @@ pub async fn start_deploy(
     state
         .deployer
         .start(&actor, options, confirm.as_deref())
+        .await
+        .map_err(|e| e.into_app_error().replied())
+}
+
+/// "Redeploy this one": the images of successful deploy `id` brought back, as a new deploy.
+#[leptos::server(endpoint = "deploy_rollback")]
+pub async fn rollback_deploy(id: i64) -> Result<i64, AppError> {
+    let actor = crate::auth::require(crate::auth::Role::Deployer).await?;
+    let state = leptos::prelude::expect_context::<crate::state::AppState>();
+    let options = DeployOptions {
+        rollback_of: Some(id),
+        ..DeployOptions::default()
+    };
+    state
+        .deployer
+        .start(&actor, options, None)
         .await
         .map_err(|e| e.into_app_error().replied())
 }

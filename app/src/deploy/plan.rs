@@ -18,6 +18,10 @@ pub enum Action {
     Exec { service: String, cmd: Vec<String> },
     /// Every service up and healthy, deep probes included.
     Verify,
+    /// Name the kept images of deploy `.0` as the images compose runs (a rollback).
+    RestoreImages(i64),
+    /// Name this deploy's images so a rollback can find them; forget those of old deploys.
+    KeepImages,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -28,8 +32,12 @@ pub struct PlannedStep {
     pub skipped: bool,
 }
 
-/// The guide's ten steps for `options`. `seed` is the stack's seed command.
+/// The guide's steps for `options` (`seed` is the stack's seed command); for a rollback, the images of
+/// the earlier deploy brought back and started without a build.
 pub fn plan(options: &DeployOptions, seed: &[String]) -> Vec<PlannedStep> {
+    if let Some(id) = options.rollback_of {
+        return rollback_plan(id);
+    }
     let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let step = |name, action| PlannedStep {
         name,
@@ -78,6 +86,31 @@ pub fn plan(options: &DeployOptions, seed: &[String]) -> Vec<PlannedStep> {
         },
         step("collectstatic", manage(&["collectstatic", "--noinput"])),
         step("verify", Action::Verify),
+        step("keep images", Action::KeepImages),
+    ]
+}
+
+/// A rollback: no build, no migration (a rollback does not undo migrations).
+fn rollback_plan(id: i64) -> Vec<PlannedStep> {
+    let step = |name, action| PlannedStep {
+        name,
+        action,
+        skipped: false,
+    };
+    let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    vec![
+        step("preflight", Action::Preflight),
+        step("restore images", Action::RestoreImages(id)),
+        step(
+            "up",
+            Action::Compose(args(&["up", "-d", "--force-recreate", "--no-build"])),
+        ),
+        step(
+            "wait for healthy",
+            Action::WaitHealthy(args(&["database", "redis", "backend"])),
+        ),
+        step("verify", Action::Verify),
+        step("keep images", Action::KeepImages),
     ]
 }
 
@@ -112,7 +145,8 @@ mod tests {
                 "migrate",
                 "seed",
                 "collectstatic",
-                "verify"
+                "verify",
+                "keep images"
             ]
         );
         assert!(steps.iter().all(|s| !s.skipped));
@@ -140,6 +174,32 @@ mod tests {
         assert_eq!(
             compose_args(&steps, "down"),
             ["down", "--remove-orphans", "--volumes"]
+        );
+    }
+
+    #[test]
+    fn a_rollback_restores_images_and_starts_without_building_or_migrating() {
+        let options = DeployOptions {
+            rollback_of: Some(7),
+            ..DeployOptions::default()
+        };
+        let steps = plan(&options, &seed());
+        let names: Vec<&str> = steps.iter().map(|s| s.name).collect();
+        assert_eq!(
+            names,
+            [
+                "preflight",
+                "restore images",
+                "up",
+                "wait for healthy",
+                "verify",
+                "keep images"
+            ]
+        );
+        assert_eq!(steps[1].action, Action::RestoreImages(7));
+        assert_eq!(
+            compose_args(&steps, "up"),
+            ["up", "-d", "--force-recreate", "--no-build"]
         );
     }
 }

@@ -405,6 +405,10 @@ impl Deployer {
                 self.exec_step(service, cmd, position, out).await.map(Some)
             }
             Action::Verify => self.verify(position, out).await.map(|_| None),
+            Action::RestoreImages(id) => {
+                self.restore_images(*id, position, out).await.map(|_| None)
+            }
+            Action::KeepImages => self.keep_images(position, out).await.map(|_| None),
         }
     }
 
@@ -722,6 +726,123 @@ impl Deployer {
         }
     }
 
+    /// The image reference compose runs for each service (`epsm-backend:latest`, `postgres:15`), from
+    /// the project's containers; `<project>-<service>:latest` for a service without one.
+    async fn image_references(&self) -> Vec<(String, String)> {
+        let mut refs: Vec<(String, String)> = self
+            .engine
+            .project_containers(&self.config.project.name)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|c| {
+                let service = c.labels.as_ref()?.get(SERVICE_LABEL)?.clone();
+                Some((service, with_tag(c.image.as_deref()?)))
+            })
+            .collect();
+        refs.sort();
+        refs.dedup_by(|a, b| a.0 == b.0);
+        refs
+    }
+
+    /// Names this deploy's images `<repo>:deploy-<id>` so a rollback finds them, and removes those
+    /// names of successful deploys older than the last `deploy.keep_images`.
+    async fn keep_images(&self, position: usize, out: &mut Output<'_>) -> Result<(), StepFailure> {
+        let refs = self.image_references().await;
+        let images = self.images().await;
+        for (service, image_id) in &images {
+            let Some((_, reference)) = refs.iter().find(|(s, _)| s == service) else {
+                continue;
+            };
+            let repo = repo_of(reference);
+            let tag = format!("deploy-{}", out.id);
+            self.engine
+                .tag_image(image_id, repo, &tag)
+                .await
+                .map_err(|e| StepFailure::new(e.to_string()))?;
+            out.line(position, false, &format!("{service}: kept as {repo}:{tag}"))
+                .await;
+        }
+        let keep = self.config.deploy.keep_images.max(1);
+        let older = self
+            .store
+            .deploys(Some(Outcome::Succeeded), 10_000)
+            .await
+            .map_err(|e| StepFailure::new(e.to_string()))?;
+        // This deploy is not recorded as succeeded yet: it is one of the `keep`.
+        for old in older.iter().skip(keep - 1).take(20) {
+            for (service, _) in &old.images {
+                if let Some((_, reference)) = refs.iter().find(|(s, _)| s == service) {
+                    let name = format!("{}:deploy-{}", repo_of(reference), old.id);
+                    if self.engine.untag_image(&name).await.is_ok() {
+                        out.line(position, false, &format!("no longer kept: {name}"))
+                            .await;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Names the kept images of deploy `id` as the references compose runs, so `up --no-build`
+    /// starts exactly those images.
+    async fn restore_images(
+        &self,
+        id: i64,
+        position: usize,
+        out: &mut Output<'_>,
+    ) -> Result<(), StepFailure> {
+        let deploy = self
+            .store
+            .deploy(id)
+            .await
+            .map_err(|e| StepFailure::new(e.to_string()))?
+            .ok_or_else(|| StepFailure::new(format!("there is no deploy #{id}")))?;
+        if deploy.outcome != Outcome::Succeeded {
+            return Err(StepFailure::new(format!(
+                "deploy #{id} {}: only a successful deploy can be brought back",
+                deploy.outcome.as_str()
+            )));
+        }
+        let refs = self.image_references().await;
+        let project = &self.config.project.name;
+        for (service, image_id) in &deploy.images {
+            let reference = refs
+                .iter()
+                .find(|(s, _)| s == service)
+                .map(|(_, r)| r.clone())
+                .unwrap_or_else(|| format!("{project}-{service}:latest"));
+            let kept = format!("{}:deploy-{id}", repo_of(&reference));
+            match self.engine.inspect_image(&kept).await {
+                Ok(image) if image.id.as_deref() == Some(image_id.as_str()) => {}
+                _ => {
+                    return Err(StepFailure::new(format!(
+                        "{kept} is no longer kept (the last {} successful deploys are)",
+                        self.config.deploy.keep_images
+                    )));
+                }
+            }
+            let (repo, tag) = reference.rsplit_once(':').unwrap_or((&reference, "latest"));
+            self.engine
+                .tag_image(&kept, repo, tag)
+                .await
+                .map_err(|e| StepFailure::new(e.to_string()))?;
+            out.line(
+                position,
+                false,
+                &format!("{service}: {reference} is now {kept} ({image_id})"),
+            )
+            .await;
+        }
+        out.line(
+            position,
+            false,
+            "a rollback brings back images, not the database: migrations applied since stay applied",
+        )
+        .await;
+        Ok(())
+    }
+
     fn scrubber(&self) -> Scrubber {
         let text = std::fs::read_to_string(self.config.env_file()).unwrap_or_default();
         let env = crate::environment::envfile::parse(&text, &|_| None).unwrap_or_default();
@@ -803,6 +924,25 @@ pub struct ProjectFacts {
     pub compose_sha256: Option<String>,
 }
 
+/// `name` with `:latest` when it has no tag (a `:` in its last path segment).
+fn with_tag(name: &str) -> String {
+    let last = name.rsplit('/').next().unwrap_or(name);
+    if last.contains(':') || name.contains('@') {
+        name.to_string()
+    } else {
+        format!("{name}:latest")
+    }
+}
+
+/// `registry:5000/epsm-backend:latest` -> `registry:5000/epsm-backend`.
+fn repo_of(reference: &str) -> &str {
+    let last_slash = reference.rfind('/').map_or(0, |i| i + 1);
+    match reference[last_slash..].rfind(':') {
+        Some(i) => &reference[..last_slash + i],
+        None => reference,
+    }
+}
+
 /// What state a step's failure leaves the stack in, for the summary.
 fn left_state(step: &str) -> &'static str {
     match step {
@@ -811,6 +951,10 @@ fn left_state(step: &str) -> &'static str {
             " (the stack is down: run a deploy again, or roll back)"
         }
         "up" | "wait for healthy" => " (the new containers may be partly up)",
+        "restore images" => " (nothing was changed)",
+        "keep images" => {
+            " (the new containers are up and healthy; this deploy cannot be rolled back to)"
+        }
         _ => " (the new containers are up)",
     }
 }
@@ -929,5 +1073,26 @@ impl Output<'_> {
             r.history.push(event.clone());
             let _ = r.live.send(event);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_references_keep_registry_ports_apart_from_tags() {
+        assert_eq!(with_tag("epsm-backend"), "epsm-backend:latest");
+        assert_eq!(with_tag("postgres:15"), "postgres:15");
+        assert_eq!(
+            with_tag("registry:5000/epsm/api"),
+            "registry:5000/epsm/api:latest"
+        );
+        assert_eq!(
+            repo_of("registry:5000/epsm/api:latest"),
+            "registry:5000/epsm/api"
+        );
+        assert_eq!(repo_of("postgres:15"), "postgres");
+        assert_eq!(repo_of("epsm-backend"), "epsm-backend");
     }
 }

@@ -6,8 +6,8 @@ use leptos_meta::Title;
 use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 
 use super::{
-    CancelDeploy, Deploy, DeployEvent, DeployLine, DeployStep, Outcome, StartDeploy, StepStatus,
-    get_deploy, list_deploys,
+    CancelDeploy, Deploy, DeployEvent, DeployLine, DeployStep, Outcome, RollbackDeploy,
+    StartDeploy, StepStatus, get_deploy, list_deploys,
 };
 
 fn outcome_class(o: Outcome) -> &'static str {
@@ -207,6 +207,14 @@ fn DeployView(deploy: Deploy) -> impl IntoView {
         );
     });
     let cancel = ServerAction::<CancelDeploy>::new();
+    let rollback = ServerAction::<RollbackDeploy>::new();
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(new_id)) = rollback.value().get() {
+            navigate(&format!("/deploys/{new_id}"), Default::default());
+        }
+    });
+    let can_roll_back = deploy.outcome == Outcome::Succeeded && !deploy.images.is_empty();
     let options = deploy.options.describe();
     view! {
         <h1>{format!("Deploy #{id}")}</h1>
@@ -234,6 +242,19 @@ fn DeployView(deploy: Deploy) -> impl IntoView {
                 </ActionForm>
             })}
             {move || cancel.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error-box">{e.to_string()}</p> })}
+            {can_roll_back.then(|| view! {
+                <ActionForm action=rollback attr:class="rollback">
+                    <input type="hidden" name="id" value=id/>
+                    <button type="submit" data-testid="rollback-button">"Redeploy this one"</button>
+                    <span class="muted small">
+                        " Brings back exactly this deploy's images (no build) and checks the stack. It does not undo "
+                        "database migrations applied since."
+                    </span>
+                </ActionForm>
+            })}
+            {move || rollback.value().get().and_then(|r| r.err()).map(|e| view! {
+                <p class="error-box" role="alert">{e.to_string()}</p>
+            })}
         </section>
         <div class="deploy-body">
             <ol class="steps" data-testid="deploy-steps">

@@ -247,6 +247,39 @@ impl Engine {
             .map(move |e| e.map_err(|e| call_error(&endpoint, "logs", &e))))
     }
 
+    /// Gives the image `source` (an id or a name) the name `repo:tag`.
+    pub async fn tag_image(&self, source: &str, repo: &str, tag: &str) -> Result<(), EngineError> {
+        let docker = self.client().await?;
+        let what = format!(
+            "tag {} as {repo}:{tag}",
+            short_id(source.trim_start_matches("sha256:"))
+        );
+        let options = bollard::query_parameters::TagImageOptions {
+            repo: Some(repo.to_string()),
+            tag: Some(tag.to_string()),
+        };
+        self.bounded(&what, docker.tag_image(source, Some(options)))
+            .await?
+            .map_err(|e| self.call_error(&what, &e))
+    }
+
+    /// Removes the name `name` (the image itself goes only when no other name or container holds it).
+    pub async fn untag_image(&self, name: &str) -> Result<(), EngineError> {
+        let docker = self.client().await?;
+        let what = format!("remove image name {name}");
+        self.bounded(
+            &what,
+            docker.remove_image(
+                name,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            ),
+        )
+        .await?
+        .map_err(|e| self.call_error(&what, &e))
+        .map(drop)
+    }
+
     /// Removes the engine's build cache; returns (entries removed, bytes freed).
     pub async fn prune_build_cache(&self) -> Result<(usize, u64), EngineError> {
         let docker = self.client().await?;
