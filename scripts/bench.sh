@@ -54,5 +54,10 @@ while IFS= read -r line; do rows+=("$line"); done < <(
   EPSM_CONSOLE_BIN=target/release/epsm-ops cargo bench -p app --features ssr --bench health 2>/dev/null | grep '^| '
 )
 
+step "deploy: one click against the same steps by hand, line latency"
+while IFS= read -r line; do rows+=("$line"); done < <(
+  EPSM_CONSOLE_BIN=target/release/epsm-ops cargo bench -p app --features ssr --bench deploy 2>/dev/null | grep '^| '
+)
+
 printf '\n| figure | value | how |\n|---|---|---|\n'
 printf '%s\n' "${rows[@]}"

@@ -2,6 +2,7 @@
 //! runs it: `-f <compose file> --env-file <env file> -p <project>`, in a clean environment so nothing
 //! from the console's own environment changes how compose interpolates the files.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -40,10 +41,14 @@ pub struct ComposeCli {
     pub docker_host: String,
 }
 
-/// What the console reads of `docker compose config`: the services, in the order the file lists them.
+/// What the console reads of `docker compose config`: the services, in the order the file lists them,
+/// and each service's environment as compose resolves it now (values may be secrets: server only,
+/// never serialized).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ComposeModel {
     pub services: Vec<String>,
+    /// Service -> variable -> value (None: declared without a value).
+    pub environment: BTreeMap<String, BTreeMap<String, Option<String>>>,
 }
 
 impl ComposeCli {
@@ -161,7 +166,25 @@ pub fn parse_model(json: &str, compose_text: &str) -> Result<ComposeModel, Strin
         .ok_or("no `services` object")?;
     let mut names: Vec<String> = services.keys().cloned().collect();
     names.sort_by_key(|name| (position_in(compose_text, name), name.clone()));
-    Ok(ComposeModel { services: names })
+    let environment = services
+        .iter()
+        .map(|(name, service)| {
+            let vars = service
+                .get("environment")
+                .and_then(|e| e.as_object())
+                .map(|vars| {
+                    vars.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().map(String::from)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (name.clone(), vars)
+        })
+        .collect();
+    Ok(ComposeModel {
+        services: names,
+        environment,
+    })
 }
 
 /// Where a service's key (`  name:` at the start of a line) first appears, or the end.
@@ -188,7 +211,7 @@ mod tests {
 
     #[test]
     fn services_come_in_the_order_the_file_lists_them() {
-        let json = r#"{"name":"epsm","services":{"backend":{},"database":{},"nginx":{},"redis":{},"zz":{}}}"#;
+        let json = r#"{"name":"epsm","services":{"backend":{"environment":{"A":"1","B":null}},"database":{},"nginx":{},"redis":{},"zz":{}}}"#;
         let text = "services:\n  database:\n    image: x\n  redis:\n    image: y\n  \"backend\":\n  nginx:\n";
         let model = parse_model(json, text).unwrap();
         assert_eq!(

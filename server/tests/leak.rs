@@ -22,6 +22,7 @@ const SERVER_FNS: &[&str] = &[
     "audit_log",
     "environment_report",
     "health_report",
+    "deploy_list",
 ];
 
 #[tokio::test]

@@ -10,6 +10,8 @@ use crate::error::AppError;
 
 #[cfg(feature = "ssr")]
 pub mod audit;
+#[cfg(feature = "ssr")]
+pub mod drift;
 pub mod envfile;
 pub mod interpolate;
 #[cfg(feature = "ssr")]
@@ -97,12 +99,12 @@ impl From<ssr::AuditError> for AppError {
 #[server(endpoint = "environment_report")]
 pub async fn get_environment_report() -> Result<EnvironmentReport, AppError> {
     let state = expect_context::<crate::state::AppState>();
-    let report =
-        tokio::task::spawn_blocking(move || ssr::environment_report(&state.config, &state.masker))
-            .await
-            .map_err(|e| {
-                AppError::Unavailable(format!("environment audit did not finish: {e}"))
-            })??;
+    let (config, masker) = (state.config.clone(), state.masker.clone());
+    let report = tokio::task::spawn_blocking(move || ssr::environment_report(&config, &masker))
+        .await
+        .map_err(|e| AppError::Unavailable(format!("environment audit did not finish: {e}")))??;
+    let mut report = report;
+    report.findings.extend(ssr::drift_findings(&state).await);
     Ok(report)
 }
 

@@ -155,3 +155,58 @@ fn read(path: &Path) -> Result<String, AuditError> {
         },
     })
 }
+
+/// Drift findings: running containers whose environment differs from what the files resolve to now,
+/// and an env file changed since the last successful deploy. Needs the engine and the store; when
+/// either cannot answer there is simply nothing to compare (the Health page says why).
+pub async fn drift_findings(state: &crate::state::AppState) -> Vec<Finding> {
+    use sha2::{Digest, Sha256};
+    let config = &state.config;
+    let compose_name = config.project.compose_file.display().to_string();
+    let env_name = config.project.env_file.display().to_string();
+    let mut findings = Vec::new();
+    let scrubber = super::secrets::Scrubber::new(&[]);
+    if let Ok(model) = crate::compose::ComposeCli::from_config(config)
+        .model(&scrubber)
+        .await
+    {
+        for service in &model.services {
+            let Ok(Some(id)) = state
+                .engine
+                .service_container(&config.project.name, service)
+                .await
+            else {
+                continue;
+            };
+            let Ok(inspect) = state.engine.inspect_container(&id).await else {
+                continue;
+            };
+            let env = inspect.config.and_then(|c| c.env).unwrap_or_default();
+            let running = env.iter().filter_map(|kv| kv.split_once('=')).collect();
+            if let Some(declared) = model.environment.get(service) {
+                findings.extend(super::drift::container_drift(
+                    service,
+                    &compose_name,
+                    declared,
+                    &running,
+                ));
+            }
+        }
+    }
+    let now = std::fs::read(config.env_file())
+        .ok()
+        .map(|b| hex::encode(Sha256::digest(b)));
+    if let Ok(last) = state
+        .store
+        .deploys(Some(crate::deploy::Outcome::Succeeded), 1)
+        .await
+    {
+        let last = last.first().map(|d| (d.id, d.env_sha256.as_deref()));
+        findings.extend(super::drift::changed_since_deploy(
+            &env_name,
+            now.as_deref(),
+            last,
+        ));
+    }
+    findings
+}

@@ -1,0 +1,152 @@
+//! Deploy benchmark (run by scripts/bench.sh; prints table rows, asserts nothing): a one-click deploy
+//! through the release console against the same steps typed by hand as shell commands, on the same
+//! stack in the same run; and how long a line of the build takes from the console reading it to a
+//! viewer of the live stream.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use app::deploy::{DeployEvent, Outcome};
+use chrono::{DateTime, Utc};
+use end2end::{Console, SseReader, StackProject, console_binary};
+
+fn row(figure: &str, value: String, how: &str) {
+    println!("| {figure} | {value} | {how} |");
+}
+
+/// The guide's procedure typed by hand, step for step (the seed skipped in both).
+fn by_hand(project: &StackProject) -> Duration {
+    let started = Instant::now();
+    project.compose_ok(&["down", "--remove-orphans"]);
+    let prune = Command::new("docker")
+        .args(["builder", "prune", "-af"])
+        .output()
+        .unwrap();
+    assert!(prune.status.success());
+    project.compose_ok(&["build", "--no-cache", "--pull"]);
+    project.compose_ok(&[
+        "up",
+        "-d",
+        "--force-recreate",
+        "--wait",
+        "--wait-timeout",
+        "300",
+    ]);
+    for cmd in [
+        &["python", "manage.py", "migrate", "--noinput"][..],
+        &["python", "manage.py", "collectstatic", "--noinput"][..],
+    ] {
+        let mut args = vec!["exec", "-T", "backend"];
+        args.extend_from_slice(cmd);
+        project.compose_ok(&args);
+    }
+    // Verify as the guide does: the public /health/ answers healthy.
+    let health = Command::new("curl")
+        .args([
+            "-fsS",
+            &format!("http://127.0.0.1:{}/health/", project.nginx_port),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&health.stdout).contains("\"database\": \"healthy\"")
+            || String::from_utf8_lossy(&health.stdout).contains("\"database\":\"healthy\"")
+    );
+    started.elapsed()
+}
+
+#[tokio::main]
+async fn main() {
+    let project = StackProject::new("epsmbenchdeploy");
+    let console = Console::for_stack(&console_binary(), &project, &[]).await;
+    let client = reqwest::Client::new();
+    let start = |console: &Console| {
+        client
+            .post(format!("{}/api/deploy_start", console.url))
+            .form(&[("options[skip_seed]", "true")])
+            .send()
+    };
+
+    // Warm-up deploy: the stack's first database initialisation is not part of either figure.
+    let mut runs = Vec::new();
+    for round in 0..2 {
+        let t = Instant::now();
+        let id: i64 = start(&console)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut stream = SseReader::open(&format!("{}/api/deploys/{id}/events", console.url)).await;
+        let mut arrivals: Vec<(u64, DateTime<Utc>)> = Vec::new();
+        let outcome = loop {
+            let data = stream
+                .next_data(Duration::from_secs(900))
+                .await
+                .expect("event");
+            match serde_json::from_str::<DeployEvent>(&data).unwrap() {
+                DeployEvent::Line(l) => arrivals.push((l.seq, Utc::now())),
+                DeployEvent::Finished { outcome, .. } => break outcome,
+                DeployEvent::Step { .. } => {}
+            }
+        };
+        let wall = t.elapsed();
+        assert_eq!(outcome, Outcome::Succeeded);
+        if round == 1 {
+            runs.push((id, wall, arrivals));
+        }
+    }
+    let (id, console_wall, arrivals) = runs.pop().unwrap();
+    let hand = by_hand(&project);
+    row(
+        "one-click deploy, wall time",
+        format!("{:.1} s", console_wall.as_secs_f64()),
+        "Deploy (seed skipped) from the click to the verified end, release console",
+    );
+    row(
+        "same steps by hand, wall time",
+        format!("{:.1} s", hand.as_secs_f64()),
+        "down, builder prune, build --no-cache --pull, up --wait, exec migrate, collectstatic, curl /health/",
+    );
+    row(
+        "deploy / by hand",
+        format!("{:.2}x", console_wall.as_secs_f64() / hand.as_secs_f64()),
+        "same stack, same run; the console also runs the audit and all deep probes",
+    );
+
+    // Line latency: the time the console stored with each line (when it read it from compose) to the
+    // moment the stream reader got it.
+    let store = app::store::Store::open(&console.data_path()).await.unwrap();
+    let stored: Vec<(i64, String)> =
+        sqlx::query_as("SELECT seq, at FROM deploy_log WHERE deploy_id = ?")
+            .bind(id)
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    let mut latencies: Vec<f64> = arrivals
+        .iter()
+        .filter_map(|(seq, got)| {
+            let (_, at) = stored.iter().find(|(s, _)| *s as u64 == *seq)?;
+            let at = DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc);
+            Some((*got - at).num_microseconds()? as f64 / 1000.0)
+        })
+        .collect();
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let p = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
+    let how = format!(
+        "{} lines of one deploy; console read the line -> live-stream client got it, loopback",
+        latencies.len()
+    );
+    row(
+        "deploy line to viewer, p50",
+        format!("{:.1} ms", p(0.5)),
+        &how,
+    );
+    row(
+        "deploy line to viewer, p99",
+        format!("{:.1} ms", p(0.99)),
+        &how,
+    );
+}
