@@ -300,3 +300,72 @@ async fn a_rollback_brings_back_the_images_of_an_earlier_deploy_without_building
     );
     assert_eq!(d.options.rollback_of, Some(second.id));
 }
+
+#[tokio::test]
+async fn recreating_volumes_needs_the_project_name_typed_and_really_removes_the_data() {
+    let _turn = ONE_STACK_AT_A_TIME.lock().await;
+    let project = StackProject::new("epsmvolumes");
+    let console = Console::for_stack(bin(), &project, &[]).await;
+    let quick = [("options[no_pull]", "true"), ("options[skip_seed]", "true")];
+    let id = start(&console, &quick).await;
+    follow_to_end(&console, id).await;
+    assert_eq!(deploy(&console, id).await.outcome, Outcome::Succeeded);
+    let psql = |sql: &str| {
+        let out = project.compose(&[
+            "exec",
+            "-T",
+            "database",
+            "psql",
+            "-U",
+            "epsm_user",
+            "-d",
+            "epsm_db",
+            "-tAc",
+            sql,
+        ]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    psql("CREATE TABLE marker (x int)");
+    assert_eq!(psql("SELECT to_regclass('marker')"), "marker");
+
+    let mut form = quick.to_vec();
+    form.push(("options[recreate_volumes]", "true"));
+    let mut wrong = form.clone();
+    wrong.push(("confirm", "epsm"));
+    let (status, body) = console.call("deploy_start", &wrong).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains(&format!("type the project name ({})", project.name)),
+        "{body}"
+    );
+    assert_eq!(
+        psql("SELECT to_regclass('marker')"),
+        "marker",
+        "nothing happened"
+    );
+
+    form.push(("confirm", &project.name));
+    let id = start(&console, &form).await;
+    let (_, events) = follow_to_end(&console, id).await;
+    let log = lines(&events);
+    assert_eq!(
+        deploy(&console, id).await.outcome,
+        Outcome::Succeeded,
+        "{log}"
+    );
+    assert!(
+        log.contains("$ docker compose down --remove-orphans --volumes"),
+        "{log}"
+    );
+    assert!(
+        log.contains("Volume"),
+        "compose reports the volumes it removed: {log}"
+    );
+    assert_eq!(
+        psql("SELECT to_regclass('marker')"),
+        "",
+        "the old database is gone"
+    );
+    // The migration output came through live, line by line, in the deploy's log.
+    assert!(log.contains("Applying simulations.0001"), "{log}");
+}

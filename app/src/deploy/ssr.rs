@@ -579,22 +579,36 @@ impl Deployer {
         )
         .await;
         let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
-        let result = self
+        // The command's output is shown as it comes; the result (exit code, bounded output) at the end.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(bool, Vec<u8>)>(64);
+        let timeout = Duration::from_secs(self.config.deploy.exec_timeout_secs);
+        let run = self
             .engine
-            .exec(
-                &container,
-                &cmd,
-                &[],
-                Duration::from_secs(self.config.deploy.exec_timeout_secs),
-            )
-            .await
-            .map_err(|e| StepFailure::new(e.to_string()))?;
-        for line in result.stdout.lines() {
-            out.line(position, false, line).await;
+            .exec_following(&container, &cmd, &[], timeout, Some(tx));
+        tokio::pin!(run);
+        let mut partial = [String::new(), String::new()];
+        let result = loop {
+            tokio::select! {
+                result = &mut run => break result,
+                Some((stderr, bytes)) = rx.recv() => {
+                    let buffer = &mut partial[usize::from(stderr)];
+                    buffer.push_str(&String::from_utf8_lossy(&bytes));
+                    while let Some(end) = buffer.find('\n') {
+                        let line: String = buffer.drain(..=end).collect();
+                        out.line(position, stderr, &line).await;
+                    }
+                }
+            }
+        };
+        while let Ok((stderr, bytes)) = rx.try_recv() {
+            partial[usize::from(stderr)].push_str(&String::from_utf8_lossy(&bytes));
         }
-        for line in result.stderr.lines() {
-            out.line(position, true, line).await;
+        for (stderr, rest) in [(false, &partial[0]), (true, &partial[1])] {
+            for line in rest.lines() {
+                out.line(position, stderr, line).await;
+            }
         }
+        let result = result.map_err(|e| StepFailure::new(e.to_string()))?;
         match result.exit_code {
             Some(0) => Ok(0),
             code => {

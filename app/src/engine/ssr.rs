@@ -346,6 +346,20 @@ impl Engine {
         env: &[String],
         timeout: Duration,
     ) -> Result<ExecOutput, EngineError> {
+        self.exec_following(container, cmd, env, timeout, None)
+            .await
+    }
+
+    /// Like `exec`, and every chunk of output is also sent to `follow` as it comes (`true` for
+    /// stderr), for steps whose output is shown live.
+    pub async fn exec_following(
+        &self,
+        container: &str,
+        cmd: &[&str],
+        env: &[String],
+        timeout: Duration,
+        follow: Option<tokio::sync::mpsc::Sender<(bool, Vec<u8>)>>,
+    ) -> Result<ExecOutput, EngineError> {
         let docker = self.client().await?;
         let what = format!(
             "exec `{}` in {}",
@@ -377,12 +391,24 @@ impl Engine {
                 .map_err(|e| self.call_error(&what, &e))?
             {
                 while let Some(chunk) = output.next().await {
-                    match chunk.map_err(|e| self.call_error(&what, &e))? {
-                        LogOutput::StdErr { message } => append_bounded(&mut out.stderr, &message),
+                    let (stderr, message) = match chunk.map_err(|e| self.call_error(&what, &e))? {
+                        LogOutput::StdErr { message } => (true, message),
                         LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                            append_bounded(&mut out.stdout, &message)
+                            (false, message)
                         }
-                        LogOutput::StdIn { .. } => {}
+                        LogOutput::StdIn { .. } => continue,
+                    };
+                    append_bounded(
+                        if stderr {
+                            &mut out.stderr
+                        } else {
+                            &mut out.stdout
+                        },
+                        &message,
+                    );
+                    if let Some(follow) = &follow {
+                        // A viewer that went away does not stop the command.
+                        let _ = follow.send((stderr, message.to_vec())).await;
                     }
                 }
             }
