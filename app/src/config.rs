@@ -12,7 +12,7 @@ use url::Url;
 /// Prefix of every environment variable that sets a configuration key (`EPSM_OPS_LISTEN`, ...).
 pub const ENV_PREFIX: &str = "EPSM_OPS_";
 /// Sections of the file; `EPSM_OPS_PROJECT_DIR` sets `project.dir`.
-const SECTIONS: [&str; 4] = ["project", "docker", "health", "deploy"];
+const SECTIONS: [&str; 5] = ["project", "docker", "health", "deploy", "secrets"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +29,16 @@ pub struct Config {
     pub docker: DockerConfig,
     pub health: HealthConfig,
     pub deploy: DeployConfig,
+    pub secrets: SecretsConfig,
+}
+
+/// What makes a variable secret beyond the built-in rules.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// Name parts that make a variable secret, added to the built-in ones (PASSWORD, SECRET, KEY,
+    /// TOKEN, CREDENTIAL, PRIVATE, AUTH, SALT, PASSWD), matched case-insensitively anywhere in a name.
+    pub extra_name_parts: Vec<String>,
 }
 
 /// The one compose project the console deploys, as the deployment guide fixes it.
@@ -132,6 +142,7 @@ impl Default for Config {
                 seed_command: ["python", "manage.py", "seed"].map(String::from).to_vec(),
                 keep_images: 5,
             },
+            secrets: SecretsConfig::default(),
         }
     }
 }

@@ -10,7 +10,7 @@ use app::config::{Config, ConfigError};
 use app::deploy::ssr::Deployer;
 use app::engine::EngineState;
 use app::engine::ssr::Engine;
-use app::environment::secrets::{DEFAULT_SECRET_NAME_PARTS, Masker};
+use app::environment::secrets::{Masker, secret_name_parts};
 use app::environment::ssr::fingerprint_key;
 use app::health::ssr::HealthMonitor;
 use app::state::AppState;
@@ -56,6 +56,10 @@ struct AuditArgs {
     env_file: PathBuf,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// A name part that makes a variable secret, besides the built-in ones (repeatable), as
+    /// `secrets.extra_name_parts` in the console's configuration.
+    #[arg(long = "secret-name-part", value_name = "PART")]
+    secret_name_parts: Vec<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -119,6 +123,7 @@ fn audit(args: AuditArgs) -> ExitCode {
         &args.project_dir,
         &args.compose_file,
         &args.env_file,
+        &secret_name_parts(&args.secret_name_parts),
     ) {
         Ok(audit) => audit.findings,
         Err(e) => {
@@ -170,7 +175,10 @@ async fn serve(args: ServeArgs) -> Result<(), StartError> {
         path: config.data_dir.clone(),
         source,
     })?;
-    let masker = Arc::new(Masker::new(DEFAULT_SECRET_NAME_PARTS, &key));
+    let masker = Arc::new(Masker::new(
+        secret_name_parts(&config.secrets.extra_name_parts),
+        &key,
+    ));
     match engine.status().await.state {
         EngineState::Reachable(info) => {
             tracing::info!(

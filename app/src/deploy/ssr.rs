@@ -422,6 +422,7 @@ impl Deployer {
             &self.config.project.dir,
             &self.config.project.compose_file,
             &self.config.project.env_file,
+            &crate::environment::secrets::secret_name_parts(&self.config.secrets.extra_name_parts),
         )
         .map_err(|e| StepFailure::new(e.to_string()))?;
         let errors: Vec<String> = audit

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::envfile::EnvFile;
-use super::secrets::{DEFAULT_SECRET_NAME_PARTS, Masker, SecretKind, percent_decode};
+use super::secrets::{Masker, SecretKind, percent_decode};
 use super::{Finding, Severity};
 
 /// One `${VAR...}` or `$VAR` in the compose file.
@@ -67,6 +67,8 @@ pub struct AuditInput<'a> {
     pub env_file_mode: Option<u32>,
     /// Retired files present in the project directory (relative names).
     pub retired_files: &'a [String],
+    /// What makes a variable secret by name (`secrets::secret_name_parts`).
+    pub secret_name_parts: &'a [String],
 }
 
 /// Values shipped in templates that must never reach production: whole values...
@@ -101,7 +103,7 @@ const MUST_AGREE: &[(&str, &str)] = &[
 const REDIS_URLS: &[&str] = &["REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"];
 
 pub fn audit(input: &AuditInput) -> Vec<Finding> {
-    let masker = Masker::new(DEFAULT_SECRET_NAME_PARTS, b"classification only");
+    let masker = Masker::new(input.secret_name_parts, b"classification only");
     let env = input.env;
     let ef = input.env_file_name;
     let mut out = Vec::new();
@@ -387,6 +389,7 @@ mod tests {
             compose_file_name: "docker-compose.production.yml",
             env_file_mode: mode,
             retired_files: &retired,
+            secret_name_parts: &super::super::secrets::secret_name_parts(&[]),
         })
     }
 

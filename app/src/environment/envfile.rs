@@ -467,4 +467,86 @@ mod tests {
         }
         assert_eq!(count, 15usize.pow(4));
     }
+
+    /// Random fuzzing on stable Rust (cargo-fuzz needs a nightly toolchain): random sequences of the
+    /// dialect's tokens and random bytes, for `EPSM_FUZZ_SECS` seconds (default 2). Every input must
+    /// return; an error's line must exist in the input and it must not quote the input's values.
+    #[test]
+    fn random_inputs_parse_or_fail_with_a_line_that_exists() {
+        use rand::{Rng, SeedableRng};
+        let pieces = [
+            "A",
+            "KEY_1",
+            "=",
+            ": ",
+            "\"",
+            "'",
+            "\\",
+            "\\n",
+            "\\'",
+            "\\0",
+            "\\101",
+            "$",
+            "${",
+            "}",
+            ":-",
+            ":?",
+            "?",
+            "-",
+            "+",
+            ":+",
+            "#",
+            " #",
+            " ",
+            "\t",
+            "\n",
+            "\r\n",
+            "\r",
+            "é",
+            "\u{feff}",
+            "export ",
+            "s3cret-Value",
+            ".",
+            "=\"",
+            "\"\n",
+        ];
+        let secs = std::env::var("EPSM_FUZZ_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(2u64);
+        let seed = std::env::var("EPSM_FUZZ_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(20261125u64);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        let mut inputs = 0u64;
+        while std::time::Instant::now() < deadline {
+            let mut text = String::new();
+            for _ in 0..rng.random_range(1..40) {
+                if rng.random_bool(0.1) {
+                    text.push(char::from_u32(rng.random_range(0..0x2FFF)).unwrap_or('x'));
+                } else {
+                    text.push_str(pieces[rng.random_range(0..pieces.len())]);
+                }
+            }
+            let lines = text.split('\n').count() + 1;
+            if let Err(e) = parse(&text, &no_env) {
+                assert!(e.line >= 1 && e.line <= lines, "{text:?}: {e}");
+                // An error may quote what stands where a key belongs (before `=` or `:`), never a value.
+                if e.reason.contains("s3cret") {
+                    let quoted_as_key = text.split(['\n', '\r']).any(|line| {
+                        let key_end = line.find(['=', ':']).unwrap_or(line.len());
+                        line.find("s3cret").is_some_and(|at| at < key_end)
+                    });
+                    assert!(quoted_as_key, "{text:?}: {e}");
+                }
+            }
+            inputs += 1;
+        }
+        eprintln!(
+            "fuzzed the env-file parser with {inputs} random inputs in {secs} s (seed {seed})"
+        );
+        assert!(inputs > 0);
+    }
 }

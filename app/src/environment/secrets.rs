@@ -29,6 +29,15 @@ pub const DEFAULT_SECRET_NAME_PARTS: &[&str] = &[
     "SALT",
 ];
 
+/// The default name parts and the installation's own (`secrets.extra_name_parts`).
+pub fn secret_name_parts(extra: &[String]) -> Vec<String> {
+    DEFAULT_SECRET_NAME_PARTS
+        .iter()
+        .map(|p| p.to_string())
+        .chain(extra.iter().cloned())
+        .collect()
+}
+
 /// `scheme://user:password@host` - the password is the second group.
 static URL_PASSWORD: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/:@]*:)([^\s/@]+)(@)").expect("constant regex")
@@ -69,9 +78,19 @@ pub struct Masker {
 }
 
 impl Masker {
-    pub fn new(name_parts: &[&str], fingerprint_key: &[u8]) -> Masker {
+    pub fn new(
+        name_parts: impl IntoIterator<Item = impl AsRef<str>>,
+        fingerprint_key: &[u8],
+    ) -> Masker {
+        let mut name_parts: Vec<String> = name_parts
+            .into_iter()
+            .map(|p| p.as_ref().trim().to_ascii_uppercase())
+            .filter(|p| !p.is_empty())
+            .collect();
+        name_parts.sort();
+        name_parts.dedup();
         Masker {
-            name_parts: name_parts.iter().map(|p| p.to_ascii_uppercase()).collect(),
+            name_parts,
             fingerprint_key: fingerprint_key.to_vec(),
         }
     }
@@ -245,6 +264,18 @@ mod tests {
 
     fn masker() -> Masker {
         Masker::new(DEFAULT_SECRET_NAME_PARTS, b"test key")
+    }
+
+    #[test]
+    fn an_installation_adds_name_parts_of_its_own() {
+        let plain = Masker::new(secret_name_parts(&[]), b"k");
+        assert_eq!(plain.classify("SENTRY_DSN", "abc"), None);
+        let extended = Masker::new(secret_name_parts(&[" dsn ".into()]), b"k");
+        assert!(extended.classify("SENTRY_DSN", "abc").is_some());
+        assert!(
+            extended.classify("DB_PASSWORD", "x").is_some(),
+            "the defaults stay"
+        );
     }
 
     #[test]

@@ -43,8 +43,9 @@ pub fn environment_report(
     masker: &Masker,
 ) -> Result<EnvironmentReport, AuditError> {
     let (compose_file, env_file) = (&config.project.compose_file, &config.project.env_file);
+    let parts = super::secrets::secret_name_parts(&config.secrets.extra_name_parts);
     let ProjectAudit { findings, env } =
-        audit_project(&config.project.dir, compose_file, env_file)?;
+        audit_project(&config.project.dir, compose_file, env_file, &parts)?;
     // A file that does not parse has no variables to show: its syntax finding says why.
     let mut variables: Vec<Variable> = env.map_or_else(Vec::new, |env| {
         env.resolved()
@@ -93,6 +94,7 @@ pub fn audit_project(
     dir: &Path,
     compose_file: &Path,
     env_file: &Path,
+    secret_name_parts: &[String],
 ) -> Result<ProjectAudit, AuditError> {
     let (compose_path, env_path) = (dir.join(compose_file), dir.join(env_file));
     let compose_text = read(&compose_path)?;
@@ -131,6 +133,7 @@ pub fn audit_project(
         compose_file_name: &compose_name,
         env_file_mode: mode,
         retired_files: &retired,
+        secret_name_parts,
     });
     let env = match syntax {
         Some(syntax) => {
