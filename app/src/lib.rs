@@ -8,6 +8,7 @@ use leptos_router::path;
 
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod deploy;
 pub mod engine;
 pub mod environment;
@@ -103,7 +104,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/deploys") view=deploy::DeploysPage/>
                         <Route path=path!("/deploys/:id") view=deploy::DeployPage/>
                         <Route path=path!("/environment") view=environment::EnvironmentPage/>
-                        <Route path=path!("/backups") view=pages::BackupsPage/>
+                        <Route path=path!("/backups") view=backup::BackupsPage/>
                         <Route path=path!("/audit") view=audit::AuditPage/>
                     </Routes>
                 </main>

@@ -1,5 +1,4 @@
-//! The overview and the pages whose capabilities are still to come (each says what it will hold), and
-//! the not-found page. A capability that lands gets its own folder and replaces its page here.
+//! The overview and the not-found page; every capability has its own folder with its pages.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -15,29 +14,6 @@ pub fn OverviewPage() -> impl IntoView {
             <EngineCard/>
             <ProjectCard/>
         </div>
-    }
-}
-
-/// A page whose capability has not landed yet: says so plainly instead of showing anything made up.
-#[component]
-fn ComingPage(title: &'static str, what: &'static str) -> impl IntoView {
-    view! {
-        <Title text=title/>
-        <h1>{title}</h1>
-        <section class="card">
-            <p>{what}</p>
-            <p class="muted" data-testid="not-built">"Not built yet."</p>
-        </section>
-    }
-}
-
-#[component]
-pub fn BackupsPage() -> impl IntoView {
-    view! {
-        <ComingPage
-            title="Backups"
-            what="One-click pg_dump of the database, verified, listed and downloadable."
-        />
     }
 }
 

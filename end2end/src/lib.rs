@@ -541,6 +541,8 @@ impl Drop for Browser {
             .args([
                 "-KILL",
                 "-f",
+                // `--`: the pattern itself starts with dashes.
+                "--",
                 &format!("--user-data-dir={}", self.profile.path().display()),
             ])
             .status();

@@ -14,6 +14,7 @@ use leptos_axum::{LeptosRoutes, generate_route_list};
 use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -42,7 +43,11 @@ pub fn build(state: AppState, shutdown: tokio_util::sync::CancellationToken) -> 
         .layer(
             ServiceBuilder::new()
                 .layer(TraceLayer::new_for_http())
-                .layer(CompressionLayer::new())
+                // Not downloads: a compressed body would break their Content-Length and ranges.
+                .layer(CompressionLayer::new().compress_when(
+                    DefaultPredicate::new()
+                        .and(NotForContentType::const_new("application/octet-stream")),
+                ))
                 .layer(header_if_absent(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
                 .layer(header_if_absent(header::X_FRAME_OPTIONS, "DENY"))
                 .layer(header_if_absent(header::REFERRER_POLICY, "same-origin"))

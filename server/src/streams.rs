@@ -36,6 +36,7 @@ pub fn routes(shutdown: CancellationToken) -> Router<AppState> {
             "/api/deploys/{id}/events",
             get(move |state, path| deploy_events(state, path, for_deploys.clone())),
         )
+        .route("/backups/{id}/download", get(download_backup))
         .route("/metrics", get(metrics))
 }
 
@@ -194,6 +195,74 @@ where
     response
         .headers_mut()
         .insert("x-accel-buffering", header::HeaderValue::from_static("no"));
+    response
+}
+
+/// A backup file, with its size, a file name, its sha256 in a header, and range requests (a resumed
+/// download) served by tower-http. Every download is in the audit log.
+async fn download_backup(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    request: axum::extract::Request,
+) -> Response {
+    use app::backup::BackupOutcome;
+    use tower::ServiceExt;
+    let actor = match require(Role::Deployer).await {
+        Ok(actor) => actor,
+        Err(e) => return (StatusCode::FORBIDDEN, e.to_string()).into_response(),
+    };
+    let backup = match state.store.backup(id).await {
+        Ok(Some(b)) if b.outcome == BackupOutcome::Succeeded => b,
+        Ok(_) => {
+            return (
+                StatusCode::NOT_FOUND,
+                format!("there is no backup #{id} to download"),
+            )
+                .into_response();
+        }
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    };
+    let Some(file_name) = backup.file_name.clone() else {
+        return (StatusCode::NOT_FOUND, format!("backup #{id} has no file")).into_response();
+    };
+    let path = app::backup::ssr::backups_dir(&state.config.data_dir).join(&file_name);
+    let range = request
+        .headers()
+        .get(header::RANGE)
+        .and_then(|r| r.to_str().ok())
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    let _ = state
+        .store
+        .record(app::audit::AuditEvent {
+            actor: actor.name,
+            action: "backup.download".into(),
+            target: format!("backup #{id}"),
+            outcome: app::audit::Outcome::Ok,
+            detail: format!("{file_name}{range}"),
+        })
+        .await;
+    let mut response = match tower_http::services::ServeFile::new(&path)
+        .oneshot(request)
+        .await
+    {
+        Ok(r) => r.into_response(),
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    };
+    let headers = response.headers_mut();
+    if let Ok(v) = header::HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if let Some(sha) = backup
+        .sha256
+        .and_then(|s| header::HeaderValue::from_str(&s).ok())
+    {
+        headers.insert("x-checksum-sha256", sha);
+    }
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/octet-stream"),
+    );
     response
 }
 

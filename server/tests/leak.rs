@@ -23,6 +23,7 @@ const SERVER_FNS: &[&str] = &[
     "environment_report",
     "health_report",
     "deploy_list",
+    "backup_list",
 ];
 
 #[tokio::test]

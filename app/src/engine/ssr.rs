@@ -428,6 +428,79 @@ impl Engine {
         }
     }
 
+    /// Runs `cmd` in a container with its stdout written to `sink` as it comes (never held in memory)
+    /// and, when given, `stdin` fed to it. Returns the exit code and the (bounded) stderr. No timeout:
+    /// a dump of a large database takes as long as it takes; the caller may drop the future.
+    pub async fn exec_streaming(
+        &self,
+        container: &str,
+        cmd: &[&str],
+        sink: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
+        stdin: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>,
+    ) -> Result<(Option<i64>, String), EngineError> {
+        use tokio::io::AsyncWriteExt;
+        let docker = self.client().await?;
+        let what = format!(
+            "exec `{}` in {}",
+            cmd.first().copied().unwrap_or(""),
+            short_id(container)
+        );
+        let options = CreateExecOptions {
+            cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            attach_stdin: Some(stdin.is_some()),
+            ..Default::default()
+        };
+        self.count(3);
+        let created = docker
+            .create_exec(container, options)
+            .await
+            .map_err(|e| self.call_error(&what, &e))?;
+        let mut stderr = String::new();
+        if let StartExecResults::Attached {
+            mut output,
+            mut input,
+        } = docker
+            .start_exec(&created.id, None)
+            .await
+            .map_err(|e| self.call_error(&what, &e))?
+        {
+            let feeding = async {
+                if let Some(mut stdin) = stdin {
+                    let _ = tokio::io::copy(&mut stdin, &mut input).await;
+                    // End of input: the command sees EOF on its stdin. (Without stdin the connection
+                    // is left alone: half-closing it could end the output early.)
+                    let _ = input.shutdown().await;
+                }
+            };
+            let reading = async {
+                while let Some(chunk) = output.next().await {
+                    match chunk.map_err(|e| self.call_error(&what, &e))? {
+                        LogOutput::StdOut { message } | LogOutput::Console { message } => sink
+                            .write_all(&message)
+                            .await
+                            .map_err(|e| EngineError::Call {
+                                endpoint: self.endpoint.clone(),
+                                what: what.clone(),
+                                reason: format!("writing its output: {e}"),
+                            })?,
+                        LogOutput::StdErr { message } => append_bounded(&mut stderr, &message),
+                        LogOutput::StdIn { .. } => {}
+                    }
+                }
+                Ok::<(), EngineError>(())
+            };
+            let ((), read) = tokio::join!(feeding, reading);
+            read?;
+        }
+        let inspect = docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(|e| self.call_error(&what, &e))?;
+        Ok((inspect.exit_code, stderr))
+    }
+
     async fn bounded<T>(
         &self,
         what: &str,

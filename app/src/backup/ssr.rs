@@ -1,0 +1,468 @@
+//! Running a backup: `pg_dump` through the Docker API exec, its output written straight to a
+//! temporary file (hashed on the way), fsynced, read back by `pg_restore --list` (or checked for the
+//! dump's closing line, for plain SQL), and only then renamed into place. Any failure leaves no file
+//! and a failed record with the reason.
+
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWrite;
+
+use super::{Backup, BackupFormat, BackupOutcome};
+use crate::audit::{AuditEvent, Outcome as AuditOutcome};
+use crate::environment::secrets::Scrubber;
+use crate::state::AppState;
+use crate::store::{Store, StoreError, query_failed};
+
+/// One backup at a time per console: two dumps at once only make both slower.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("backup #{id} failed: {reason}")]
+    Failed { id: i64, reason: String },
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// Where backups are kept.
+pub fn backups_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("backups")
+}
+
+/// Backs up the project's database now; returns the record (succeeded or failed).
+pub async fn backup_now(
+    state: &AppState,
+    actor: &str,
+    format: BackupFormat,
+) -> Result<Backup, BackupError> {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let env = read_env(&state.config.env_file());
+    let value = |keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| env.iter().find(|(key, v)| key == k && !v.is_empty()))
+            .map(|(_, v)| v.clone())
+    };
+    let user = value(&["DB_USER", "POSTGRES_USER"]).unwrap_or_else(|| "postgres".into());
+    let database = value(&["DB_NAME", "POSTGRES_DB"]).unwrap_or_else(|| user.clone());
+    let deploy_id = state
+        .store
+        .deploys(Some(crate::deploy::Outcome::Succeeded), 1)
+        .await?
+        .first()
+        .map(|d| d.id);
+    let id = state
+        .store
+        .insert_backup(actor, &database, format, deploy_id)
+        .await?;
+    let scrubber = Scrubber::new(
+        &state
+            .masker
+            .secret_values(env.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+    );
+    let started = Instant::now();
+    let dir = backups_dir(&state.config.data_dir);
+    let result = dump(state, &dir, id, &user, &database, format).await;
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let (outcome, detail) = match &result {
+        Ok(done) => {
+            state.store.finish_backup(id, Ok(done), duration_ms).await?;
+            (
+                AuditOutcome::Ok,
+                format!(
+                    "{} ({} bytes, sha256 {})",
+                    done.file_name, done.size_bytes, done.sha256
+                ),
+            )
+        }
+        Err(reason) => {
+            let reason = scrubber.scrub(reason);
+            state
+                .store
+                .finish_backup(id, Err(&reason), duration_ms)
+                .await?;
+            (AuditOutcome::Failed, reason)
+        }
+    };
+    state
+        .store
+        .record(AuditEvent {
+            actor: actor.into(),
+            action: "backup.create".into(),
+            target: format!("backup #{id}"),
+            outcome,
+            detail: detail.clone(),
+        })
+        .await?;
+    match result {
+        Ok(_) => Ok(state.store.backup(id).await?.ok_or(BackupError::Failed {
+            id,
+            reason: "its record is gone".into(),
+        })?),
+        Err(_) => Err(BackupError::Failed { id, reason: detail }),
+    }
+}
+
+struct Dumped {
+    file_name: String,
+    size_bytes: u64,
+    sha256: String,
+}
+
+/// The dump itself; on any error the temporary file is removed and the reason returned.
+async fn dump(
+    state: &AppState,
+    dir: &Path,
+    id: i64,
+    user: &str,
+    database: &str,
+    format: BackupFormat,
+) -> Result<Dumped, String> {
+    let project = &state.config.project.name;
+    let container = state
+        .engine
+        .service_container(project, "database")
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("project {project} has no database container"))?;
+    let inspect = state
+        .engine
+        .inspect_container(&container)
+        .await
+        .map_err(|e| e.to_string())?;
+    let running = inspect.state.and_then(|s| s.running).unwrap_or(false);
+    if !running {
+        return Err("the database container is not running".into());
+    }
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let stamp = Utc::now().format("%Y%m%dT%H%M%SZ");
+    let file_name = format!("{database}-{stamp}-{id}.{}", format.extension());
+    let partial = dir.join(format!(".partial-{id}"));
+    let result = dump_to(state, &container, &partial, user, database, format).await;
+    match result {
+        Ok((size_bytes, sha256)) => {
+            let target = dir.join(&file_name);
+            if let Err(e) = tokio::fs::rename(&partial, &target).await {
+                let _ = tokio::fs::remove_file(&partial).await;
+                return Err(format!("cannot move the backup into place: {e}"));
+            }
+            // The rename itself is durable only once the directory is synced.
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+            Ok(Dumped {
+                file_name,
+                size_bytes,
+                sha256,
+            })
+        }
+        Err(reason) => {
+            let _ = tokio::fs::remove_file(&partial).await;
+            Err(reason)
+        }
+    }
+}
+
+async fn dump_to(
+    state: &AppState,
+    container: &str,
+    partial: &Path,
+    user: &str,
+    database: &str,
+    format: BackupFormat,
+) -> Result<(u64, String), String> {
+    let file = tokio::fs::File::create(partial)
+        .await
+        .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
+    let mut sink = Hashing::new(file);
+    let format_flag = match format {
+        BackupFormat::Custom => "--format=custom",
+        BackupFormat::Plain => "--format=plain",
+    };
+    let cmd = ["pg_dump", "-U", user, "-d", database, format_flag];
+    let (code, stderr) = state
+        .engine
+        .exec_streaming(container, &cmd, &mut sink, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    if code != Some(0) {
+        let said = stderr
+            .lines()
+            .rfind(|l| !l.trim().is_empty())
+            .unwrap_or("no output");
+        return Err(format!(
+            "pg_dump exited {}: {said}",
+            code.map_or("without a code".into(), |c| c.to_string())
+        ));
+    }
+    let (file, size, sha256) = sink.finish();
+    use tokio::io::AsyncWriteExt;
+    let mut file = file;
+    file.flush()
+        .await
+        .map_err(|e| format!("writing the backup: {e}"))?;
+    file.sync_all()
+        .await
+        .map_err(|e| format!("writing the backup: {e}"))?;
+    drop(file);
+    verify(state, container, partial, format).await?;
+    Ok((size, sha256))
+}
+
+/// The archive reads back: `pg_restore --list` in the container, fed the file; a plain dump ends
+/// with pg_dump's closing comment.
+async fn verify(
+    state: &AppState,
+    container: &str,
+    path: &Path,
+    format: BackupFormat,
+) -> Result<(), String> {
+    match format {
+        BackupFormat::Custom => {
+            let file = tokio::fs::File::open(path)
+                .await
+                .map_err(|e| format!("cannot read the backup back: {e}"))?;
+            let mut listing = Vec::new();
+            let (code, stderr) = state
+                .engine
+                .exec_streaming(
+                    container,
+                    &["pg_restore", "--list"],
+                    &mut listing,
+                    Some(Box::new(file)),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            let entries = String::from_utf8_lossy(&listing)
+                .lines()
+                .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+                .count();
+            if code != Some(0) || entries == 0 {
+                return Err(format!(
+                    "the archive does not read back (pg_restore --list exited {code:?}: {})",
+                    stderr.lines().last().unwrap_or("no entries")
+                ));
+            }
+            Ok(())
+        }
+        BackupFormat::Plain => {
+            let text = tokio::fs::read(path)
+                .await
+                .map_err(|e| format!("cannot read the backup back: {e}"))?;
+            let tail =
+                String::from_utf8_lossy(&text[text.len().saturating_sub(200)..]).into_owned();
+            if tail.contains("PostgreSQL database dump complete") {
+                Ok(())
+            } else {
+                Err("the SQL dump does not end with pg_dump's closing line".into())
+            }
+        }
+    }
+}
+
+fn read_env(path: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    crate::environment::envfile::parse(&text, &|_| None)
+        .map(|f| {
+            f.resolved()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Writes through to `inner`, hashing and counting what was written.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W> Hashing<W> {
+    fn new(inner: W) -> Hashing<W> {
+        Hashing {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    fn finish(self) -> (W, u64, String) {
+        (self.inner, self.bytes, hex::encode(self.hasher.finalize()))
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Hashing<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = poll {
+            self.hasher.update(&buf[..n]);
+            self.bytes += n as u64;
+        }
+        poll
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+type BackupRow = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+);
+
+fn time(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default()
+}
+
+fn now_text() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+const COLUMNS: &str = "id, actor, started_at, finished_at, database, format, outcome, reason, file_name, \
+                       size_bytes, sha256, duration_ms, deploy_id";
+
+impl Store {
+    async fn insert_backup(
+        &self,
+        actor: &str,
+        database: &str,
+        format: BackupFormat,
+        deploy_id: Option<i64>,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query(
+            "INSERT INTO backups (actor, started_at, database, format, outcome, deploy_id)
+             VALUES (?, ?, ?, ?, 'running', ?)",
+        )
+        .bind(actor)
+        .bind(now_text())
+        .bind(database)
+        .bind(format.as_str())
+        .bind(deploy_id)
+        .execute(self.pool())
+        .await
+        .map_err(query_failed("insert backup"))?
+        .last_insert_rowid())
+    }
+
+    async fn finish_backup(
+        &self,
+        id: i64,
+        result: Result<&Dumped, &str>,
+        duration_ms: u64,
+    ) -> Result<(), StoreError> {
+        let (outcome, reason, file, size, sha) = match result {
+            Ok(d) => (
+                "succeeded",
+                "",
+                Some(d.file_name.as_str()),
+                Some(d.size_bytes as i64),
+                Some(d.sha256.as_str()),
+            ),
+            Err(reason) => ("failed", reason, None, None, None),
+        };
+        sqlx::query(
+            "UPDATE backups SET outcome = ?, reason = ?, file_name = ?, size_bytes = ?, sha256 = ?,
+                    duration_ms = ?, finished_at = ? WHERE id = ?",
+        )
+        .bind(outcome)
+        .bind(reason)
+        .bind(file)
+        .bind(size)
+        .bind(sha)
+        .bind(duration_ms as i64)
+        .bind(now_text())
+        .bind(id)
+        .execute(self.pool())
+        .await
+        .map_err(query_failed("finish backup"))?;
+        Ok(())
+    }
+
+    pub async fn backups(&self, limit: u32) -> Result<Vec<Backup>, StoreError> {
+        let rows: Vec<BackupRow> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM backups ORDER BY id DESC LIMIT ?"
+        ))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+        .map_err(query_failed("list backups"))?;
+        Ok(rows.into_iter().map(backup_from_row).collect())
+    }
+
+    pub async fn backup(&self, id: i64) -> Result<Option<Backup>, StoreError> {
+        let row: Option<BackupRow> =
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM backups WHERE id = ?"))
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(query_failed("read backup"))?;
+        Ok(row.map(backup_from_row))
+    }
+}
+
+fn backup_from_row(row: BackupRow) -> Backup {
+    let (
+        id,
+        actor,
+        started,
+        finished,
+        database,
+        format,
+        outcome,
+        reason,
+        file,
+        size,
+        sha,
+        ms,
+        deploy,
+    ) = row;
+    Backup {
+        id,
+        actor,
+        started_at: time(&started),
+        finished_at: finished.as_deref().map(time),
+        database,
+        format: if format == "plain" {
+            BackupFormat::Plain
+        } else {
+            BackupFormat::Custom
+        },
+        outcome: BackupOutcome::parse(&outcome),
+        reason,
+        file_name: file,
+        size_bytes: size.map(|s| s.max(0) as u64),
+        sha256: sha,
+        duration_ms: ms.map(|m| m.max(0) as u64),
+        deploy_id: deploy,
+    }
+}
