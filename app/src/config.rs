@@ -12,7 +12,9 @@ use url::Url;
 /// Prefix of every environment variable that sets a configuration key (`EPSM_OPS_LISTEN`, ...).
 pub const ENV_PREFIX: &str = "EPSM_OPS_";
 /// Sections of the file; `EPSM_OPS_PROJECT_DIR` sets `project.dir`.
-const SECTIONS: [&str; 5] = ["project", "docker", "health", "deploy", "secrets"];
+const SECTIONS: [&str; 6] = [
+    "project", "docker", "health", "deploy", "secrets", "backups",
+];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +32,17 @@ pub struct Config {
     pub health: HealthConfig,
     pub deploy: DeployConfig,
     pub secrets: SecretsConfig,
+    pub backups: BackupsConfig,
+}
+
+/// How many backups are kept, applied after each successful backup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupsConfig {
+    /// Keep at most this many successful backups (0: no limit by count).
+    pub keep_last: usize,
+    /// Delete successful backups older than this many days (0: no limit by age).
+    pub keep_days: u32,
 }
 
 /// What makes a variable secret beyond the built-in rules.
@@ -143,6 +156,10 @@ impl Default for Config {
                 keep_images: 5,
             },
             secrets: SecretsConfig::default(),
+            backups: BackupsConfig {
+                keep_last: 10,
+                keep_days: 0,
+            },
         }
     }
 }
@@ -405,6 +422,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.listen, "127.0.0.1:5000".parse().unwrap());
+        let sections = load(
+            &toml,
+            &[
+                ("BACKUPS_KEEP_LAST", "1"),
+                ("HEALTH_INTERVAL_SECS", "2"),
+                ("DEPLOY_KEEP_IMAGES", "3"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(sections.backups.keep_last, 1);
+        assert_eq!(sections.health.interval_secs, 2);
+        assert_eq!(sections.deploy.keep_images, 3);
         assert_eq!(config.project.name, "epsm-staging");
         assert_eq!(config.docker.host, "tcp://127.0.0.1:2375");
         assert_eq!(config.project.env_file, PathBuf::from(".env.production"));

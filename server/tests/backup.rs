@@ -57,8 +57,12 @@ async fn a_backup_restores_with_the_same_tables_downloads_intact_and_a_stopped_d
         "--noinput",
     ]);
     project.compose_ok(&["exec", "-T", "backend", "python", "manage.py", "seed"]);
-    let console =
-        Console::for_stack(Path::new(env!("CARGO_BIN_EXE_epsm-ops")), &project, &[]).await;
+    let console = Console::for_stack(
+        Path::new(env!("CARGO_BIN_EXE_epsm-ops")),
+        &project,
+        &[("EPSM_OPS_BACKUPS_KEEP_LAST", "1")],
+    )
+    .await;
 
     let (status, body) = console.call("backup_start", &[]).await;
     assert_eq!(status, 200, "{body}");
@@ -133,6 +137,19 @@ async fn a_backup_restores_with_the_same_tables_downloads_intact_and_a_stopped_d
     assert_eq!(ranged.status(), 206);
     assert_eq!(ranged.bytes().await.unwrap().as_ref(), &bytes[10..100]);
 
+    // A plain SQL backup; the retention policy (keep the last 1) then deletes exactly the first.
+    let (status, body) = console.call("backup_start", &[("format", "Plain")]).await;
+    assert_eq!(status, 200, "{body}");
+    let plain: Backup = serde_json::from_str(&body).unwrap();
+    assert!(plain.file_name.as_deref().unwrap().ends_with(".sql"));
+    let (_, list) = console.call("backup_list", &[]).await;
+    assert!(
+        !file.exists(),
+        "the first backup's file is deleted by the policy: {list}\n{}",
+        console.log()
+    );
+    assert_eq!(files(&dir), vec![plain.file_name.clone().unwrap()]);
+
     // A stopped database: a clear failure, a failed record, and no file (partial or whole).
     project.compose_ok(&["stop", "database"]);
     let before = files(&dir);
@@ -145,8 +162,15 @@ async fn a_backup_restores_with_the_same_tables_downloads_intact_and_a_stopped_d
     assert_eq!(files(&dir), before, "no new file");
     let (_, list) = console.call("backup_list", &[]).await;
     let list: Vec<Backup> = serde_json::from_str(&list).unwrap();
-    assert_eq!(list[0].outcome, BackupOutcome::Failed);
-    assert_eq!(list[1].outcome, BackupOutcome::Succeeded);
+    let outcomes: Vec<BackupOutcome> = list.iter().map(|b| b.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            BackupOutcome::Failed,
+            BackupOutcome::Succeeded,
+            BackupOutcome::Deleted
+        ]
+    );
 
     let (_, audit) = console.call("audit_log", &[]).await;
     assert!(

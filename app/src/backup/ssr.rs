@@ -98,6 +98,9 @@ pub async fn backup_now(
             detail: detail.clone(),
         })
         .await?;
+    if result.is_ok() {
+        apply_retention(state, actor).await?;
+    }
     match result {
         Ok(_) => Ok(state.store.backup(id).await?.ok_or(BackupError::Failed {
             id,
@@ -105,6 +108,80 @@ pub async fn backup_now(
         })?),
         Err(_) => Err(BackupError::Failed { id, reason: detail }),
     }
+}
+
+/// Which successful backups the policy deletes: beyond the newest `keep_last` (0: no count limit), or
+/// older than `keep_days` days (0: no age limit). `backups` is newest first.
+pub fn to_delete(
+    backups: &[Backup],
+    keep_last: usize,
+    keep_days: u32,
+    now: DateTime<Utc>,
+) -> Vec<i64> {
+    backups
+        .iter()
+        .filter(|b| b.outcome == BackupOutcome::Succeeded)
+        .enumerate()
+        .filter(|(rank, b)| {
+            (keep_last > 0 && *rank >= keep_last)
+                || (keep_days > 0
+                    && now - b.started_at > chrono::Duration::days(i64::from(keep_days)))
+        })
+        .map(|(_, b)| b.id)
+        .collect()
+}
+
+/// Deletes what the retention policy says, each deletion recorded.
+async fn apply_retention(state: &AppState, actor: &str) -> Result<(), BackupError> {
+    let policy = &state.config.backups;
+    let all = state.store.backups(100_000).await?;
+    for id in to_delete(&all, policy.keep_last, policy.keep_days, Utc::now()) {
+        delete_backup(
+            state,
+            id,
+            "system",
+            &format!("retention policy (after a backup by {actor})"),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Removes a backup's file and marks it deleted; recorded in the audit log.
+pub async fn delete_backup(
+    state: &AppState,
+    id: i64,
+    actor: &str,
+    why: &str,
+) -> Result<(), BackupError> {
+    let Some(backup) = state.store.backup(id).await? else {
+        return Ok(());
+    };
+    if let Some(name) = &backup.file_name {
+        let path = backups_dir(&state.config.data_dir).join(name);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(BackupError::Failed {
+                    id,
+                    reason: format!("cannot delete {}: {e}", path.display()),
+                });
+            }
+        }
+    }
+    state.store.mark_backup_deleted(id).await?;
+    state
+        .store
+        .record(AuditEvent {
+            actor: actor.into(),
+            action: "backup.delete".into(),
+            target: format!("backup #{id}"),
+            outcome: AuditOutcome::Ok,
+            detail: format!("{} ({why})", backup.file_name.unwrap_or_default()),
+        })
+        .await?;
+    Ok(())
 }
 
 struct Dumped {
@@ -408,6 +485,15 @@ impl Store {
         Ok(())
     }
 
+    async fn mark_backup_deleted(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE backups SET outcome = 'deleted' WHERE id = ?")
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .map_err(query_failed("mark backup deleted"))?;
+        Ok(())
+    }
+
     pub async fn backups(&self, limit: u32) -> Result<Vec<Backup>, StoreError> {
         let rows: Vec<BackupRow> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM backups ORDER BY id DESC LIMIT ?"
@@ -464,5 +550,55 @@ fn backup_from_row(row: BackupRow) -> Backup {
         sha256: sha,
         duration_ms: ms.map(|m| m.max(0) as u64),
         deploy_id: deploy,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backup(id: i64, outcome: BackupOutcome, days_old: i64, now: DateTime<Utc>) -> Backup {
+        Backup {
+            id,
+            actor: "a".into(),
+            started_at: now - chrono::Duration::days(days_old),
+            finished_at: None,
+            database: "db".into(),
+            format: BackupFormat::Custom,
+            outcome,
+            reason: String::new(),
+            file_name: Some(format!("{id}.dump")),
+            size_bytes: Some(1),
+            sha256: None,
+            duration_ms: None,
+            deploy_id: None,
+        }
+    }
+
+    #[test]
+    fn retention_deletes_exactly_the_successful_backups_beyond_count_or_age() {
+        let now = Utc::now();
+        use BackupOutcome::*;
+        // Newest first: 6 (failed), 5, 4, 3 (deleted), 2, 1.
+        let list = vec![
+            backup(6, Failed, 0, now),
+            backup(5, Succeeded, 1, now),
+            backup(4, Succeeded, 5, now),
+            backup(3, Deleted, 6, now),
+            backup(2, Succeeded, 10, now),
+            backup(1, Succeeded, 40, now),
+        ];
+        assert_eq!(
+            to_delete(&list, 2, 0, now),
+            vec![2, 1],
+            "the two newest successful are kept"
+        );
+        assert_eq!(to_delete(&list, 0, 7, now), vec![2, 1], "older than a week");
+        assert_eq!(to_delete(&list, 3, 30, now), vec![1], "either rule deletes");
+        assert_eq!(
+            to_delete(&list, 0, 0, now),
+            Vec::<i64>::new(),
+            "no policy, nothing deleted"
+        );
     }
 }
