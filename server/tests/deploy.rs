@@ -104,13 +104,25 @@ async fn a_full_deploy_ends_green_with_every_step_recorded_and_a_second_is_refus
 
     let d = deploy(&console, id).await;
     assert_eq!(d.outcome, Outcome::Succeeded);
-    assert_eq!(d.steps.len(), 11);
-    assert!(
-        d.steps.iter().all(|s| s.status == StepStatus::Succeeded),
-        "{:?}",
-        d.steps
+    assert_eq!(d.steps.len(), 12);
+    let not_run: Vec<&str> = d
+        .steps
+        .iter()
+        .filter(|s| s.status != StepStatus::Succeeded)
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(
+        not_run,
+        ["back up database"],
+        "only the option not chosen is skipped"
     );
-    assert!(d.steps.iter().all(|s| s.duration_ms.is_some()));
+    let skipped = |s: &&app::deploy::DeployStep| s.status == StepStatus::Skipped;
+    assert!(
+        d.steps
+            .iter()
+            .filter(|s| !skipped(s))
+            .all(|s| s.duration_ms.is_some())
+    );
     assert_eq!(d.images.len(), 7, "{:?}", d.images);
     assert!(d.env_sha256.as_deref().is_some_and(|h| h.len() == 64));
 
@@ -345,6 +357,8 @@ async fn recreating_volumes_needs_the_project_name_typed_and_really_removes_the_
     );
 
     form.push(("confirm", &project.name));
+    // Backed up first: the data about to be deleted is kept in a verified backup.
+    form.push(("options[backup_first]", "true"));
     let id = start(&console, &form).await;
     let (_, events) = follow_to_end(&console, id).await;
     let log = lines(&events);
@@ -357,6 +371,12 @@ async fn recreating_volumes_needs_the_project_name_typed_and_really_removes_the_
         log.contains("$ docker compose down --remove-orphans --volumes"),
         "{log}"
     );
+    assert!(log.contains("backup #1: epsm_db-"), "{log}");
+    let (_, backups) = console.call("backup_list", &[]).await;
+    let backups: Vec<app::backup::Backup> = serde_json::from_str(&backups).unwrap();
+    assert_eq!(backups.len(), 1);
+    assert_eq!(backups[0].outcome, app::backup::BackupOutcome::Succeeded);
+    assert_eq!(backups[0].actor, format!("deploy #{id}"));
     assert!(
         log.contains("Volume"),
         "compose reports the volumes it removed: {log}"

@@ -86,7 +86,7 @@ pub struct Backup {
 pub async fn start_backup(#[server(default)] format: BackupFormat) -> Result<Backup, AppError> {
     let actor = crate::auth::require(crate::auth::Role::Deployer).await?;
     let state = expect_context::<crate::state::AppState>();
-    ssr::backup_now(&state, &actor.name, format)
+    ssr::backup_now(&(&state).into(), &actor.name, format)
         .await
         .map_err(|e| AppError::Unavailable(e.to_string()).replied())
 }

@@ -14,6 +14,9 @@ use tokio::io::AsyncWrite;
 
 use super::{Backup, BackupFormat, BackupOutcome};
 use crate::audit::{AuditEvent, Outcome as AuditOutcome};
+use crate::config::Config;
+use crate::engine::ssr::Engine;
+use crate::environment::secrets::Masker;
 use crate::environment::secrets::Scrubber;
 use crate::state::AppState;
 use crate::store::{Store, StoreError, query_failed};
@@ -29,6 +32,25 @@ pub enum BackupError {
     Store(#[from] StoreError),
 }
 
+/// What a backup needs of the console (the server functions and a deploy's "back up first" step).
+pub struct Backups<'a> {
+    pub config: &'a Config,
+    pub store: &'a Store,
+    pub engine: &'a Engine,
+    pub masker: &'a Masker,
+}
+
+impl<'a> From<&'a AppState> for Backups<'a> {
+    fn from(state: &'a AppState) -> Backups<'a> {
+        Backups {
+            config: &state.config,
+            store: &state.store,
+            engine: &state.engine,
+            masker: &state.masker,
+        }
+    }
+}
+
 /// Where backups are kept.
 pub fn backups_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("backups")
@@ -36,7 +58,7 @@ pub fn backups_dir(data_dir: &Path) -> PathBuf {
 
 /// Backs up the project's database now; returns the record (succeeded or failed).
 pub async fn backup_now(
-    state: &AppState,
+    state: &Backups<'_>,
     actor: &str,
     format: BackupFormat,
 ) -> Result<Backup, BackupError> {
@@ -132,7 +154,7 @@ pub fn to_delete(
 }
 
 /// Deletes what the retention policy says, each deletion recorded.
-async fn apply_retention(state: &AppState, actor: &str) -> Result<(), BackupError> {
+async fn apply_retention(state: &Backups<'_>, actor: &str) -> Result<(), BackupError> {
     let policy = &state.config.backups;
     let all = state.store.backups(100_000).await?;
     for id in to_delete(&all, policy.keep_last, policy.keep_days, Utc::now()) {
@@ -149,7 +171,7 @@ async fn apply_retention(state: &AppState, actor: &str) -> Result<(), BackupErro
 
 /// Removes a backup's file and marks it deleted; recorded in the audit log.
 pub async fn delete_backup(
-    state: &AppState,
+    state: &Backups<'_>,
     id: i64,
     actor: &str,
     why: &str,
@@ -192,7 +214,7 @@ struct Dumped {
 
 /// The dump itself; on any error the temporary file is removed and the reason returned.
 async fn dump(
-    state: &AppState,
+    state: &Backups<'_>,
     dir: &Path,
     id: i64,
     user: &str,
@@ -247,7 +269,7 @@ async fn dump(
 }
 
 async fn dump_to(
-    state: &AppState,
+    state: &Backups<'_>,
     container: &str,
     partial: &Path,
     user: &str,
@@ -295,7 +317,7 @@ async fn dump_to(
 /// The archive reads back: `pg_restore --list` in the container, fed the file; a plain dump ends
 /// with pg_dump's closing comment.
 async fn verify(
-    state: &AppState,
+    state: &Backups<'_>,
     container: &str,
     path: &Path,
     format: BackupFormat,

@@ -32,6 +32,9 @@ pub struct DeployOptions {
     /// Deploy although the environment audit has error-level findings.
     #[serde(default)]
     pub ignore_audit_errors: bool,
+    /// Back up the database before anything is stopped.
+    #[serde(default)]
+    pub backup_first: bool,
     /// A rollback: bring back the images of this earlier successful deploy, without building.
     #[serde(default)]
     pub rollback_of: Option<i64>,
@@ -46,6 +49,7 @@ impl DeployOptions {
             (self.no_pull, "no pull"),
             (self.recreate_volumes, "RECREATE VOLUMES"),
             (self.ignore_audit_errors, "ignore audit errors"),
+            (self.backup_first, "back up first"),
         ]
         .into_iter()
         .filter_map(|(on, name)| on.then_some(name))

@@ -22,6 +22,8 @@ pub enum Action {
     RestoreImages(i64),
     /// Name this deploy's images so a rollback can find them; forget those of old deploys.
     KeepImages,
+    /// A database backup (pg_dump), before anything is stopped.
+    Backup,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -59,6 +61,10 @@ pub fn plan(options: &DeployOptions, seed: &[String]) -> Vec<PlannedStep> {
     };
     vec![
         step("preflight", Action::Preflight),
+        PlannedStep {
+            skipped: !options.backup_first,
+            ..step("back up database", Action::Backup)
+        },
         step("down", Action::Compose(down)),
         step("prune build cache", Action::PruneBuildCache),
         step("build", Action::Compose(build)),
@@ -137,6 +143,7 @@ mod tests {
             names,
             [
                 "preflight",
+                "back up database",
                 "down",
                 "prune build cache",
                 "build",
@@ -149,7 +156,8 @@ mod tests {
                 "keep images"
             ]
         );
-        assert!(steps.iter().all(|s| !s.skipped));
+        let skipped: Vec<&str> = steps.iter().filter(|s| s.skipped).map(|s| s.name).collect();
+        assert_eq!(skipped, ["back up database"], "no backup unless asked");
         assert_eq!(compose_args(&steps, "down"), ["down", "--remove-orphans"]);
         assert_eq!(
             compose_args(&steps, "build"),
@@ -165,6 +173,7 @@ mod tests {
             skip_seed: true,
             no_pull: true,
             recreate_volumes: true,
+            backup_first: true,
             ..DeployOptions::default()
         };
         let steps = plan(&options, &seed());

@@ -409,6 +409,7 @@ impl Deployer {
                 self.restore_images(*id, position, out).await.map(|_| None)
             }
             Action::KeepImages => self.keep_images(position, out).await.map(|_| None),
+            Action::Backup => self.backup(position, out).await.map(|_| None),
         }
     }
 
@@ -858,6 +859,48 @@ impl Deployer {
         Ok(())
     }
 
+    /// A backup before anything is stopped. No database container yet (a first deploy) means there is
+    /// nothing to lose; one that exists but cannot be dumped stops the deploy.
+    async fn backup(&self, position: usize, out: &mut Output<'_>) -> Result<(), StepFailure> {
+        let exists = self
+            .engine
+            .service_container(&self.config.project.name, "database")
+            .await
+            .map_err(|e| StepFailure::new(e.to_string()))?;
+        if exists.is_none() {
+            out.line(
+                position,
+                false,
+                "no database container yet: nothing to back up",
+            )
+            .await;
+            return Ok(());
+        }
+        let backups = crate::backup::ssr::Backups {
+            config: &self.config,
+            store: &self.store,
+            engine: &self.engine,
+            masker: &self.masker,
+        };
+        let actor = format!("deploy #{}", out.id);
+        let backup = crate::backup::ssr::backup_now(&backups, &actor, Default::default())
+            .await
+            .map_err(|e| StepFailure::new(e.to_string()))?;
+        out.line(
+            position,
+            false,
+            &format!(
+                "backup #{}: {} ({} bytes, sha256 {})",
+                backup.id,
+                backup.file_name.unwrap_or_default(),
+                backup.size_bytes.unwrap_or(0),
+                backup.sha256.unwrap_or_default()
+            ),
+        )
+        .await;
+        Ok(())
+    }
+
     fn scrubber(&self) -> Scrubber {
         let text = std::fs::read_to_string(self.config.env_file()).unwrap_or_default();
         let env = crate::environment::envfile::parse(&text, &|_| None).unwrap_or_default();
@@ -961,7 +1004,7 @@ fn repo_of(reference: &str) -> &str {
 /// What state a step's failure leaves the stack in, for the summary.
 fn left_state(step: &str) -> &'static str {
     match step {
-        "preflight" => " (nothing was changed)",
+        "preflight" | "back up database" => " (nothing was changed)",
         "down" | "prune build cache" | "build" => {
             " (the stack is down: run a deploy again, or roll back)"
         }

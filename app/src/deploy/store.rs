@@ -364,7 +364,7 @@ mod tests {
         let d = store.deploy(id).await.unwrap().unwrap();
         assert_eq!(d.outcome, Outcome::Interrupted);
         assert_eq!(d.options, options);
-        assert_eq!(d.steps.len(), 11);
+        assert_eq!(d.steps.len(), 12);
         assert_eq!(d.steps[1].status, StepStatus::Cancelled);
         assert_eq!(d.steps[0].status, StepStatus::Pending);
         assert_eq!(store.deploy_log(id).await.unwrap(), vec![line]);

@@ -59,6 +59,7 @@ pub fn DeploysPage() -> impl IntoView {
                 <label><input type="checkbox" name="options[skip_seed]" value="true"/>" skip seed"</label>
                 <label><input type="checkbox" name="options[no_pull]" value="true"/>" no --pull (no registry)"</label>
                 <label><input type="checkbox" name="options[ignore_audit_errors]" value="true"/>" deploy despite audit errors"</label>
+                <label><input type="checkbox" name="options[backup_first]" value="true"/>" back up the database first"</label>
                 <details class="danger">
                     <summary>"Recreate volumes (DELETES ALL DATA, admin only)"</summary>
                     <label><input type="checkbox" name="options[recreate_volumes]" value="true"/>" remove the named volumes with the stack"</label>
