@@ -21,19 +21,6 @@ fn row(figure: &str, value: String, how: &str) {
     println!("| {figure} | {value} | {how} |");
 }
 
-async fn metric(console: &Console, name: &str) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", console.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in /metrics"))
-}
-
 /// Docker API calls per probe round while `viewers` pages follow the reports.
 async fn calls_per_round(console: &Console, viewers: usize) -> f64 {
     let url = format!("{}/api/health/events", console.url);
@@ -51,13 +38,13 @@ async fn calls_per_round(console: &Console, viewers: usize) -> f64 {
         })
         .collect();
     let (calls0, rounds0) = (
-        metric(console, "epsm_ops_docker_api_calls_total").await,
-        metric(console, "epsm_ops_health_rounds_total").await,
+        console.metric("epsm_ops_docker_api_calls_total").await,
+        console.metric("epsm_ops_health_rounds_total").await,
     );
     tokio::time::sleep(COUNT_FOR).await;
     let (calls1, rounds1) = (
-        metric(console, "epsm_ops_docker_api_calls_total").await,
-        metric(console, "epsm_ops_health_rounds_total").await,
+        console.metric("epsm_ops_docker_api_calls_total").await,
+        console.metric("epsm_ops_health_rounds_total").await,
     );
     for r in readers {
         r.abort();

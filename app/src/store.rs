@@ -72,6 +72,22 @@ impl Store {
 }
 
 /// Maps a sqlx error of one named query to the store's error.
+/// How the store writes a time: RFC 3339, UTC, milliseconds.
+pub(crate) fn time_text(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+pub(crate) fn now_text() -> String {
+    time_text(&chrono::Utc::now())
+}
+
+/// A time the store wrote (the epoch for anything else: rows are only written by `time_text`).
+pub(crate) fn parse_time(text: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_default()
+}
+
 pub(crate) fn query_failed(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { what, source }
 }

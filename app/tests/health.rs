@@ -11,17 +11,7 @@ use app::engine::ssr::Engine;
 use app::environment::secrets::{DEFAULT_SECRET_NAME_PARTS, Masker};
 use app::health::ssr::HealthMonitor;
 use app::health::{HealthReport, ProbeResult, Verdict};
-use end2end::{StackProject, docker_host, stack_secrets};
-
-const SERVICES: [&str; 7] = [
-    "database",
-    "redis",
-    "backend",
-    "celery_worker",
-    "celery_beat",
-    "frontend",
-    "nginx",
-];
+use end2end::{STACK_SERVICES, StackProject, docker_host, stack_secrets};
 
 fn monitor_for(project: &StackProject, engine: &str) -> Arc<HealthMonitor> {
     let mut config = Config::default();
@@ -82,7 +72,7 @@ fn reason(report: &HealthReport, service: &str) -> String {
 }
 
 fn all_healthy(report: &HealthReport) -> bool {
-    report.services.len() == SERVICES.len()
+    report.services.len() == STACK_SERVICES.len()
         && report
             .services
             .iter()
@@ -115,7 +105,7 @@ async fn the_health_monitor_sees_each_failure_of_the_real_stack_with_its_reason(
     )
     .await;
     let names: Vec<&str> = report.services.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, SERVICES, "compose order");
+    assert_eq!(names, STACK_SERVICES, "compose order");
     let detail = |service: &str| match &report.service(service).unwrap().probe {
         ProbeResult::Passed { detail, .. } => detail.clone(),
         other => panic!("{service}: probe {other:?}"),

@@ -5,17 +5,8 @@
 use std::time::{Duration, Instant};
 
 use app::engine::ssr::{Engine, ExecOutput};
-use end2end::{StackProject, docker_host};
+use end2end::{STACK_SERVICES, StackProject, docker_host};
 
-const SERVICES: [&str; 7] = [
-    "database",
-    "redis",
-    "backend",
-    "celery_worker",
-    "celery_beat",
-    "frontend",
-    "nginx",
-];
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One stack at a time: two stacks building and initialising databases at once on a 2-core machine
@@ -61,7 +52,7 @@ impl Stack {
         let deadline = Instant::now() + within;
         loop {
             let mut waiting = Vec::new();
-            for service in SERVICES {
+            for service in STACK_SERVICES {
                 let (status, health) = self.docker_state(service).await;
                 let ready = status == "running" && health.as_deref().is_none_or(|h| h == "healthy");
                 if !ready {

@@ -37,6 +37,17 @@ pub fn stack_secrets() -> Vec<String> {
     secrets
 }
 
+/// The bundled stack's services, in the order its compose file lists them.
+pub const STACK_SERVICES: [&str; 7] = [
+    "database",
+    "redis",
+    "backend",
+    "celery_worker",
+    "celery_beat",
+    "frontend",
+    "nginx",
+];
+
 /// A TCP port on 127.0.0.1 that nothing listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -150,6 +161,20 @@ impl Console {
     /// The data directory the process was given (to start another console on the same store).
     pub fn data_path(&self) -> PathBuf {
         self.data_dir.path().join("data")
+    }
+
+    /// A counter or gauge of the console's `/metrics`.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
     }
 
     /// POSTs a server function with form fields and returns the status and body.
@@ -286,6 +311,37 @@ impl StackProject {
             String::from_utf8_lossy(&out.stderr)
         );
         out
+    }
+
+    /// Runs `sql` with psql as the stack's database user in database `db`; returns its output (`-tA`).
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = self.compose_ok(&[
+            "exec",
+            "-T",
+            "database",
+            "psql",
+            "-U",
+            "epsm_user",
+            "-d",
+            db,
+            "-tAc",
+            sql,
+        ]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Writes `line` into the output of a service's main process (what `docker logs` shows), on
+    /// stderr or stdout.
+    pub fn write_to_output(&self, service: &str, line: &str, stderr: bool) {
+        let fd = if stderr { 2 } else { 1 };
+        self.compose_ok(&[
+            "exec",
+            "-T",
+            service,
+            "sh",
+            "-c",
+            &format!("echo '{line}' > /proc/1/fd/{fd}"),
+        ]);
     }
 
     /// Sets `key=value` in the project's env file (replacing the line that sets it, or appending).

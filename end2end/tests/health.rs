@@ -58,14 +58,7 @@ async fn the_health_page_follows_the_stack_live_and_shows_its_logs() {
         .await;
     let secret = &stack_secrets()[1];
     let line = format!("e2e-marker-4711 connecting with password {secret}");
-    project.compose_ok(&[
-        "exec",
-        "-T",
-        "backend",
-        "sh",
-        "-c",
-        &format!("echo '{line}' > /proc/1/fd/1"),
-    ]);
+    project.write_to_output("backend", &line, false);
     let log = browser
         .wait_for_text("[data-testid=log-view]", Duration::from_secs(15), |t| {
             t.contains("e2e-marker-4711")

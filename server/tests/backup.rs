@@ -8,27 +8,6 @@ use app::backup::{Backup, BackupOutcome};
 use end2end::{Console, StackProject, stack_secrets};
 use sha2::{Digest, Sha256};
 
-fn psql(project: &StackProject, db: &str, sql: &str) -> String {
-    let out = project.compose(&[
-        "exec",
-        "-T",
-        "database",
-        "psql",
-        "-U",
-        "epsm_user",
-        "-d",
-        db,
-        "-tAc",
-        sql,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 const COUNTS: &str = "SELECT string_agg(relname || '=' || n_live_tup, ',' ORDER BY relname) \
                       FROM pg_stat_user_tables";
 
@@ -84,10 +63,10 @@ async fn a_backup_restores_with_the_same_tables_downloads_intact_and_a_stopped_d
     );
 
     // Restored into a scratch database inside the container: the same tables with the same rows.
-    psql(&project, "epsm_db", "ANALYZE");
-    let original = psql(&project, "epsm_db", COUNTS);
+    project.psql("epsm_db", "ANALYZE");
+    let original = project.psql("epsm_db", COUNTS);
     assert!(original.contains("simulations_building=3"), "{original}");
-    psql(&project, "epsm_db", "CREATE DATABASE scratch");
+    project.psql("epsm_db", "CREATE DATABASE scratch");
     let name = backup.file_name.clone().unwrap();
     let out = std::process::Command::new("docker")
         .args(["cp", &file.display().to_string()])
@@ -106,8 +85,8 @@ async fn a_backup_restores_with_the_same_tables_downloads_intact_and_a_stopped_d
         "scratch",
         &format!("/tmp/{name}"),
     ]);
-    psql(&project, "scratch", "ANALYZE");
-    assert_eq!(psql(&project, "scratch", COUNTS), original);
+    project.psql("scratch", "ANALYZE");
+    assert_eq!(project.psql("scratch", COUNTS), original);
 
     // Download: the recorded sha256, the size, a file name; a range is the right slice.
     let url = format!("{}/backups/{}/download", console.url, backup.id);

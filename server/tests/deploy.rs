@@ -322,21 +322,7 @@ async fn recreating_volumes_needs_the_project_name_typed_and_really_removes_the_
     let id = start(&console, &quick).await;
     follow_to_end(&console, id).await;
     assert_eq!(deploy(&console, id).await.outcome, Outcome::Succeeded);
-    let psql = |sql: &str| {
-        let out = project.compose(&[
-            "exec",
-            "-T",
-            "database",
-            "psql",
-            "-U",
-            "epsm_user",
-            "-d",
-            "epsm_db",
-            "-tAc",
-            sql,
-        ]);
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let psql = |sql: &str| project.psql("epsm_db", sql);
     psql("CREATE TABLE marker (x int)");
     assert_eq!(psql("SELECT to_regclass('marker')"), "marker");
 

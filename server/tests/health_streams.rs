@@ -17,20 +17,6 @@ async fn next_report(stream: &mut SseReader) -> HealthReport {
     serde_json::from_str(&data).unwrap_or_else(|e| panic!("not a report ({e}): {data}"))
 }
 
-async fn metric(console: &Console, name: &str) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", console.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
-        .parse()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn health_and_log_streams_are_shared_scrubbed_and_prunes_are_confirmed_and_audited() {
     let project = StackProject::new("epsmstream");
@@ -64,14 +50,14 @@ async fn health_and_log_streams_are_shared_scrubbed_and_prunes_are_confirmed_and
     for _ in 0..20 {
         viewers.push(SseReader::open(&events).await);
     }
-    assert_eq!(metric(&console, "epsm_ops_health_viewers").await, 21);
-    let rounds_before = metric(&console, "epsm_ops_health_rounds_total").await;
+    assert_eq!(console.metric("epsm_ops_health_viewers").await, 21);
+    let rounds_before = console.metric("epsm_ops_health_rounds_total").await;
     for viewer in &mut viewers {
         let report = next_report(viewer).await;
         assert_eq!(report.project, project.name);
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let rounds = metric(&console, "epsm_ops_health_rounds_total").await - rounds_before;
+    let rounds = console.metric("epsm_ops_health_rounds_total").await - rounds_before;
     assert!(
         rounds <= 3,
         "viewers must not cause rounds: {rounds} rounds in 3 s"
@@ -81,14 +67,11 @@ async fn health_and_log_streams_are_shared_scrubbed_and_prunes_are_confirmed_and
     // The log stream: a line with a secret written into the backend's output arrives masked.
     let mut log = SseReader::open(&format!("{}/api/logs/backend?tail=5", console.url)).await;
     let secret = &stack_secrets()[2];
-    project.compose_ok(&[
-        "exec",
-        "-T",
+    project.write_to_output(
         "backend",
-        "sh",
-        "-c",
-        &format!("echo 'stream-marker-99 redis password {secret}' > /proc/1/fd/2"),
-    ]);
+        &format!("stream-marker-99 redis password {secret}"),
+        true,
+    );
     let line = loop {
         let data = log
             .next_data(Duration::from_secs(15))
@@ -145,14 +128,7 @@ async fn health_and_log_streams_are_shared_scrubbed_and_prunes_are_confirmed_and
         }
     };
     assert!(report.service("frontend").unwrap().container.is_none());
-    let audit = reqwest::Client::new()
-        .post(format!("{}/api/audit_log", console.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, audit) = console.call("audit_log", &[]).await;
     assert!(
         audit.contains("maintenance.prune_stopped_containers"),
         "{audit}"

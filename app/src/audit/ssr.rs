@@ -1,9 +1,7 @@
 //! Writing and reading the audit log. Every feature records its actions through `Store::record`.
 
-use chrono::{DateTime, Utc};
-
 use super::{AuditEntry, AuditEvent, Outcome};
-use crate::store::{Store, StoreError, query_failed};
+use crate::store::{Store, StoreError, now_text, parse_time, query_failed};
 
 impl Store {
     /// Records one event, stamped now. Returns its id.
@@ -11,7 +9,7 @@ impl Store {
         let id = sqlx::query(
             "INSERT INTO audit_log (at, actor, action, target, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)",
         )
-        .bind(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .bind(now_text())
         .bind(&event.actor)
         .bind(&event.action)
         .bind(&event.target)
@@ -38,9 +36,7 @@ impl Store {
             .map(
                 |(id, at, actor, action, target, outcome, detail)| AuditEntry {
                     id,
-                    at: DateTime::parse_from_rfc3339(&at)
-                        .map(|t| t.with_timezone(&Utc))
-                        .unwrap_or_default(),
+                    at: parse_time(&at),
                     actor,
                     action,
                     target,
@@ -60,6 +56,7 @@ fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Utc;
 
     #[tokio::test]
     async fn recorded_events_come_back_newest_first_with_their_fields() {

@@ -17,9 +17,8 @@ use crate::audit::{AuditEvent, Outcome as AuditOutcome};
 use crate::config::Config;
 use crate::engine::ssr::Engine;
 use crate::environment::secrets::Masker;
-use crate::environment::secrets::Scrubber;
 use crate::state::AppState;
-use crate::store::{Store, StoreError, query_failed};
+use crate::store::{Store, StoreError, now_text, parse_time, query_failed};
 
 /// One backup at a time per console: two dumps at once only make both slower.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -63,7 +62,7 @@ pub async fn backup_now(
     format: BackupFormat,
 ) -> Result<Backup, BackupError> {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let env = read_env(&state.config.env_file());
+    let env = crate::environment::ssr::env_values(state.config);
     let value = |keys: &[&str]| {
         keys.iter()
             .find_map(|k| env.iter().find(|(key, v)| key == k && !v.is_empty()))
@@ -81,11 +80,9 @@ pub async fn backup_now(
         .store
         .insert_backup(actor, &database, format, deploy_id)
         .await?;
-    let scrubber = Scrubber::new(
-        &state
-            .masker
-            .secret_values(env.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
-    );
+    let scrubber = state
+        .masker
+        .scrubber(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let started = Instant::now();
     let dir = backups_dir(&state.config.data_dir);
     let result = dump(state, &dir, id, &user, &database, format).await;
@@ -365,18 +362,6 @@ async fn verify(
     }
 }
 
-fn read_env(path: &Path) -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    crate::environment::envfile::parse(&text, &|_| None)
-        .map(|f| {
-            f.resolved()
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Writes through to `inner`, hashing and counting what was written.
 struct Hashing<W> {
     inner: W,
@@ -436,16 +421,6 @@ type BackupRow = (
     Option<i64>,
     Option<i64>,
 );
-
-fn time(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_default()
-}
-
-fn now_text() -> String {
-    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
 
 const COLUMNS: &str = "id, actor, started_at, finished_at, database, format, outcome, reason, file_name, \
                        size_bytes, sha256, duration_ms, deploy_id";
@@ -557,8 +532,8 @@ fn backup_from_row(row: BackupRow) -> Backup {
     Backup {
         id,
         actor,
-        started_at: time(&started),
-        finished_at: finished.as_deref().map(time),
+        started_at: parse_time(&started),
+        finished_at: finished.as_deref().map(parse_time),
         database,
         format: if format == "plain" {
             BackupFormat::Plain

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +19,7 @@ use crate::compose::ComposeCli;
 use crate::config::Config;
 use crate::engine::ssr::{Engine, SERVICE_LABEL};
 use crate::environment::secrets::{Masker, Scrubber};
+use crate::environment::ssr::file_sha256;
 use crate::error::AppError;
 use crate::health::Verdict;
 use crate::health::ssr::HealthMonitor;
@@ -227,15 +227,6 @@ impl Deployer {
         let running = self.running.lock().expect("deploy lock");
         let r = running.as_ref().filter(|r| r.id == id)?;
         Some((r.history.clone(), r.live.subscribe()))
-    }
-
-    /// The id of the running deploy, if any.
-    pub fn running_id(&self) -> Option<i64> {
-        self.running
-            .lock()
-            .expect("deploy lock")
-            .as_ref()
-            .map(|r| r.id)
     }
 
     async fn run(
@@ -742,38 +733,42 @@ impl Deployer {
         }
     }
 
-    /// The image reference compose runs for each service (`epsm-backend:latest`, `postgres:15`), from
-    /// the project's containers; `<project>-<service>:latest` for a service without one.
-    async fn image_references(&self) -> Vec<(String, String)> {
-        let mut refs: Vec<(String, String)> = self
+    /// Every service's image as it runs: the reference compose gave it (`epsm-backend:latest`,
+    /// `postgres:15`) and the image id, from one listing of the project's containers.
+    async fn service_images(&self) -> Vec<ServiceImage> {
+        let mut images: Vec<ServiceImage> = self
             .engine
             .project_containers(&self.config.project.name)
             .await
             .unwrap_or_default()
             .into_iter()
             .filter_map(|c| {
-                let service = c.labels.as_ref()?.get(SERVICE_LABEL)?.clone();
-                Some((service, with_tag(c.image.as_deref()?)))
+                Some(ServiceImage {
+                    service: c.labels.as_ref()?.get(SERVICE_LABEL)?.clone(),
+                    reference: with_tag(c.image.as_deref()?),
+                    id: c.image_id?,
+                })
             })
             .collect();
-        refs.sort();
-        refs.dedup_by(|a, b| a.0 == b.0);
-        refs
+        images.sort_by(|a, b| (&a.service, &a.id).cmp(&(&b.service, &b.id)));
+        images.dedup_by(|a, b| a.service == b.service && a.id == b.id);
+        images
     }
 
     /// Names this deploy's images `<repo>:deploy-<id>` so a rollback finds them, and removes those
     /// names of successful deploys older than the last `deploy.keep_images`.
     async fn keep_images(&self, position: usize, out: &mut Output<'_>) -> Result<(), StepFailure> {
-        let refs = self.image_references().await;
-        let images = self.images().await;
-        for (service, image_id) in &images {
-            let Some((_, reference)) = refs.iter().find(|(s, _)| s == service) else {
-                continue;
-            };
+        let images = self.service_images().await;
+        for ServiceImage {
+            service,
+            reference,
+            id,
+        } in &images
+        {
             let repo = repo_of(reference);
             let tag = format!("deploy-{}", out.id);
             self.engine
-                .tag_image(image_id, repo, &tag)
+                .tag_image(id, repo, &tag)
                 .await
                 .map_err(|e| StepFailure::new(e.to_string()))?;
             out.line(position, false, &format!("{service}: kept as {repo}:{tag}"))
@@ -788,8 +783,8 @@ impl Deployer {
         // This deploy is not recorded as succeeded yet: it is one of the `keep`.
         for old in older.iter().skip(keep - 1).take(20) {
             for (service, _) in &old.images {
-                if let Some((_, reference)) = refs.iter().find(|(s, _)| s == service) {
-                    let name = format!("{}:deploy-{}", repo_of(reference), old.id);
+                if let Some(now) = images.iter().find(|i| &i.service == service) {
+                    let name = format!("{}:deploy-{}", repo_of(&now.reference), old.id);
                     if self.engine.untag_image(&name).await.is_ok() {
                         out.line(position, false, &format!("no longer kept: {name}"))
                             .await;
@@ -820,13 +815,13 @@ impl Deployer {
                 deploy.outcome.as_str()
             )));
         }
-        let refs = self.image_references().await;
+        let running = self.service_images().await;
         let project = &self.config.project.name;
         for (service, image_id) in &deploy.images {
-            let reference = refs
+            let reference = running
                 .iter()
-                .find(|(s, _)| s == service)
-                .map(|(_, r)| r.clone())
+                .find(|i| &i.service == service)
+                .map(|i| i.reference.clone())
                 .unwrap_or_else(|| format!("{project}-{service}:latest"));
             let kept = format!("{}:deploy-{id}", repo_of(&reference));
             match self.engine.inspect_image(&kept).await {
@@ -902,9 +897,9 @@ impl Deployer {
     }
 
     fn scrubber(&self) -> Scrubber {
-        let text = std::fs::read_to_string(self.config.env_file()).unwrap_or_default();
-        let env = crate::environment::envfile::parse(&text, &|_| None).unwrap_or_default();
-        Scrubber::new(&self.masker.secret_values(env.resolved()))
+        let env = crate::environment::ssr::env_values(&self.config);
+        self.masker
+            .scrubber(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 
     /// Git commit and VERSION of the project directory, and the hashes of the two files as deployed.
@@ -924,34 +919,21 @@ impl Deployer {
             .ok()
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty());
-        let hash = |p: std::path::PathBuf| {
-            std::fs::read(p)
-                .ok()
-                .map(|b| hex::encode(Sha256::digest(b)))
-        };
         ProjectFacts {
             git_commit,
             version,
-            env_sha256: hash(self.config.env_file()),
-            compose_sha256: hash(self.config.compose_file()),
+            env_sha256: file_sha256(&self.config.env_file()),
+            compose_sha256: file_sha256(&self.config.compose_file()),
         }
     }
 
+    /// (service, image id) of every service now, as the history keeps it.
     async fn images(&self) -> Vec<(String, String)> {
-        let mut images: Vec<(String, String)> = self
-            .engine
-            .project_containers(&self.config.project.name)
+        self.service_images()
             .await
-            .unwrap_or_default()
             .into_iter()
-            .filter_map(|c| {
-                let service = c.labels.as_ref()?.get(SERVICE_LABEL)?.clone();
-                Some((service, c.image_id?))
-            })
-            .collect();
-        images.sort();
-        images.dedup();
-        images
+            .map(|i| (i.service, i.id))
+            .collect()
     }
 
     async fn audit(
@@ -973,6 +955,13 @@ impl Deployer {
             .await
             .map(drop)
     }
+}
+
+struct ServiceImage {
+    service: String,
+    /// The name compose runs it by, with its tag.
+    reference: String,
+    id: String,
 }
 
 pub struct ProjectFacts {

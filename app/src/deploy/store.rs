@@ -1,12 +1,10 @@
 //! The deploy history in the store: a row per deploy, its steps and its scrubbed log. Written by the
 //! running deploy (`ssr.rs`), read by the pages and the live stream.
 
-use chrono::{DateTime, Utc};
-
 use super::plan::PlannedStep;
 use super::ssr::{ProcessGroup, ProjectFacts};
 use super::{Deploy, DeployLine, DeployOptions, DeployStep, Outcome, StepStatus};
-use crate::store::{Store, StoreError, query_failed};
+use crate::store::{Store, StoreError, now_text, parse_time, query_failed, time_text};
 
 type DeployRow = (
     i64,
@@ -22,16 +20,6 @@ type DeployRow = (
     Option<String>,
     String,
 );
-
-fn time(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_default()
-}
-
-fn now_text() -> String {
-    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
 
 impl Store {
     pub(super) async fn insert_deploy(
@@ -86,10 +74,7 @@ impl Store {
         )
         .bind(step.status.as_str())
         .bind(step.exit_code)
-        .bind(
-            step.started_at
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-        )
+        .bind(step.started_at.map(|t| time_text(&t)))
         .bind(step.duration_ms.map(|d| d as i64))
         .bind(id)
         .bind(position as i64)
@@ -250,7 +235,7 @@ impl Store {
                     name,
                     status: StepStatus::parse(&status),
                     exit_code,
-                    started_at: started_at.as_deref().map(time),
+                    started_at: started_at.as_deref().map(parse_time),
                     duration_ms: duration_ms.map(|d| d.max(0) as u64),
                 },
             )
@@ -296,8 +281,8 @@ fn deploy_from_row(row: DeployRow, steps: Vec<DeployStep>) -> Deploy {
     Deploy {
         id,
         actor,
-        started_at: time(&started_at),
-        finished_at: finished_at.as_deref().map(time),
+        started_at: parse_time(&started_at),
+        finished_at: finished_at.as_deref().map(parse_time),
         options: serde_json::from_str(&options).unwrap_or_default(),
         outcome: Outcome::parse(&outcome),
         summary,
@@ -314,6 +299,7 @@ fn deploy_from_row(row: DeployRow, steps: Vec<DeployStep>) -> Deploy {
 mod tests {
     use super::*;
     use crate::deploy::plan::plan;
+    use chrono::Utc;
 
     fn facts() -> ProjectFacts {
         ProjectFacts {

@@ -16,6 +16,8 @@ use super::{EngineInfo, EngineState, EngineStatus};
 
 /// How long one call to the engine may take before the console says it does not answer.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// For calls that do real work on the engine (prunes): minutes, not seconds.
+const LONG_CALL_TIMEOUT: Duration = Duration::from_secs(600);
 /// Output kept per stream of one exec; more is cut (and said to be cut).
 const EXEC_OUTPUT_LIMIT: usize = 256 * 1024;
 
@@ -91,7 +93,11 @@ impl Engine {
         }
         let docker = Docker::connect_with_host(&self.endpoint).map_err(|e| self.unreachable(&e))?;
         let docker = self
-            .bounded("version negotiation", docker.negotiate_version())
+            .bounded(
+                "version negotiation",
+                CALL_TIMEOUT,
+                docker.negotiate_version(),
+            )
             .await?
             .map_err(|e| self.unreachable(&e))?;
         *self.client.lock().expect("engine lock") = Some(docker.clone());
@@ -119,7 +125,7 @@ impl Engine {
     async fn info(&self) -> Result<EngineInfo, EngineError> {
         let docker = self.client().await?;
         let v = self
-            .bounded("version", docker.version())
+            .bounded("version", CALL_TIMEOUT, docker.version())
             .await?
             .map_err(|e| self.unreachable(&e))?;
         Ok(EngineInfo {
@@ -149,9 +155,12 @@ impl Engine {
             ..Default::default()
         };
         let list = self
-            .bounded("list containers", docker.list_containers(Some(options)))
-            .await?
-            .map_err(|e| self.call_error("list containers", &e))?;
+            .request(
+                "list containers",
+                CALL_TIMEOUT,
+                docker.list_containers(Some(options)),
+            )
+            .await?;
         Ok(list
             .into_iter()
             .filter(|c| {
@@ -183,9 +192,8 @@ impl Engine {
     ) -> Result<ContainerInspectResponse, EngineError> {
         let docker = self.client().await?;
         let what = format!("inspect container {}", short_id(id));
-        self.bounded(&what, docker.inspect_container(id, None))
-            .await?
-            .map_err(|e| self.call_error(&what, &e))
+        self.request(&what, CALL_TIMEOUT, docker.inspect_container(id, None))
+            .await
     }
 
     pub async fn inspect_image(&self, id: &str) -> Result<ImageInspect, EngineError> {
@@ -194,9 +202,8 @@ impl Engine {
             "inspect image {}",
             short_id(id.trim_start_matches("sha256:"))
         );
-        self.bounded(&what, docker.inspect_image(id))
-            .await?
-            .map_err(|e| self.call_error(&what, &e))
+        self.request(&what, CALL_TIMEOUT, docker.inspect_image(id))
+            .await
     }
 
     /// The engine's container events for one compose project, as they happen (one long request).
@@ -258,42 +265,36 @@ impl Engine {
             repo: Some(repo.to_string()),
             tag: Some(tag.to_string()),
         };
-        self.bounded(&what, docker.tag_image(source, Some(options)))
-            .await?
-            .map_err(|e| self.call_error(&what, &e))
+        self.request(&what, CALL_TIMEOUT, docker.tag_image(source, Some(options)))
+            .await
     }
 
     /// Removes the name `name` (the image itself goes only when no other name or container holds it).
     pub async fn untag_image(&self, name: &str) -> Result<(), EngineError> {
         let docker = self.client().await?;
         let what = format!("remove image name {name}");
-        self.bounded(
+        let options = None::<bollard::query_parameters::RemoveImageOptions>;
+        self.request(
             &what,
-            docker.remove_image(
-                name,
-                None::<bollard::query_parameters::RemoveImageOptions>,
-                None,
-            ),
+            CALL_TIMEOUT,
+            docker.remove_image(name, options, None),
         )
-        .await?
-        .map_err(|e| self.call_error(&what, &e))
+        .await
         .map(drop)
     }
 
     /// Removes the engine's build cache; returns (entries removed, bytes freed).
     pub async fn prune_build_cache(&self) -> Result<(usize, u64), EngineError> {
         let docker = self.client().await?;
+        let options = None::<bollard::query_parameters::PruneBuildOptions>;
         let reply = self
-            .bounded_long(
+            .request(
                 "prune build cache",
-                docker.prune_build(None::<bollard::query_parameters::PruneBuildOptions>),
+                LONG_CALL_TIMEOUT,
+                docker.prune_build(options),
             )
-            .await?
-            .map_err(|e| self.call_error("prune build cache", &e))?;
-        Ok((
-            reply.caches_deleted.map_or(0, |d| d.len()),
-            reply.space_reclaimed.unwrap_or(0).max(0) as u64,
-        ))
+            .await?;
+        Ok(freed(reply.caches_deleted, reply.space_reclaimed))
     }
 
     /// Removes the project's stopped containers (only this project's: the label filter).
@@ -311,13 +312,13 @@ impl Engine {
             filters: Some(filters),
         };
         let reply = self
-            .bounded_long("prune containers", docker.prune_containers(Some(options)))
-            .await?
-            .map_err(|e| self.call_error("prune containers", &e))?;
-        Ok((
-            reply.containers_deleted.map_or(0, |d| d.len()),
-            reply.space_reclaimed.unwrap_or(0).max(0) as u64,
-        ))
+            .request(
+                "prune containers",
+                LONG_CALL_TIMEOUT,
+                docker.prune_containers(Some(options)),
+            )
+            .await?;
+        Ok(freed(reply.containers_deleted, reply.space_reclaimed))
     }
 
     /// Removes dangling images (untagged and used by no container).
@@ -328,13 +329,13 @@ impl Engine {
             filters: Some(filters),
         };
         let reply = self
-            .bounded_long("prune images", docker.prune_images(Some(options)))
-            .await?
-            .map_err(|e| self.call_error("prune images", &e))?;
-        Ok((
-            reply.images_deleted.map_or(0, |d| d.len()),
-            reply.space_reclaimed.unwrap_or(0).max(0) as u64,
-        ))
+            .request(
+                "prune images",
+                LONG_CALL_TIMEOUT,
+                docker.prune_images(Some(options)),
+            )
+            .await?;
+        Ok(freed(reply.images_deleted, reply.space_reclaimed))
     }
 
     /// Runs `cmd` in a running container through the API (no `docker` CLI), waits up to `timeout` for
@@ -501,34 +502,32 @@ impl Engine {
         Ok((inspect.exit_code, stderr))
     }
 
+    /// One request to the engine, counted and bounded by `after`.
     async fn bounded<T>(
         &self,
         what: &str,
+        after: Duration,
         call: impl Future<Output = T>,
     ) -> Result<T, EngineError> {
         self.count(1);
-        tokio::time::timeout(CALL_TIMEOUT, call)
+        tokio::time::timeout(after, call)
             .await
             .map_err(|_| EngineError::Timeout {
                 what: format!("Docker engine at {}: {what}", self.endpoint),
-                after: CALL_TIMEOUT,
+                after,
             })
     }
 
-    /// For calls that do real work on the engine (prunes): minutes, not seconds.
-    async fn bounded_long<T>(
+    /// One request whose failure is the operator's sentence "Docker engine at ...: <what>: <why>".
+    async fn request<T>(
         &self,
         what: &str,
-        call: impl Future<Output = T>,
+        after: Duration,
+        call: impl Future<Output = Result<T, bollard::errors::Error>>,
     ) -> Result<T, EngineError> {
-        const LONG_CALL_TIMEOUT: Duration = Duration::from_secs(600);
-        self.count(1);
-        tokio::time::timeout(LONG_CALL_TIMEOUT, call)
-            .await
-            .map_err(|_| EngineError::Timeout {
-                what: format!("Docker engine at {}: {what}", self.endpoint),
-                after: LONG_CALL_TIMEOUT,
-            })
+        self.bounded(what, after, call)
+            .await?
+            .map_err(|e| self.call_error(what, &e))
     }
 
     fn unreachable(&self, e: &bollard::errors::Error) -> EngineError {
@@ -541,6 +540,14 @@ impl Engine {
     fn call_error(&self, what: &str, e: &bollard::errors::Error) -> EngineError {
         call_error(&self.endpoint, what, e)
     }
+}
+
+/// What a prune reports: how many things went, and the bytes freed.
+fn freed<T>(deleted: Option<Vec<T>>, space_reclaimed: Option<i64>) -> (usize, u64) {
+    (
+        deleted.map_or(0, |d| d.len()),
+        space_reclaimed.unwrap_or(0).max(0) as u64,
+    )
 }
 
 fn call_error(endpoint: &str, what: &str, e: &bollard::errors::Error) -> EngineError {

@@ -173,6 +173,13 @@ impl Masker {
     }
 }
 
+impl Masker {
+    /// The scrubber for the secrets among `(name, value)` pairs.
+    pub fn scrubber<'a>(&self, vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> Scrubber {
+        Scrubber::new(&self.secret_values(vars))
+    }
+}
+
 /// Removes secrets from any text: every known secret value, and any password inside a URL.
 pub struct Scrubber {
     known: Option<AhoCorasick>,

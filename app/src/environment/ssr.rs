@@ -37,6 +37,28 @@ pub fn fingerprint_key(data_dir: &Path) -> std::io::Result<Vec<u8>> {
     Ok(key.to_vec())
 }
 
+/// The final values of the project's env file as compose reads it (empty when it cannot be read or
+/// does not parse: the audit says why).
+pub fn env_values(config: &Config) -> std::collections::BTreeMap<String, String> {
+    let text = std::fs::read_to_string(config.env_file()).unwrap_or_default();
+    super::envfile::parse(&text, &|_| None)
+        .map(|file| {
+            file.resolved()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The sha256 of a file, hex; None when it cannot be read.
+pub fn file_sha256(path: &Path) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    std::fs::read(path)
+        .ok()
+        .map(|b| hex::encode(Sha256::digest(b)))
+}
+
 /// The Environment page's content: every variable masked, and the audit's findings.
 pub fn environment_report(
     config: &Config,
@@ -163,7 +185,6 @@ fn read(path: &Path) -> Result<String, AuditError> {
 /// and an env file changed since the last successful deploy. Needs the engine and the store; when
 /// either cannot answer there is simply nothing to compare (the Health page says why).
 pub async fn drift_findings(state: &crate::state::AppState) -> Vec<Finding> {
-    use sha2::{Digest, Sha256};
     let config = &state.config;
     let compose_name = config.project.compose_file.display().to_string();
     let env_name = config.project.env_file.display().to_string();
@@ -196,9 +217,7 @@ pub async fn drift_findings(state: &crate::state::AppState) -> Vec<Finding> {
             }
         }
     }
-    let now = std::fs::read(config.env_file())
-        .ok()
-        .map(|b| hex::encode(Sha256::digest(b)));
+    let now = file_sha256(&config.env_file());
     if let Ok(last) = state
         .store
         .deploys(Some(crate::deploy::Outcome::Succeeded), 1)

@@ -21,7 +21,6 @@ use crate::compose::{ComposeCli, ComposeModel};
 use crate::config::Config;
 use crate::engine::ssr::{Engine, SERVICE_LABEL, short_id};
 use crate::engine::{EngineState, EngineStatus};
-use crate::environment::envfile;
 use crate::environment::secrets::{Masker, Scrubber};
 
 /// How long restart counts are remembered to tell a loop from old restarts.
@@ -56,7 +55,6 @@ struct State {
     in_flight: HashSet<String>,
     restarts_seen: HashMap<String, VecDeque<(Instant, i64)>>,
     image_created: HashMap<String, Option<DateTime<Utc>>>,
-    scrubber: Option<Arc<Scrubber>>,
 }
 
 /// Modification time and size of the compose and env files: compose is asked again only when they change.
@@ -214,7 +212,6 @@ impl HealthMonitor {
                 (status, Ok(_)) => status,
             });
             state.containers = containers.unwrap_or_default();
-            state.scrubber = Some(Arc::clone(&inputs.scrubber));
         }
         self.publish();
         if !reachable {
@@ -227,20 +224,12 @@ impl HealthMonitor {
     /// The env file's values (the probes' user names and passwords) and a scrubber for them. A file
     /// that does not parse gives no values: the probes that need them say so by failing.
     fn read_env(&self) -> RoundInputs {
-        let text = std::fs::read_to_string(self.config.env_file()).unwrap_or_default();
-        let env: BTreeMap<String, String> = envfile::parse(&text, &|_| None)
-            .map(|file| {
-                file.resolved()
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let secrets = self
-            .masker
-            .secret_values(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let env = crate::environment::ssr::env_values(&self.config);
         RoundInputs {
-            scrubber: Arc::new(Scrubber::new(&secrets)),
+            scrubber: Arc::new(
+                self.masker
+                    .scrubber(env.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            ),
             env,
         }
     }
@@ -299,22 +288,12 @@ impl HealthMonitor {
         )
         .await;
         let inspects: Vec<_> = inspects.into_iter().filter_map(Result::ok).collect();
-        // Values in the containers' own environment that look secret are scrubbed too: a container
-        // started before the env file changed may hold values the file no longer has.
-        let mut secrets = self
-            .masker
-            .secret_values(inputs.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        for inspect in &inspects {
-            let env = inspect.config.as_ref().and_then(|c| c.env.as_ref());
-            secrets.extend(
-                self.masker.secret_values(
-                    env.into_iter()
-                        .flatten()
-                        .filter_map(|kv| kv.split_once('=')),
-                ),
-            );
-        }
-        let scrubber = Scrubber::new(&secrets);
+        let scrubber = self.scrubber_with(
+            &inputs.env,
+            inspects
+                .iter()
+                .filter_map(|i| i.config.as_ref()?.env.as_deref()),
+        );
         let images: HashSet<String> = inspects.iter().filter_map(|i| i.image.clone()).collect();
         self.learn_image_dates(images).await;
         let now = Instant::now();
@@ -434,15 +413,29 @@ impl HealthMonitor {
     /// A scrubber for one container's log: the env file's secrets and those in the container's own
     /// environment (it may have been started with values the file no longer holds).
     pub async fn log_scrubber(&self, container: &str) -> Scrubber {
-        let inputs = self.read_env();
+        let env = crate::environment::ssr::env_values(&self.config);
+        let inspect = self.engine.inspect_container(container).await.ok();
+        let container_env = inspect
+            .as_ref()
+            .and_then(|i| i.config.as_ref()?.env.as_deref());
+        self.scrubber_with(&env, container_env)
+    }
+
+    /// A scrubber for the env file's secrets and the secret-looking values of containers' own
+    /// environments (`KEY=value` lists): a container started before the env file changed may hold
+    /// values the file no longer has.
+    fn scrubber_with<'a>(
+        &self,
+        env: &BTreeMap<String, String>,
+        container_envs: impl IntoIterator<Item = &'a [String]>,
+    ) -> Scrubber {
         let mut secrets = self
             .masker
-            .secret_values(inputs.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        if let Ok(inspect) = self.engine.inspect_container(container).await {
-            let env = inspect.config.and_then(|c| c.env).unwrap_or_default();
+            .secret_values(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        for vars in container_envs {
             secrets.extend(
                 self.masker
-                    .secret_values(env.iter().filter_map(|kv| kv.split_once('='))),
+                    .secret_values(vars.iter().filter_map(|kv| kv.split_once('='))),
             );
         }
         Scrubber::new(&secrets)
