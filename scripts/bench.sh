@@ -59,5 +59,10 @@ while IFS= read -r line; do rows+=("$line"); done < <(
   EPSM_CONSOLE_BIN=target/release/epsm-ops cargo bench -p app --features ssr --bench deploy 2>/dev/null | grep '^| '
 )
 
+step "backup: ~1 GB database, console against a raw docker exec pg_dump, server RSS"
+while IFS= read -r line; do rows+=("$line"); done < <(
+  EPSM_CONSOLE_BIN=target/release/epsm-ops cargo bench -p app --features ssr --bench backup 2>/dev/null | grep '^| '
+)
+
 printf '\n| figure | value | how |\n|---|---|---|\n'
 printf '%s\n' "${rows[@]}"

@@ -35,7 +35,8 @@ pub struct Config {
     pub backups: BackupsConfig,
 }
 
-/// How many backups are kept, applied after each successful backup.
+/// Where backups go, when they are taken by schedule, and how many are kept (applied after each
+/// successful backup).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackupsConfig {
@@ -43,6 +44,31 @@ pub struct BackupsConfig {
     pub keep_last: usize,
     /// Delete successful backups older than this many days (0: no limit by age).
     pub keep_days: u32,
+    /// The backups directory; unset: `<data_dir>/backups`.
+    pub dir: Option<PathBuf>,
+    /// A cron expression (UTC; five fields, or six with seconds first) for scheduled backups; unset or
+    /// empty: none.
+    pub schedule: Option<String>,
+}
+
+impl BackupsConfig {
+    /// The parsed schedule, if one is set (validated at load, so a set one parses).
+    pub fn cron(&self) -> Option<croner::Cron> {
+        let pattern = self
+            .schedule
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())?;
+        parse_cron(pattern).ok()
+    }
+}
+
+/// Five-field cron, or six with seconds first; `@daily` and the like too.
+fn parse_cron(pattern: &str) -> Result<croner::Cron, croner::errors::CronError> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .build()
+        .parse(pattern)
 }
 
 /// What makes a variable secret beyond the built-in rules.
@@ -159,6 +185,8 @@ impl Default for Config {
             backups: BackupsConfig {
                 keep_last: 10,
                 keep_days: 0,
+                dir: None,
+                schedule: None,
             },
         }
     }
@@ -289,7 +317,26 @@ impl Config {
                 "a directory the console may write to",
             ));
         }
+        if let Some(pattern) = self.backups.schedule.as_deref().map(str::trim)
+            && !pattern.is_empty()
+            && let Err(e) = parse_cron(pattern)
+        {
+            return Err(value_error(
+                "backups.schedule",
+                pattern,
+                &format!("is not a cron expression: {e}"),
+                "five fields (minute hour day-of-month month day-of-week, UTC), e.g. \"0 3 * * *\" for 03:00 daily",
+            ));
+        }
         Ok(())
+    }
+
+    /// Where backups are kept: `backups.dir`, else `<data_dir>/backups`.
+    pub fn backups_dir(&self) -> PathBuf {
+        match &self.backups.dir {
+            Some(dir) => self.data_dir.join(dir),
+            None => self.data_dir.join("backups"),
+        }
     }
 
     pub fn compose_file(&self) -> PathBuf {
@@ -522,6 +569,11 @@ mod tests {
                 "`docker.host` = \"ssh://host\": unsupported scheme; expected unix://",
             ),
             ("PUBLIC_URL", "ftp://ops.example", "`public_url`"),
+            (
+                "BACKUPS_SCHEDULE",
+                "0 25 * * *",
+                "`backups.schedule` = \"0 25 * * *\": is not a cron expression",
+            ),
         ];
         for (var, value, want) in cases {
             let msg = load(&toml, &[(var, value)]).unwrap_err().to_string();
@@ -530,6 +582,43 @@ mod tests {
                 "{var}={value}: got {msg:?}, want {want:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_schedule_is_five_fields_or_six_with_seconds_and_the_backups_dir_follows_data_dir() {
+        let project = project_dir();
+        let data = tempfile::tempdir().unwrap();
+        let toml = base_toml(project.path(), data.path());
+        let none = load(&toml, &[("BACKUPS_SCHEDULE", " ")]).unwrap();
+        assert!(none.backups.cron().is_none(), "blank: no schedule");
+        assert_eq!(none.backups_dir(), data.path().join("backups"));
+        let daily = load(&toml, &[("BACKUPS_SCHEDULE", "30 3 * * *")]).unwrap();
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-25T04:00:00Z")
+            .unwrap()
+            .to_utc();
+        let next = daily
+            .backups
+            .cron()
+            .unwrap()
+            .find_next_occurrence(&now, false)
+            .unwrap();
+        assert_eq!(next.to_rfc3339(), "2026-11-26T03:30:00+00:00");
+        let seconds = load(
+            &toml,
+            &[
+                ("BACKUPS_SCHEDULE", "*/2 * * * * *"),
+                ("BACKUPS_DIR", "/srv/b"),
+            ],
+        )
+        .unwrap();
+        let next = seconds
+            .backups
+            .cron()
+            .unwrap()
+            .find_next_occurrence(&now, false)
+            .unwrap();
+        assert_eq!(next.to_rfc3339(), "2026-11-25T04:00:02+00:00");
+        assert_eq!(seconds.backups_dir(), PathBuf::from("/srv/b"));
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub enum AppError {
     /// The request itself was wrong.
     #[error("{0}")]
     Invalid(String),
+    /// What the request names does not exist.
+    #[error("{0}")]
+    NotFound(String),
     /// Transport, encoding and other server-function plumbing.
     #[error("{0}")]
     ServerFn(String),
@@ -24,12 +27,13 @@ pub enum AppError {
 
 impl AppError {
     /// Gives the server function's HTTP reply the status this error means (400 for a wrong request,
-    /// 403 for a refusal, 503 when a dependency failed), and returns the error.
+    /// 404 for a missing thing, 403 for a refusal, 503 when a dependency failed), and returns the error.
     #[cfg(feature = "ssr")]
     pub fn replied(self) -> AppError {
         use axum::http::StatusCode;
         let status = match &self {
             AppError::Invalid(_) => StatusCode::BAD_REQUEST,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::ServerFn(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -70,6 +70,9 @@ pub struct Console {
     pub url: String,
     pub data_dir: tempfile::TempDir,
     log: PathBuf,
+    /// The binary and the configuration it was started with (for `run`).
+    bin: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 impl Console {
@@ -81,21 +84,26 @@ impl Console {
         let log = data_dir.path().join("console.log");
         let log_file = fs::File::create(&log).expect("console log file");
         let root = repo_root();
+        let path = |p: PathBuf| p.display().to_string();
+        let mut all: Vec<(String, String)> = [
+            ("EPSM_OPS_LISTEN", format!("127.0.0.1:{port}")),
+            ("EPSM_OPS_PUBLIC_URL", format!("http://127.0.0.1:{port}/")),
+            ("EPSM_OPS_DATA_DIR", path(data_dir.path().join("data"))),
+            ("EPSM_OPS_SITE_ROOT", path(root.join("target/site"))),
+            ("EPSM_OPS_PROJECT_DIR", path(root.join("stack"))),
+            ("RUST_LOG", "info".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut cmd = Command::new(bin);
         cmd.arg("serve")
             .current_dir(&root)
-            .env("EPSM_OPS_LISTEN", format!("127.0.0.1:{port}"))
-            .env("EPSM_OPS_PUBLIC_URL", format!("http://127.0.0.1:{port}/"))
-            .env("EPSM_OPS_DATA_DIR", data_dir.path().join("data"))
-            .env("EPSM_OPS_SITE_ROOT", root.join("target/site"))
-            .env("EPSM_OPS_PROJECT_DIR", root.join("stack"))
-            .env("RUST_LOG", "info")
+            .envs(all.iter().map(|(k, v)| (k, v)))
             .stdout(log_file.try_clone().expect("log file"))
             .stderr(log_file)
             .process_group(0);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
@@ -104,6 +112,8 @@ impl Console {
             url: format!("http://127.0.0.1:{port}"),
             data_dir,
             log,
+            bin: bin.to_path_buf(),
+            env: all,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         let healthz = format!("{}/healthz", console.url);
@@ -158,6 +168,11 @@ impl Console {
         let _ = child.wait();
     }
 
+    /// The process id (to read its memory use from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("console still running").id()
+    }
+
     /// The data directory the process was given (to start another console on the same store).
     pub fn data_path(&self) -> PathBuf {
         self.data_dir.path().join("data")
@@ -187,6 +202,17 @@ impl Console {
             .expect("server function call");
         let status = reply.status().as_u16();
         (status, reply.text().await.unwrap_or_default())
+    }
+
+    /// Runs the same binary with `args` and the configuration this console was started with (the
+    /// same store and project), to completion: the command-line side of the console.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(&self.bin)
+            .args(args)
+            .current_dir(repo_root())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .expect("run epsm-ops")
     }
 
     /// Asks the process to stop (SIGTERM) and waits for it.
@@ -311,6 +337,20 @@ impl StackProject {
             String::from_utf8_lossy(&out.stderr)
         );
         out
+    }
+
+    /// Builds and starts only the `database` service and fills table `big` in `epsm_db` with `rows`
+    /// rows of ~70 barely compressible bytes each (for dumps that take a while).
+    pub fn database_only_with_rows(&self, rows: u64) {
+        self.compose_ok(&["build", "database"]);
+        self.compose_ok(&["up", "-d", "--wait", "--wait-timeout", "300", "database"]);
+        self.psql(
+            "epsm_db",
+            &format!(
+                "CREATE TABLE big AS SELECT g, md5(g::text) || md5((g + 1)::text) AS t \
+                 FROM generate_series(1, {rows}) g"
+            ),
+        );
     }
 
     /// Runs `sql` with psql as the stack's database user in database `db`; returns its output (`-tA`).

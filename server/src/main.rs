@@ -41,6 +41,26 @@ enum Command {
     /// Audit a compose project's env file and compose file. Prints the findings (never a value) and
     /// exits 1 when one is an error, so a CI pipeline can run it before a deploy.
     Audit(AuditArgs),
+    /// Back up the project's database now, as the Backups page does (same directory, records, checks,
+    /// retention and audit log), e.g. from a cron job on the host. Exits 1 when the backup failed.
+    Backup(BackupArgs),
+}
+
+#[derive(Args)]
+struct BackupArgs {
+    #[command(flatten)]
+    config: ServeArgs,
+    /// pg_dump's output format.
+    #[arg(long, value_enum, default_value_t = DumpFormat::Custom)]
+    format: DumpFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DumpFormat {
+    /// Custom format (-Fc), restored with pg_restore.
+    Custom,
+    /// Plain SQL.
+    Plain,
 }
 
 #[derive(Args)]
@@ -94,6 +114,8 @@ enum StartError {
     },
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error("{0}")]
+    Backup(String),
 }
 
 #[tokio::main]
@@ -102,17 +124,25 @@ async fn main() -> ExitCode {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        // Logs on stderr: stdout is the commands' output (`audit --format json`, `backup`).
+        .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => serve(args).await,
         Command::Audit(args) => return audit(args),
+        Command::Backup(args) => backup(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("epsm-ops: {e}");
-            ExitCode::from(2)
+            // 1: the backup ran and failed; 2: the console could not start (configuration, store).
+            if matches!(e, StartError::Backup(_)) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::from(2)
+            }
         }
     }
 }
@@ -167,7 +197,9 @@ fn audit(args: AuditArgs) -> ExitCode {
     }
 }
 
-async fn serve(args: ServeArgs) -> Result<(), StartError> {
+/// What both the server and the command line need: the configuration, the store, the engine and
+/// the masker; backups a stopped process left running are marked interrupted.
+async fn open(args: &ServeArgs) -> Result<(Config, Store, Arc<Engine>, Arc<Masker>), StartError> {
     let config = Config::load(args.config.as_deref())?;
     let store = Store::open(&config.data_dir).await?;
     let engine = Arc::new(Engine::new(config.docker.host.clone()));
@@ -179,6 +211,48 @@ async fn serve(args: ServeArgs) -> Result<(), StartError> {
         secret_name_parts(&config.secrets.extra_name_parts),
         &key,
     ));
+    let interrupted = app::backup::ssr::recover_interrupted(&config, &store).await?;
+    if interrupted > 0 {
+        tracing::warn!("{interrupted} backup(s) left running by a stopped process marked failed");
+    }
+    Ok((config, store, engine, masker))
+}
+
+async fn backup(args: BackupArgs) -> Result<(), StartError> {
+    use app::backup::BackupFormat;
+    let (config, store, engine, masker) = open(&args.config).await?;
+    let format = match args.format {
+        DumpFormat::Custom => BackupFormat::Custom,
+        DumpFormat::Plain => BackupFormat::Plain,
+    };
+    let user = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown user".into());
+    let backups = app::backup::ssr::Backups {
+        config: &config,
+        store: &store,
+        engine: &engine,
+        masker: &masker,
+    };
+    let done = app::backup::ssr::backup_now(&backups, &format!("command line ({user})"), format)
+        .await
+        .map_err(|e| StartError::Backup(e.to_string()))?;
+    println!(
+        "backup #{} {}: {} bytes, sha256 {}, {} ms",
+        done.id,
+        config
+            .backups_dir()
+            .join(done.file_name.unwrap_or_default())
+            .display(),
+        done.size_bytes.unwrap_or(0),
+        done.sha256.unwrap_or_default(),
+        done.duration_ms.unwrap_or(0)
+    );
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> Result<(), StartError> {
+    let (config, store, engine, masker) = open(&args).await?;
     match engine.status().await.state {
         EngineState::Reachable(info) => {
             tracing::info!(
@@ -229,6 +303,13 @@ async fn serve(args: ServeArgs) -> Result<(), StartError> {
         deployer,
     };
     let shutdown = CancellationToken::new();
+    tokio::spawn(app::backup::ssr::run_schedule(
+        state.config.clone(),
+        state.store.clone(),
+        state.engine.clone(),
+        state.masker.clone(),
+        shutdown.clone(),
+    ));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Listen { addr, source })?;

@@ -225,7 +225,7 @@ async fn download_backup(
     let Some(file_name) = backup.file_name.clone() else {
         return (StatusCode::NOT_FOUND, format!("backup #{id} has no file")).into_response();
     };
-    let path = app::backup::ssr::backups_dir(&state.config.data_dir).join(&file_name);
+    let path = state.config.backups_dir().join(&file_name);
     let range = request
         .headers()
         .get(header::RANGE)

@@ -1,8 +1,12 @@
 //! Database backups against the real stack through the real server: a backup of the seeded database
 //! restores into a scratch database with the same tables and row counts; its download has the recorded
-//! sha256 and ranges work; a stopped database is a clear failure that leaves no file.
+//! sha256 and ranges work; a stopped database, a full disk, a database killed mid-dump and a console
+//! killed mid-dump each leave no file and no "success"; the command line and the schedule record
+//! their backups like the page does.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use app::backup::{Backup, BackupOutcome};
 use end2end::{Console, StackProject, stack_secrets};
@@ -11,13 +15,220 @@ use sha2::{Digest, Sha256};
 const COUNTS: &str = "SELECT string_agg(relname || '=' || n_live_tup, ',' ORDER BY relname) \
                       FROM pg_stat_user_tables";
 
+/// The files in a backups directory (partial ones included), but the lock file.
 fn files(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|d| {
             d.filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+                .filter(|name| name != ".lock")
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A small tmpfs mounted for the test (the tests run as root), unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mounting a tmpfs needs root: {out:?}");
+        Tmpfs(dir.to_path_buf())
+    }
+
+    fn resize(&self, size: &str) {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn backups(list: &str) -> Vec<Backup> {
+    serde_json::from_str(list).unwrap_or_else(|e| panic!("{e}: {list}"))
+}
+
+/// Starts a backup without waiting for it, then waits until its record shows bytes written (the
+/// progress the page shows); returns the pending reply and the bytes seen.
+async fn start_and_watch_progress(
+    console: &Console,
+) -> (tokio::task::JoinHandle<(u16, String)>, u64) {
+    let url = format!("{}/api/backup_start", console.url);
+    let reply = tokio::spawn(async move {
+        // (A console killed mid-way gives no reply: status 0 and the error.)
+        match reqwest::Client::new()
+            .post(url)
+            .form(&[("format", "Custom")])
+            .send()
+            .await
+        {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(e) => (0, e.to_string()),
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, list) = console.call("backup_list", &[]).await;
+        let running = backups(&list)
+            .into_iter()
+            .find(|b| b.outcome == BackupOutcome::Running);
+        if let Some(bytes) = running.and_then(|b| b.size_bytes).filter(|&n| n > 0) {
+            return (reply, bytes);
+        }
+        assert!(
+            Instant::now() < deadline && !reply.is_finished(),
+            "no progress seen: {list}\n{}",
+            console.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sessions of pg_dumps the console started (its application_name) still open in the database.
+fn dump_sessions(project: &StackProject) -> String {
+    project.psql(
+        "postgres",
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'epsm-ops-backup-%'",
+    )
+}
+
+#[tokio::test]
+async fn a_full_disk_a_killed_database_or_console_leave_no_file_and_the_command_line_and_schedule_back_up()
+ {
+    let project = StackProject::new("epsmbackfail");
+    // ~120 MB of barely compressible rows: the dump takes seconds and outgrows the tmpfs.
+    project.database_only_with_rows(1_500_000);
+    let dir = tempfile::tempdir().unwrap();
+    let tmpfs = Tmpfs::mount(dir.path(), "1m");
+    let dir_text = dir.path().display().to_string();
+    let mut console = Console::for_stack(
+        Path::new(env!("CARGO_BIN_EXE_epsm-ops")),
+        &project,
+        &[("EPSM_OPS_BACKUPS_DIR", dir_text.as_str())],
+    )
+    .await;
+
+    // A full disk: a clear failure, no file (partial or whole), and pg_dump's session ended.
+    let (status, body) = console.call("backup_start", &[]).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("cannot write the backup to") && body.contains("No space left on device"),
+        "{body}"
+    );
+    assert_eq!(files(dir.path()), Vec::<String>::new());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while dump_sessions(&project) != "0" {
+        assert!(
+            Instant::now() < deadline,
+            "pg_dump still connected after the failure"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The database killed mid-dump (progress seen first): no success, no file.
+    tmpfs.resize("1g");
+    let (reply, bytes) = start_and_watch_progress(&console).await;
+    assert!(bytes > 0);
+    let out = Command::new("docker")
+        .args(["kill", &format!("{}-database-1", project.name)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let (status, body) = reply.await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("failed"), "{body}");
+    assert_eq!(files(dir.path()), Vec::<String>::new());
+    let (_, list) = console.call("backup_list", &[]).await;
+    let list = backups(&list);
+    assert_eq!(list[0].outcome, BackupOutcome::Failed, "{list:?}");
+    assert_eq!(list[0].size_bytes, None, "a failed backup has no size");
+
+    // The console killed mid-dump: the next start (here the command line) marks that backup failed,
+    // removes its partial file, and backs up.
+    project.compose_ok(&["up", "-d", "--wait", "--wait-timeout", "120", "database"]);
+    let (_reply, _) = start_and_watch_progress(&console).await;
+    console.kill();
+    assert_eq!(files(dir.path()).len(), 1, "the partial file is there");
+    let out = console.run(&["backup", "--format", "plain"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.starts_with("backup #") && said.contains("sha256"),
+        "{said}"
+    );
+    let mut console = Console::for_stack(
+        Path::new(env!("CARGO_BIN_EXE_epsm-ops")),
+        &project,
+        &[
+            ("EPSM_OPS_BACKUPS_DIR", dir_text.as_str()),
+            ("EPSM_OPS_DATA_DIR", console.data_path().to_str().unwrap()),
+        ],
+    )
+    .await;
+    let (_, list) = console.call("backup_list", &[]).await;
+    let list = backups(&list);
+    let (cli, interrupted) = (&list[0], &list[1]);
+    assert_eq!(cli.outcome, BackupOutcome::Succeeded, "{list:?}");
+    assert!(cli.actor.starts_with("command line ("), "{}", cli.actor);
+    assert_eq!(interrupted.outcome, BackupOutcome::Failed);
+    assert!(
+        interrupted.reason.contains("interrupted"),
+        "{}",
+        interrupted.reason
+    );
+    assert_eq!(files(dir.path()), vec![cli.file_name.clone().unwrap()]);
+    console.stop();
+
+    // The schedule: a backup every 2 s (six-field cron, seconds first), recorded as "schedule (...)".
+    project.psql("epsm_db", "DROP TABLE big");
+    let console = Console::for_stack(
+        Path::new(env!("CARGO_BIN_EXE_epsm-ops")),
+        &project,
+        &[
+            ("EPSM_OPS_BACKUPS_DIR", dir_text.as_str()),
+            ("EPSM_OPS_BACKUPS_SCHEDULE", "*/2 * * * * *"),
+        ],
+    )
+    .await;
+    let (_, policy) = console.call("backup_policy", &[]).await;
+    assert!(
+        policy.contains("*/2 * * * * *") && policy.contains("next_run"),
+        "{policy}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, list) = console.call("backup_list", &[]).await;
+        if backups(&list)
+            .iter()
+            .any(|b| b.actor.starts_with("schedule (") && b.outcome == BackupOutcome::Succeeded)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no scheduled backup: {list}\n{}",
+            console.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    drop(console);
+    drop(tmpfs);
 }
 
 #[tokio::test]
@@ -151,9 +362,37 @@ async fn a_backup_restores_with_the_same_tables_downloads_intact_and_a_stopped_d
         ]
     );
 
+    // Deleting by hand needs the file name typed; a refusal is audited too.
+    let id = plain.id.to_string();
+    let (status, body) = console
+        .call("backup_delete", &[("id", &id), ("confirm", "yes")])
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("type the file name"), "{body}");
+    assert_eq!(files(&dir), vec![plain.file_name.clone().unwrap()]);
+    let (status, body) = console
+        .call(
+            "backup_delete",
+            &[
+                ("id", &id),
+                ("confirm", plain.file_name.as_deref().unwrap()),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(files(&dir), Vec::<String>::new());
+    let (status, _) = console
+        .call("backup_delete", &[("id", &id), ("confirm", "x")])
+        .await;
+    assert_eq!(status, 404, "a deleted backup is not deleted twice");
+
     let (_, audit) = console.call("audit_log", &[]).await;
     assert!(
         audit.contains("backup.create") && audit.contains("backup.download"),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("the file name was not typed") && audit.contains("deleted by hand"),
         "{audit}"
     );
     assert!(audit.contains("bytes=10-99"), "{audit}");

@@ -1,16 +1,22 @@
 //! Running a backup: `pg_dump` through the Docker API exec, its output written straight to a
-//! temporary file (hashed on the way), fsynced, read back by `pg_restore --list` (or checked for the
-//! dump's closing line, for plain SQL), and only then renamed into place. Any failure leaves no file
-//! and a failed record with the reason.
+//! temporary file (hashed and counted on the way: the count is the progress the page shows), fsynced,
+//! read back by `pg_restore --list` (or checked for the dump's closing line, for plain SQL), and only
+//! then renamed into place. Any failure leaves no file and a failed record with the reason.
+//!
+//! One backup at a time per backups directory, across processes (the server, its schedule and the
+//! `epsm-ops backup` command): a lock file in the directory is held while a dump runs.
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWrite;
+use tokio_util::sync::CancellationToken;
 
 use super::{Backup, BackupFormat, BackupOutcome};
 use crate::audit::{AuditEvent, Outcome as AuditOutcome};
@@ -20,8 +26,11 @@ use crate::environment::secrets::Masker;
 use crate::state::AppState;
 use crate::store::{Store, StoreError, now_text, parse_time, query_failed};
 
-/// One backup at a time per console: two dumps at once only make both slower.
+/// One backup at a time in this process (the lock file orders processes).
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// How often a running backup's byte count is written to its record.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -31,7 +40,8 @@ pub enum BackupError {
     Store(#[from] StoreError),
 }
 
-/// What a backup needs of the console (the server functions and a deploy's "back up first" step).
+/// What a backup needs of the console (the server functions, the schedule, a deploy's "back up
+/// first" step and the command line).
 pub struct Backups<'a> {
     pub config: &'a Config,
     pub store: &'a Store,
@@ -50,9 +60,44 @@ impl<'a> From<&'a AppState> for Backups<'a> {
     }
 }
 
-/// Where backups are kept.
-pub fn backups_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("backups")
+/// The lock file that orders backups across processes.
+fn lock_path(dir: &Path) -> PathBuf {
+    dir.join(".lock")
+}
+
+/// Waits for the backups directory's lock; held until the returned file is dropped.
+async fn lock_dir(dir: &Path) -> Result<std::fs::File, String> {
+    let path = lock_path(dir);
+    let file = std::fs::File::create(&path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await
+        .map_err(|e| format!("waiting for the backups lock: {e}"))?
+        .map_err(|e| format!("cannot lock {}: {e}", path.display()))
+}
+
+/// Backups a stopped process left `running` are marked failed and their partial files removed, unless
+/// a backup is running right now in another process (it holds the lock). Called at start.
+pub async fn recover_interrupted(config: &Config, store: &Store) -> Result<usize, StoreError> {
+    let dir = config.backups_dir();
+    if std::fs::create_dir_all(&dir).is_err() {
+        // The first backup reports the directory problem with its reason.
+        return Ok(0);
+    }
+    let Ok(lock) = std::fs::File::create(lock_path(&dir)) else {
+        return Ok(0);
+    };
+    if lock.try_lock().is_err() {
+        return Ok(0);
+    }
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(".partial-") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    store.interrupt_backups().await
 }
 
 /// Backs up the project's database now; returns the record (succeeded or failed).
@@ -84,7 +129,7 @@ pub async fn backup_now(
         .masker
         .scrubber(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let started = Instant::now();
-    let dir = backups_dir(&state.config.data_dir);
+    let dir = state.config.backups_dir();
     let result = dump(state, &dir, id, &user, &database, format).await;
     let duration_ms = started.elapsed().as_millis() as u64;
     let (outcome, detail) = match &result {
@@ -127,6 +172,48 @@ pub async fn backup_now(
         })?),
         Err(_) => Err(BackupError::Failed { id, reason: detail }),
     }
+}
+
+/// Takes a backup at each time of `backups.schedule` until `stop`; recorded with the actor
+/// "schedule". A failure is recorded (and logged) like any other; the next time comes anyway.
+pub async fn run_schedule(
+    config: Arc<Config>,
+    store: Store,
+    engine: Arc<Engine>,
+    masker: Arc<Masker>,
+    stop: CancellationToken,
+) {
+    let Some(cron) = config.backups.cron() else {
+        return;
+    };
+    let actor = format!("schedule ({})", cron.pattern);
+    loop {
+        let Some(next) = next_run(&cron, Utc::now()) else {
+            tracing::warn!("backup schedule {} has no next time", cron.pattern);
+            return;
+        };
+        tracing::info!(%next, "next scheduled backup");
+        let wait = (next - Utc::now()).to_std().unwrap_or_default();
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let backups = Backups {
+            config: &config,
+            store: &store,
+            engine: &engine,
+            masker: &masker,
+        };
+        match backup_now(&backups, &actor, BackupFormat::Custom).await {
+            Ok(b) => tracing::info!(id = b.id, "scheduled backup done"),
+            Err(e) => tracing::error!("scheduled backup: {e}"),
+        }
+    }
+}
+
+/// The schedule's next time strictly after `now`.
+pub fn next_run(cron: &croner::Cron, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    cron.find_next_occurrence(&now, false).ok()
 }
 
 /// Which successful backups the policy deletes: beyond the newest `keep_last` (0: no count limit), or
@@ -177,7 +264,7 @@ pub async fn delete_backup(
         return Ok(());
     };
     if let Some(name) = &backup.file_name {
-        let path = backups_dir(&state.config.data_dir).join(name);
+        let path = state.config.backups_dir().join(name);
         match tokio::fs::remove_file(&path).await {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -237,10 +324,11 @@ async fn dump(
     tokio::fs::create_dir_all(dir)
         .await
         .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let _lock = lock_dir(dir).await?;
     let stamp = Utc::now().format("%Y%m%dT%H%M%SZ");
     let file_name = format!("{database}-{stamp}-{id}.{}", format.extension());
     let partial = dir.join(format!(".partial-{id}"));
-    let result = dump_to(state, &container, &partial, user, database, format).await;
+    let result = dump_to(state, &container, &partial, id, user, database, format).await;
     match result {
         Ok((size_bytes, sha256)) => {
             let target = dir.join(&file_name);
@@ -265,10 +353,16 @@ async fn dump(
     }
 }
 
+/// The name pg_dump's session carries in `pg_stat_activity` (and the handle to end it by).
+fn application_name(id: i64) -> String {
+    format!("epsm-ops-backup-{id}")
+}
+
 async fn dump_to(
     state: &Backups<'_>,
     container: &str,
     partial: &Path,
+    id: i64,
     user: &str,
     database: &str,
     format: BackupFormat,
@@ -276,17 +370,51 @@ async fn dump_to(
     let file = tokio::fs::File::create(partial)
         .await
         .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
-    let mut sink = Hashing::new(file);
+    let progress = Arc::new(AtomicU64::new(0));
+    let mut sink = Hashing::new(file, progress.clone());
     let format_flag = match format {
         BackupFormat::Custom => "--format=custom",
         BackupFormat::Plain => "--format=plain",
     };
-    let cmd = ["pg_dump", "-U", user, "-d", database, format_flag];
-    let (code, stderr) = state
+    let conninfo = format!(
+        "dbname='{}' application_name={}",
+        database.replace('\\', "\\\\").replace('\'', "\\'"),
+        application_name(id)
+    );
+    let cmd = ["pg_dump", "-U", user, "-d", &conninfo, format_flag];
+    let started = Instant::now();
+    let reporter = tokio::spawn({
+        let store = state.store.clone();
+        async move {
+            let mut every = tokio::time::interval(PROGRESS_EVERY);
+            loop {
+                every.tick().await;
+                let _ = store
+                    .backup_progress(id, progress.load(Ordering::Relaxed))
+                    .await;
+            }
+        }
+    });
+    let result = state
         .engine
         .exec_streaming(container, &cmd, &mut sink, None)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await;
+    reporter.abort();
+    let (code, stderr) = match result {
+        Ok(done) => done,
+        Err(e) => {
+            // The dump stopped half-way on our side (disk full, engine gone): pg_dump may still be
+            // running in the container, holding its snapshot. End its session.
+            stop_dump(state, container, user, id).await;
+            return Err(match sink.write_error.take() {
+                Some(io) => format!(
+                    "cannot write the backup to {}: {io}",
+                    partial.parent().unwrap_or(partial).display()
+                ),
+                None => e.to_string(),
+            });
+        }
+    };
     if code != Some(0) {
         let said = stderr
             .lines()
@@ -307,8 +435,33 @@ async fn dump_to(
         .await
         .map_err(|e| format!("writing the backup: {e}"))?;
     drop(file);
+    let dumped = started.elapsed();
     verify(state, container, partial, format).await?;
+    tracing::info!(
+        id,
+        bytes = size,
+        dump_ms = dumped.as_millis() as u64,
+        verify_ms = (started.elapsed() - dumped).as_millis() as u64,
+        "backup written and verified"
+    );
     Ok((size, sha256))
+}
+
+/// Ends a dump's database session (best effort: the database may be gone too).
+async fn stop_dump(state: &Backups<'_>, container: &str, user: &str, id: i64) {
+    let sql = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{}'",
+        application_name(id)
+    );
+    let _ = state
+        .engine
+        .exec(
+            container,
+            &["psql", "-U", user, "-d", "postgres", "-Atc", &sql],
+            &[],
+            Duration::from_secs(10),
+        )
+        .await;
 }
 
 /// The archive reads back: `pg_restore --list` in the container, fed the file; a plain dump ends
@@ -335,25 +488,32 @@ async fn verify(
                 )
                 .await
                 .map_err(|e| e.to_string())?;
-            let entries = String::from_utf8_lossy(&listing)
-                .lines()
-                .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
-                .count();
-            if code != Some(0) || entries == 0 {
+            // The listing starts with the archive's header; an empty database has no entries.
+            let listing = String::from_utf8_lossy(&listing);
+            if code != Some(0) || !listing.contains("Format: CUSTOM") {
+                let said = stderr
+                    .lines()
+                    .rfind(|l| !l.trim().is_empty())
+                    .unwrap_or("no archive header");
                 return Err(format!(
-                    "the archive does not read back (pg_restore --list exited {code:?}: {})",
-                    stderr.lines().last().unwrap_or("no entries")
+                    "the archive does not read back (pg_restore --list exited {}: {said})",
+                    code.map_or("without a code".into(), |c| c.to_string())
                 ));
             }
             Ok(())
         }
         BackupFormat::Plain => {
-            let text = tokio::fs::read(path)
+            // Only the tail is read: the file may be larger than memory.
+            use tokio::io::{AsyncReadExt, AsyncSeekExt};
+            let read_back = |e: std::io::Error| format!("cannot read the backup back: {e}");
+            let mut file = tokio::fs::File::open(path).await.map_err(read_back)?;
+            let len = file.metadata().await.map_err(read_back)?.len();
+            file.seek(std::io::SeekFrom::Start(len.saturating_sub(200)))
                 .await
-                .map_err(|e| format!("cannot read the backup back: {e}"))?;
-            let tail =
-                String::from_utf8_lossy(&text[text.len().saturating_sub(200)..]).into_owned();
-            if tail.contains("PostgreSQL database dump complete") {
+                .map_err(read_back)?;
+            let mut tail = Vec::new();
+            file.read_to_end(&mut tail).await.map_err(read_back)?;
+            if String::from_utf8_lossy(&tail).contains("PostgreSQL database dump complete") {
                 Ok(())
             } else {
                 Err("the SQL dump does not end with pg_dump's closing line".into())
@@ -362,24 +522,28 @@ async fn verify(
     }
 }
 
-/// Writes through to `inner`, hashing and counting what was written.
+/// Writes through to `inner`, hashing and counting what was written (the count shared as progress);
+/// keeps the first write error, to say "disk full" rather than "the stream broke".
 struct Hashing<W> {
     inner: W,
     hasher: Sha256,
-    bytes: u64,
+    bytes: Arc<AtomicU64>,
+    write_error: Option<std::io::Error>,
 }
 
 impl<W> Hashing<W> {
-    fn new(inner: W) -> Hashing<W> {
+    fn new(inner: W, bytes: Arc<AtomicU64>) -> Hashing<W> {
         Hashing {
             inner,
             hasher: Sha256::new(),
-            bytes: 0,
+            bytes,
+            write_error: None,
         }
     }
 
     fn finish(self) -> (W, u64, String) {
-        (self.inner, self.bytes, hex::encode(self.hasher.finalize()))
+        let bytes = self.bytes.load(Ordering::Relaxed);
+        (self.inner, bytes, hex::encode(self.hasher.finalize()))
     }
 }
 
@@ -390,9 +554,16 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Hashing<W> {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = poll {
-            self.hasher.update(&buf[..n]);
-            self.bytes += n as u64;
+        match &poll {
+            Poll::Ready(Ok(n)) => {
+                let n = *n;
+                self.hasher.update(&buf[..n]);
+                self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Poll::Ready(Err(e)) if self.write_error.is_none() => {
+                self.write_error = Some(std::io::Error::new(e.kind(), e.to_string()));
+            }
+            _ => {}
         }
         poll
     }
@@ -480,6 +651,30 @@ impl Store {
         .await
         .map_err(query_failed("finish backup"))?;
         Ok(())
+    }
+
+    /// A running backup's bytes so far (its size column, until it finishes).
+    async fn backup_progress(&self, id: i64, bytes: u64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE backups SET size_bytes = ? WHERE id = ? AND outcome = 'running'")
+            .bind(bytes as i64)
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .map_err(query_failed("record backup progress"))?;
+        Ok(())
+    }
+
+    /// Marks backups a stopped process left running as failed; returns how many.
+    async fn interrupt_backups(&self) -> Result<usize, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE backups SET outcome = 'failed', size_bytes = NULL, finished_at = ?,
+                    reason = 'interrupted: the process running it stopped' WHERE outcome = 'running'",
+        )
+        .bind(now_text())
+        .execute(self.pool())
+        .await
+        .map_err(query_failed("mark interrupted backups"))?
+        .rows_affected() as usize)
     }
 
     async fn mark_backup_deleted(&self, id: i64) -> Result<(), StoreError> {

@@ -467,6 +467,9 @@ impl Engine {
             .await
             .map_err(|e| self.call_error(&what, &e))?
         {
+            // Feeds stdin, then waits forever: the exec is over when its output ends, and a command
+            // that exits before reading all its input (pg_restore --list stops after the TOC) must
+            // not leave us pushing the rest into a pipe nobody reads.
             let feeding = async {
                 if let Some(mut stdin) = stdin {
                     let _ = tokio::io::copy(&mut stdin, &mut input).await;
@@ -474,6 +477,7 @@ impl Engine {
                     // is left alone: half-closing it could end the output early.)
                     let _ = input.shutdown().await;
                 }
+                std::future::pending::<std::convert::Infallible>().await
             };
             let reading = async {
                 while let Some(chunk) = output.next().await {
@@ -492,8 +496,10 @@ impl Engine {
                 }
                 Ok::<(), EngineError>(())
             };
-            let ((), read) = tokio::join!(feeding, reading);
-            read?;
+            tokio::select! {
+                read = reading => read?,
+                never = feeding => match never {},
+            }
         }
         let inspect = docker
             .inspect_exec(&created.id)
