@@ -38,3 +38,10 @@ pub async fn require(role: Role) -> Result<Actor, crate::error::AppError> {
         .replied())
     }
 }
+
+#[cfg(feature = "ssr")]
+pub mod idp;
+#[cfg(feature = "ssr")]
+pub mod keys;
+#[cfg(feature = "ssr")]
+pub mod saml;
