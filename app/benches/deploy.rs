@@ -59,7 +59,7 @@ fn by_hand(project: &StackProject) -> Duration {
 async fn main() {
     let project = StackProject::new("epsmbenchdeploy");
     let console = Console::for_stack(&console_binary(), &project, &[]).await;
-    let client = reqwest::Client::new();
+    let client = console.client().clone();
     let start = |console: &Console| {
         client
             .post(format!("{}/api/deploy_start", console.url))
@@ -79,7 +79,11 @@ async fn main() {
             .unwrap()
             .parse()
             .unwrap();
-        let mut stream = SseReader::open(&format!("{}/api/deploys/{id}/events", console.url)).await;
+        let mut stream = SseReader::open(
+            console.client(),
+            &format!("{}/api/deploys/{id}/events", console.url),
+        )
+        .await;
         let mut arrivals: Vec<(u64, DateTime<Utc>)> = Vec::new();
         let outcome = loop {
             let data = stream

@@ -26,7 +26,7 @@ async fn calls_per_round(console: &Console, viewers: usize) -> f64 {
     let url = format!("{}/api/health/events", console.url);
     let mut open = Vec::new();
     for _ in 0..viewers {
-        let mut viewer = SseReader::open(&url).await;
+        let mut viewer = SseReader::open(console.client(), &url).await;
         viewer.next_data(Duration::from_secs(10)).await;
         open.push(viewer);
     }
@@ -64,7 +64,11 @@ async fn main() {
     let console = Console::for_stack(&console_binary(), &project, &[]).await;
 
     // Wait for a healthy report, so the load measures the page as people see it.
-    let mut first = SseReader::open(&format!("{}/api/health/events", console.url)).await;
+    let mut first = SseReader::open(
+        console.client(),
+        &format!("{}/api/health/events", console.url),
+    )
+    .await;
     loop {
         let data = first
             .next_data(Duration::from_secs(60))
@@ -83,7 +87,7 @@ async fn main() {
     drop(first);
 
     // The Health page (server-rendered with the newest report) under concurrent clients.
-    let client = reqwest::Client::new();
+    let client = console.client().clone();
     let page = format!("{}/health", console.url);
     let started = Instant::now();
     let workers: Vec<_> = (0..CLIENTS)

@@ -12,8 +12,8 @@ use url::Url;
 /// Prefix of every environment variable that sets a configuration key (`EPSM_OPS_LISTEN`, ...).
 pub const ENV_PREFIX: &str = "EPSM_OPS_";
 /// Sections of the file; `EPSM_OPS_PROJECT_DIR` sets `project.dir`.
-const SECTIONS: [&str; 6] = [
-    "project", "docker", "health", "deploy", "secrets", "backups",
+const SECTIONS: [&str; 7] = [
+    "project", "docker", "health", "deploy", "secrets", "backups", "auth",
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,6 +33,53 @@ pub struct Config {
     pub deploy: DeployConfig,
     pub secrets: SecretsConfig,
     pub backups: BackupsConfig,
+    pub auth: AuthConfig,
+}
+
+/// SAML login and who may do what (see the README's "Login and roles").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The IdP's metadata: an https URL (fetched at start and every `metadata_refresh_hours`, the
+    /// last good copy kept in the data directory) or a file path.
+    pub idp_metadata: String,
+    pub metadata_refresh_hours: u64,
+    /// Run the development IdP inside the console (only allowed when listening on loopback) and
+    /// trust it instead of `idp_metadata`.
+    pub dev_idp: bool,
+    /// The SP's key and certificate (PEM); generated on first start when both are absent. Relative
+    /// paths are inside `data_dir`.
+    pub sp_key: PathBuf,
+    pub sp_cert: PathBuf,
+    /// Sign AuthnRequests (HTTP-Redirect binding, rsa-sha256).
+    pub sign_requests: bool,
+    /// Accept rsa-sha1 / sha1 signatures (ADFS may still use them).
+    pub allow_sha1: bool,
+    pub clock_skew_secs: u64,
+    /// Accept IdP-initiated logins (responses to no request of ours).
+    pub allow_unsolicited: bool,
+    /// A session ends after this long without a request, and this long after login in any case.
+    pub session_idle_minutes: u64,
+    pub session_max_hours: u64,
+    /// Who gets which role; the highest matching role wins, nobody matching is not let in.
+    pub admins: RoleRule,
+    pub deployers: RoleRule,
+    pub viewers: RoleRule,
+    /// For the SP metadata Chalmers IT / SWAMID registers.
+    pub organization_name: String,
+    pub organization_url: String,
+    pub technical_contact: String,
+    pub support_contact: String,
+}
+
+/// Matches a person by their stable id, an affiliation (eduPersonScopedAffiliation, e.g.
+/// `employee@chalmers.se`) or the domain of their mail address.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoleRule {
+    pub ids: Vec<String>,
+    pub affiliations: Vec<String>,
+    pub mail_domains: Vec<String>,
 }
 
 /// Where backups go, when they are taken by schedule, and how many are kept (applied after each
@@ -182,6 +229,26 @@ impl Default for Config {
                 keep_images: 5,
             },
             secrets: SecretsConfig::default(),
+            auth: AuthConfig {
+                idp_metadata: "https://www.ita.chalmers.se/idp.chalmers.se.xml".into(),
+                metadata_refresh_hours: 6,
+                dev_idp: false,
+                sp_key: PathBuf::from("saml/sp.key"),
+                sp_cert: PathBuf::from("saml/sp.crt"),
+                sign_requests: true,
+                allow_sha1: false,
+                clock_skew_secs: 60,
+                allow_unsolicited: false,
+                session_idle_minutes: 60,
+                session_max_hours: 12,
+                admins: RoleRule::default(),
+                deployers: RoleRule::default(),
+                viewers: RoleRule::default(),
+                organization_name: "Chalmers University of Technology".into(),
+                organization_url: "https://www.chalmers.se/".into(),
+                technical_contact: "epsm-ops@chalmers.se".into(),
+                support_contact: "epsm-ops@chalmers.se".into(),
+            },
             backups: BackupsConfig {
                 keep_last: 10,
                 keep_days: 0,
@@ -317,6 +384,17 @@ impl Config {
                 "a directory the console may write to",
             ));
         }
+        if self.auth.dev_idp && !self.listen.ip().is_loopback() {
+            return Err(value_error(
+                "auth.dev_idp",
+                "true",
+                &format!(
+                    "is only allowed when the console listens on loopback, not on {}",
+                    self.listen
+                ),
+                "false in production; the development IdP logs anybody in as anyone",
+            ));
+        }
         if let Some(pattern) = self.backups.schedule.as_deref().map(str::trim)
             && !pattern.is_empty()
             && let Err(e) = parse_cron(pattern)
@@ -329,6 +407,11 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// A path of the configuration, relative paths inside `data_dir`.
+    pub fn data_path(&self, path: &Path) -> PathBuf {
+        self.data_dir.join(path)
     }
 
     /// Where backups are kept: `backups.dir`, else `<data_dir>/backups`.

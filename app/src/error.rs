@@ -11,6 +11,9 @@ pub enum AppError {
     /// Something the console depends on failed (its store, the Docker engine): the sentence says what.
     #[error("{0}")]
     Unavailable(String),
+    /// Nobody is logged in.
+    #[error("{0}")]
+    Unauthorized(String),
     /// The person asking may not do this.
     #[error("{0}")]
     Forbidden(String),
@@ -34,6 +37,7 @@ impl AppError {
         let status = match &self {
             AppError::Invalid(_) => StatusCode::BAD_REQUEST,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::ServerFn(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -76,6 +76,7 @@ pub fn App() -> impl IntoView {
     // Effects run only in the browser: the attribute tells people and browser tests the page is live.
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));
+    auth::provide_login();
 
     view! {
         <Title formatter=|page: String| {
@@ -88,6 +89,7 @@ pub fn App() -> impl IntoView {
                     <span class="muted">"Energy Performance Simulation Manager — deploy console"</span>
                     <span class="spacer"></span>
                     <engine::EngineBadge/>
+                    <auth::UserBadge/>
                 </header>
                 <nav class="sidebar" aria-label="Main">
                     <A href="/">"Overview"</A>

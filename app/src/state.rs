@@ -25,6 +25,8 @@ pub struct AppState {
     pub health: Arc<HealthMonitor>,
     /// Runs deploys, one at a time.
     pub deployer: Arc<Deployer>,
+    /// SAML login: the service provider and the IdP it trusts.
+    pub saml: Arc<crate::auth::ssr::ServiceProvider>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

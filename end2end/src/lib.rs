@@ -73,7 +73,24 @@ pub struct Console {
     /// The binary and the configuration it was started with (for `run`).
     bin: PathBuf,
     env: Vec<(String, String)>,
+    /// Logged in as the development IdP's admin (see `login`).
+    client: reqwest::Client,
 }
+
+/// The people of the development IdP, by the role the test bed's configuration gives them.
+pub const ADMIN: &str = "admin@dev.idp";
+pub const DEPLOYER: &str = "deployer@dev.idp";
+pub const VIEWER: &str = "viewer@dev.idp";
+/// Logs in at the IdP, but no rule admits them.
+pub const OUTSIDER: &str = "outsider@elsewhere.example";
+
+/// The role rules and development IdP every test console runs with.
+pub const AUTH_ENV: [(&str, &str); 4] = [
+    ("EPSM_OPS_AUTH_DEV_IDP", "true"),
+    ("EPSM_OPS_AUTH_ADMINS", "{ids=[\"admin@dev.idp\"]}"),
+    ("EPSM_OPS_AUTH_DEPLOYERS", "{ids=[\"deployer@dev.idp\"]}"),
+    ("EPSM_OPS_AUTH_VIEWERS", "{ids=[\"viewer@dev.idp\"]}"),
+];
 
 impl Console {
     /// Starts `bin` serving the repository's stack (unless `env` says otherwise) and waits until its
@@ -94,6 +111,7 @@ impl Console {
             ("RUST_LOG", "info".into()),
         ]
         .into_iter()
+        .chain(AUTH_ENV.iter().map(|(k, v)| (*k, v.to_string())))
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -114,6 +132,7 @@ impl Console {
             log,
             bin: bin.to_path_buf(),
             env: all,
+            client: reqwest::Client::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         let healthz = format!("{}/healthz", console.url);
@@ -122,6 +141,9 @@ impl Console {
                 .await
                 .is_ok_and(|r| r.status().is_success())
             {
+                console.client = console.login(ADMIN).await.unwrap_or_else(|e| {
+                    panic!("logging in as {ADMIN} failed: {e}\n{}", console.log())
+                });
                 return console;
             }
             if let Some(status) = console
@@ -192,9 +214,128 @@ impl Console {
             .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
     }
 
-    /// POSTs a server function with form fields and returns the status and body.
+    /// A client logged in as the development IdP's admin, sending this console's Origin.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// A new client (own cookie jar, this console's Origin on every request, redirects not
+    /// followed), logged in through the development IdP as `subject_id`: the whole SAML flow, as a
+    /// browser runs it. Err with the page's message when the console refuses.
+    pub async fn login(&self, subject_id: &str) -> Result<reqwest::Client, String> {
+        self.login_trace(subject_id).await.map(|(client, _)| client)
+    }
+
+    /// `login`, also returning the session cookies the console set on the way (`name=value`, in
+    /// order: the one the login started, then the one of the logged-in session).
+    pub async fn login_trace(
+        &self,
+        subject_id: &str,
+    ) -> Result<(reqwest::Client, Vec<String>), String> {
+        let client = self.anonymous_client();
+        let mut cookies = Vec::new();
+        let mut keep_cookie = |reply: &reqwest::Response| {
+            if let Some(cookie) = reply
+                .headers()
+                .get("set-cookie")
+                .and_then(|c| c.to_str().ok())
+            {
+                cookies.push(cookie.split(';').next().unwrap_or_default().to_string());
+            }
+        };
+        let to_idp = client
+            .get(format!("{}/saml/login?return_to=/", self.url))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        keep_cookie(&to_idp);
+        let location = to_idp
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .ok_or("no redirect to the IdP")?
+            .to_string();
+        let form = client
+            .get(&location)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        let request_id = html_value(&form, "request_id").ok_or("no request id on the IdP page")?;
+        let response = self
+            .dev_idp_response(&client, &request_id, subject_id)
+            .await?;
+        let acs = client
+            .post(format!("{}/saml/acs", self.url))
+            .form(&[("SAMLResponse", response.as_str())])
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        keep_cookie(&acs);
+        if acs.status().as_u16() != 303 {
+            return Err(format!(
+                "ACS answered {}: {}",
+                acs.status(),
+                acs.text().await.unwrap_or_default()
+            ));
+        }
+        Ok((client, cookies))
+    }
+
+    /// The SAMLResponse the development IdP issues for `subject_id` (with the attributes its page
+    /// offers for that person) answering `request_id` ("" for an IdP-initiated login).
+    pub async fn dev_idp_response(
+        &self,
+        client: &reqwest::Client,
+        request_id: &str,
+        subject_id: &str,
+    ) -> Result<String, String> {
+        let (name, affiliation) = match subject_id {
+            ADMIN => ("Ada Admin", "employee@dev.idp"),
+            DEPLOYER => ("Dan Deployer", "employee@dev.idp"),
+            VIEWER => ("Vera Viewer", "student@dev.idp"),
+            _ => ("Otto Outsider", "member@elsewhere.example"),
+        };
+        let page = client
+            .post(format!("{}/dev-idp/sso", self.url))
+            .form(&[
+                ("request_id", request_id),
+                ("subject_id", subject_id),
+                ("display_name", name),
+                ("mail", subject_id),
+                ("affiliations", affiliation),
+            ])
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        html_value(&page, "SAMLResponse")
+            .ok_or_else(|| format!("no SAMLResponse from the IdP: {page}"))
+    }
+
+    /// A client with no login (own cookie jar, this console's Origin, no redirects followed).
+    pub fn anonymous_client(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            "origin",
+            reqwest::header::HeaderValue::from_str(&self.url).expect("URL is a header value"),
+        );
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .default_headers(headers)
+            .build()
+            .expect("HTTP client")
+    }
+
+    /// POSTs a server function with form fields (logged in as admin) and returns the status and body.
     pub async fn call(&self, endpoint: &str, form: &[(&str, &str)]) -> (u16, String) {
-        let reply = reqwest::Client::new()
+        let reply = self
+            .client
             .post(format!("{}/api/{endpoint}", self.url))
             .form(form)
             .send()
@@ -237,6 +378,20 @@ fn signal(pid: u32, sig: &str) {
         .arg(format!("-{sig}"))
         .arg(pid.to_string())
         .status();
+}
+
+/// The `value` of the first `<input name="{name}" value="...">` of a page (HTML-unescaped).
+pub fn html_value(html: &str, name: &str) -> Option<String> {
+    let at = html.find(&format!("name=\"{name}\""))?;
+    let rest = &html[at..];
+    let value = rest.split("value=\"").nth(1)?.split('"').next()?;
+    Some(
+        value
+            .replace("&quot;", "\"")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&"),
+    )
 }
 
 /// Runs `epsm-ops` with `args` and `env` to completion (for start-up failures).
@@ -456,9 +611,10 @@ pub struct SseReader {
 }
 
 impl SseReader {
-    /// GETs `url` and checks it answers 200 with `text/event-stream`.
-    pub async fn open(url: &str) -> SseReader {
-        let reply = reqwest::get(url).await.expect("GET event stream");
+    /// GETs `url` with `client` (a console's logged-in client) and checks it answers 200 with
+    /// `text/event-stream`.
+    pub async fn open(client: &reqwest::Client, url: &str) -> SseReader {
+        let reply = client.get(url).send().await.expect("GET event stream");
         assert_eq!(reply.status(), 200, "{url}");
         let kind = reply
             .headers()
@@ -554,6 +710,32 @@ impl Browser {
     }
 
     /// Opens `url` and waits until the app has hydrated (the layout's `data-hydrated` turns true).
+    /// Logs in to `console` as `subject_id` through the development IdP's pages, as a person would:
+    /// the login link, the IdP's "Log in as", "Continue"; ends on the console's overview.
+    pub async fn login(&self, console: &Console, subject_id: &str) {
+        self.client
+            .goto(&format!("{}/saml/login?return_to=/", console.url))
+            .await
+            .expect("navigate");
+        self.pick_dev_user(subject_id).await;
+    }
+
+    /// On the development IdP's page: "Log in as" `subject_id`, then "Continue"; waits until the
+    /// console's page it returns to is live.
+    pub async fn pick_dev_user(&self, subject_id: &str) {
+        self.wait_for(&format!("[data-testid=\"dev-login-{subject_id}\"]"))
+            .await
+            .click()
+            .await
+            .expect("click log in as");
+        self.wait_for("[data-testid=dev-continue]")
+            .await
+            .click()
+            .await
+            .expect("click continue");
+        self.wait_for("[data-hydrated=true]").await;
+    }
+
     pub async fn open_hydrated(&self, url: &str) {
         self.client.goto(url).await.expect("navigate");
         self.wait_for("[data-hydrated=true]").await;

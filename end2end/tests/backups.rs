@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use end2end::{Browser, Console, StackProject, console_binary};
+use end2end::{ADMIN, Browser, Console, StackProject, console_binary};
 
 #[tokio::test]
 async fn a_backup_shows_its_progress_succeeds_and_is_deleted_only_with_its_name_typed() {
@@ -12,6 +12,7 @@ async fn a_backup_shows_its_progress_succeeds_and_is_deleted_only_with_its_name_
     project.database_only_with_rows(3_000_000);
     let console = Console::for_stack(&console_binary(), &project, &[]).await;
     let browser = Browser::start().await;
+    browser.login(&console, ADMIN).await;
     browser
         .open_hydrated(&format!("{}/backups", console.url))
         .await;

@@ -3,13 +3,14 @@
 
 use std::time::Duration;
 
-use end2end::{Browser, Console, StackProject, console_binary, stack_secrets};
+use end2end::{ADMIN, Browser, Console, StackProject, console_binary, stack_secrets};
 
 #[tokio::test]
 async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history() {
     let project = StackProject::new("epsmclick");
     let console = Console::for_stack(&console_binary(), &project, &[]).await;
     let browser = Browser::start().await;
+    browser.login(&console, ADMIN).await;
     browser
         .open_hydrated(&format!("{}/deploys", console.url))
         .await;

@@ -1,12 +1,13 @@
 //! The Environment page in a real browser: the audit's verdict and findings, every variable with its
 //! secrets masked (URLs stay readable), and no secret value anywhere in the page.
 
-use end2end::{Browser, Console, console_binary, stack_secrets};
+use end2end::{ADMIN, Browser, Console, console_binary, stack_secrets};
 
 #[tokio::test]
 async fn the_environment_page_shows_findings_and_masked_values() {
     let console = Console::start(&console_binary(), &[]).await;
     let browser = Browser::start().await;
+    browser.login(&console, ADMIN).await;
     browser
         .open_hydrated(&format!("{}/environment", console.url))
         .await;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use end2end::{Browser, Console, StackProject, console_binary, stack_secrets};
+use end2end::{ADMIN, Browser, Console, StackProject, console_binary, stack_secrets};
 
 const HEALTHY_ROWS: &str = "tr[data-testid=service-row][data-verdict=healthy]";
 
@@ -15,6 +15,7 @@ async fn the_health_page_follows_the_stack_live_and_shows_its_logs() {
     project.compose_ok(&["up", "-d"]);
     let console = Console::for_stack(&console_binary(), &project, &[]).await;
     let browser = Browser::start().await;
+    browser.login(&console, ADMIN).await;
     browser
         .open_hydrated(&format!("{}/health", console.url))
         .await;

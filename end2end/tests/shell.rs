@@ -2,7 +2,7 @@
 //! the engine is shown (or its absence explained), and each step leaves a screenshot in
 //! target/screenshots/.
 
-use end2end::{Browser, Console, console_binary, docker_host};
+use end2end::{ADMIN, Browser, Console, console_binary, docker_host};
 use fantoccini::Locator;
 
 /// The console on the engine at `engine`, its overview open and hydrated in Chromium, and the engine
@@ -10,6 +10,7 @@ use fantoccini::Locator;
 async fn open_overview(engine: &str) -> (Console, Browser, String) {
     let console = Console::start(&console_binary(), &[("EPSM_OPS_DOCKER_HOST", engine)]).await;
     let browser = Browser::start().await;
+    browser.login(&console, ADMIN).await;
     browser.open_hydrated(&format!("{}/", console.url)).await;
     let card = browser.wait_for("[data-testid=engine-state]").await;
     let state = card.attr("data-state").await.unwrap().unwrap_or_default();

@@ -20,6 +20,7 @@ use leptos::config::{Env, LeptosOptions};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
+mod auth;
 mod router;
 mod streams;
 
@@ -116,6 +117,10 @@ enum StartError {
     Serve(std::io::Error),
     #[error("{0}")]
     Backup(String),
+    #[error("login: {0}")]
+    Auth(#[from] app::auth::ssr::AuthError),
+    #[error("session store: {0}")]
+    Sessions(String),
 }
 
 #[tokio::main]
@@ -293,6 +298,22 @@ async fn serve(args: ServeArgs) -> Result<(), StartError> {
         health.clone(),
     )
     .await?;
+    let saml = app::auth::ssr::ServiceProvider::start(&config).await?;
+    tokio::spawn(saml.clone().refresh_metadata(config.clone()));
+    if config.auth.dev_idp {
+        tracing::warn!("the development IdP is on: anybody can log in as anyone (loopback only)");
+    }
+    let sessions = tower_sessions_sqlx_store::SqliteStore::new(store.pool().clone());
+    sessions
+        .migrate()
+        .await
+        .map_err(|e| StartError::Sessions(e.to_string()))?;
+    tokio::spawn({
+        use tower_sessions::session_store::ExpiredDeletion;
+        sessions
+            .clone()
+            .continuously_delete_expired(std::time::Duration::from_secs(600))
+    });
     let state = AppState {
         leptos_options,
         config,
@@ -301,6 +322,7 @@ async fn serve(args: ServeArgs) -> Result<(), StartError> {
         masker,
         health,
         deployer,
+        saml,
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(app::backup::ssr::run_schedule(
@@ -325,7 +347,7 @@ async fn serve(args: ServeArgs) -> Result<(), StartError> {
     )
     .await;
 
-    axum::serve(listener, router::build(state, shutdown.clone()))
+    axum::serve(listener, router::build(state, shutdown.clone(), sessions))
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             // Open streams (live pages) end now, so the requests in flight can finish.

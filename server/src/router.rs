@@ -23,7 +23,25 @@ use tower_http::trace::TraceLayer;
 /// (Streams — live health, logs — are routes outside this layer: `streams.rs`.)
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub fn build(state: AppState, shutdown: tokio_util::sync::CancellationToken) -> Router {
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "epsm_ops_session";
+
+pub fn build(
+    state: AppState,
+    shutdown: tokio_util::sync::CancellationToken,
+    sessions: tower_sessions_sqlx_store::SqliteStore,
+) -> Router {
+    use tower_sessions::cookie::SameSite;
+    use tower_sessions::{Expiry, SessionManagerLayer};
+    let idle = tower_sessions::cookie::time::Duration::minutes(
+        state.config.auth.session_idle_minutes as i64,
+    );
+    let session_layer = SessionManagerLayer::new(sessions)
+        .with_name(SESSION_COOKIE)
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(state.config.public_url.scheme() == "https")
+        .with_expiry(Expiry::OnInactivity(idle));
     let routes = generate_route_list(App);
     let pages = Router::new()
         .leptos_routes(&state, routes, {
@@ -38,8 +56,18 @@ pub fn build(state: AppState, shutdown: tokio_util::sync::CancellationToken) -> 
 
     Router::new()
         .route("/healthz", get(healthz))
+        .merge(crate::auth::routes())
         .merge(crate::streams::routes(shutdown))
         .merge(pages)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::page_guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::origin_guard,
+        ))
+        .layer(session_layer)
         .layer(
             ServiceBuilder::new()
                 .layer(TraceLayer::new_for_http())

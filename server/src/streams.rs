@@ -5,7 +5,9 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use app::auth::{Role, require};
+use app::auth::Role;
+
+use crate::auth::SignedIn;
 use app::health::LogEvent;
 use app::state::AppState;
 use axum::Router;
@@ -26,25 +28,28 @@ pub fn routes(shutdown: CancellationToken) -> Router<AppState> {
     Router::new()
         .route(
             "/api/health/events",
-            get(move |state| health_events(state, for_health.clone())),
+            get(move |state, user| health_events(state, user, for_health.clone())),
         )
         .route(
             "/api/logs/{service}",
-            get(move |state, path, query| service_logs(state, path, query, for_logs.clone())),
+            get(move |state, user, path, query| {
+                service_logs(state, user, path, query, for_logs.clone())
+            }),
         )
         .route(
             "/api/deploys/{id}/events",
-            get(move |state, path| deploy_events(state, path, for_deploys.clone())),
+            get(move |state, user, path| deploy_events(state, user, path, for_deploys.clone())),
         )
         .route("/backups/{id}/download", get(download_backup))
         .route("/metrics", get(metrics))
 }
 
 /// The newest health report at once, then every new one.
-async fn health_events(State(state): State<AppState>, shutdown: CancellationToken) -> Response {
-    if let Err(e) = require(Role::Viewer).await {
-        return (StatusCode::FORBIDDEN, e.to_string()).into_response();
-    }
+async fn health_events(
+    State(state): State<AppState>,
+    _viewer: SignedIn,
+    shutdown: CancellationToken,
+) -> Response {
     let receiver = state.health.subscribe();
     let reports = stream::unfold((receiver, true), |(mut rx, first)| async move {
         if !first {
@@ -65,13 +70,11 @@ struct LogQuery {
 /// A service's log: the last `tail` lines, then new ones as they are written, every line scrubbed.
 async fn service_logs(
     State(state): State<AppState>,
+    _viewer: SignedIn,
     Path(service): Path<String>,
     Query(query): Query<LogQuery>,
     shutdown: CancellationToken,
 ) -> Response {
-    if let Err(e) = require(Role::Viewer).await {
-        return (StatusCode::FORBIDDEN, e.to_string()).into_response();
-    }
     let project = state.config.project.name.clone();
     let container = match state.engine.service_container(&project, &service).await {
         Ok(Some(id)) => id,
@@ -127,13 +130,11 @@ async fn service_logs(
 /// finished deploy's stream is its steps, its stored log and its outcome.
 async fn deploy_events(
     State(state): State<AppState>,
+    _viewer: SignedIn,
     Path(id): Path<i64>,
     shutdown: CancellationToken,
 ) -> Response {
     use app::deploy::DeployEvent;
-    if let Err(e) = require(Role::Viewer).await {
-        return (StatusCode::FORBIDDEN, e.to_string()).into_response();
-    }
     let to_sse =
         |e: DeployEvent| Ok::<_, Infallible>(Event::default().json_data(&e).unwrap_or_default());
     if let Some((history, live)) = state.deployer.follow(id) {
@@ -202,14 +203,18 @@ where
 /// download) served by tower-http. Every download is in the audit log.
 async fn download_backup(
     State(state): State<AppState>,
+    user: SignedIn,
     Path(id): Path<i64>,
     request: axum::extract::Request,
 ) -> Response {
     use app::backup::BackupOutcome;
     use tower::ServiceExt;
-    let actor = match require(Role::Deployer).await {
-        Ok(actor) => actor,
-        Err(e) => return (StatusCode::FORBIDDEN, e.to_string()).into_response(),
+    let actor = match user
+        .at_least(&state, Role::Deployer, &format!("/backups/{id}/download"))
+        .await
+    {
+        Ok(user) => user.actor(),
+        Err(refused) => return refused,
     };
     let backup = match state.store.backup(id).await {
         Ok(Some(b)) if b.outcome == BackupOutcome::Succeeded => b,

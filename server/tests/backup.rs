@@ -66,14 +66,10 @@ async fn start_and_watch_progress(
     console: &Console,
 ) -> (tokio::task::JoinHandle<(u16, String)>, u64) {
     let url = format!("{}/api/backup_start", console.url);
+    let client = console.client().clone();
     let reply = tokio::spawn(async move {
         // (A console killed mid-way gives no reply: status 0 and the error.)
-        match reqwest::Client::new()
-            .post(url)
-            .form(&[("format", "Custom")])
-            .send()
-            .await
-        {
+        match client.post(url).form(&[("format", "Custom")]).send().await {
             Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
             Err(e) => (0, e.to_string()),
         }
@@ -301,7 +297,7 @@ async fn a_backup_restores_with_the_same_tables_downloads_intact_and_a_stopped_d
 
     // Download: the recorded sha256, the size, a file name; a range is the right slice.
     let url = format!("{}/backups/{}/download", console.url, backup.id);
-    let reply = reqwest::get(&url).await.unwrap();
+    let reply = console.client().get(&url).send().await.unwrap();
     assert_eq!(reply.status(), 200);
     assert_eq!(
         reply.headers()["x-checksum-sha256"].to_str().unwrap(),
@@ -318,7 +314,8 @@ async fn a_backup_restores_with_the_same_tables_downloads_intact_and_a_stopped_d
         hex::encode(Sha256::digest(&downloaded)),
         backup.sha256.clone().unwrap()
     );
-    let ranged = reqwest::Client::new()
+    let ranged = console
+        .client()
         .get(&url)
         .header("range", "bytes=10-99")
         .send()

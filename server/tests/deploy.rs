@@ -24,7 +24,11 @@ async fn start(console: &Console, form: &[(&str, &str)]) -> i64 {
 
 /// Follows a deploy's stream to its end; returns the raw stream and the events.
 async fn follow_to_end(console: &Console, id: i64) -> (String, Vec<DeployEvent>) {
-    let mut stream = SseReader::open(&format!("{}/api/deploys/{id}/events", console.url)).await;
+    let mut stream = SseReader::open(
+        console.client(),
+        &format!("{}/api/deploys/{id}/events", console.url),
+    )
+    .await;
     let mut events = Vec::new();
     while let Some(data) = stream.next_data(Duration::from_secs(600)).await {
         let event: DeployEvent = serde_json::from_str(&data).unwrap();
@@ -39,7 +43,11 @@ async fn follow_to_end(console: &Console, id: i64) -> (String, Vec<DeployEvent>)
 
 /// Follows a deploy's stream until `step` is running.
 async fn until_step_runs(console: &Console, id: i64, step: &str) {
-    let mut stream = SseReader::open(&format!("{}/api/deploys/{id}/events", console.url)).await;
+    let mut stream = SseReader::open(
+        console.client(),
+        &format!("{}/api/deploys/{id}/events", console.url),
+    )
+    .await;
     loop {
         let data = stream
             .next_data(Duration::from_secs(300))

@@ -27,7 +27,7 @@ async fn health_and_log_streams_are_shared_scrubbed_and_prunes_are_confirmed_and
     let events = format!("{}/api/health/events", console.url);
 
     // One viewer follows until the stack is healthy.
-    let mut first = SseReader::open(&events).await;
+    let mut first = SseReader::open(console.client(), &events).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(240);
     loop {
         let report = next_report(&mut first).await;
@@ -48,7 +48,7 @@ async fn health_and_log_streams_are_shared_scrubbed_and_prunes_are_confirmed_and
     // Twenty more viewers: each gets the newest report at once, from the same rounds.
     let mut viewers = Vec::new();
     for _ in 0..20 {
-        viewers.push(SseReader::open(&events).await);
+        viewers.push(SseReader::open(console.client(), &events).await);
     }
     assert_eq!(console.metric("epsm_ops_health_viewers").await, 21);
     let rounds_before = console.metric("epsm_ops_health_rounds_total").await;
@@ -65,7 +65,11 @@ async fn health_and_log_streams_are_shared_scrubbed_and_prunes_are_confirmed_and
     drop(viewers);
 
     // The log stream: a line with a secret written into the backend's output arrives masked.
-    let mut log = SseReader::open(&format!("{}/api/logs/backend?tail=5", console.url)).await;
+    let mut log = SseReader::open(
+        console.client(),
+        &format!("{}/api/logs/backend?tail=5", console.url),
+    )
+    .await;
     let secret = &stack_secrets()[2];
     project.write_to_output(
         "backend",
@@ -85,7 +89,10 @@ async fn health_and_log_streams_are_shared_scrubbed_and_prunes_are_confirmed_and
     };
     assert!(line.stderr, "written to stderr");
     assert_eq!(line.text, "stream-marker-99 redis password ••••");
-    let unknown = reqwest::get(format!("{}/api/logs/nosuchservice", console.url))
+    let unknown = console
+        .client()
+        .get(format!("{}/api/logs/nosuchservice", console.url))
+        .send()
         .await
         .unwrap();
     assert_eq!(unknown.status(), 404);
@@ -100,7 +107,8 @@ async fn health_and_log_streams_are_shared_scrubbed_and_prunes_are_confirmed_and
     // Pruning stopped containers needs the project's name typed; refused and done are both audited.
     project.compose_ok(&["stop", "frontend"]);
     let prune = |confirm: &str| {
-        reqwest::Client::new()
+        console
+            .client()
             .post(format!("{}/api/maintenance_prune", console.url))
             .form(&[("target", "StoppedContainers"), ("confirm", confirm)])
             .send()

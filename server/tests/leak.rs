@@ -29,7 +29,7 @@ const SERVER_FNS: &[&str] = &[
 #[tokio::test]
 async fn no_page_server_function_or_log_line_carries_a_secret() {
     let console = Console::start(Path::new(env!("CARGO_BIN_EXE_epsm-ops")), &[]).await;
-    let client = reqwest::Client::new();
+    let client = console.client();
     let mut seen = Vec::new();
     for page in PAGES {
         let body = client

@@ -11,8 +11,9 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_epsm-ops"))
 }
 
-async fn get(url: &str) -> (u16, reqwest::header::HeaderMap, String) {
-    let response = reqwest::get(url).await.expect("GET");
+/// GET as the logged-in admin of `console`.
+async fn get(console: &Console, url: &str) -> (u16, reqwest::header::HeaderMap, String) {
+    let response = console.client().get(url).send().await.expect("GET");
     let (status, headers) = (response.status().as_u16(), response.headers().clone());
     (status, headers, response.text().await.expect("body"))
 }
@@ -20,7 +21,7 @@ async fn get(url: &str) -> (u16, reqwest::header::HeaderMap, String) {
 #[tokio::test]
 async fn pages_render_with_the_shell_and_strict_security_headers() {
     let console = Console::start(bin(), &[]).await;
-    let (status, headers, body) = get(&format!("{}/", console.url)).await;
+    let (status, headers, body) = get(&console, &format!("{}/", console.url)).await;
     assert_eq!(status, 200);
     for link in [
         "Overview",
@@ -49,13 +50,13 @@ async fn pages_render_with_the_shell_and_strict_security_headers() {
     );
     assert!(!csp.contains("unsafe-inline"), "{csp}");
 
-    let (status, _, body) = get(&format!("{}/healthz", console.url)).await;
+    let (status, _, body) = get(&console, &format!("{}/healthz", console.url)).await;
     assert_eq!(
         (status, body.as_str()),
         (200, r#"{"status":"ok","store":"ok"}"#)
     );
 
-    let (status, _, body) = get(&format!("{}/no/such/page", console.url)).await;
+    let (status, _, body) = get(&console, &format!("{}/no/such/page", console.url)).await;
     assert_eq!(status, 404);
     assert!(body.contains("There is no page at this address"));
 }
@@ -69,7 +70,7 @@ async fn an_unreachable_engine_is_explained_on_the_page_and_by_the_server_functi
     .await;
     let reason = "Docker engine not reachable at unix:///nonexistent/docker.sock: \
                   the socket does not exist (is dockerd running?)";
-    let (status, _, body) = get(&format!("{}/", console.url)).await;
+    let (status, _, body) = get(&console, &format!("{}/", console.url)).await;
     assert_eq!(
         status, 200,
         "a dead engine is a state to show, not a server error"
@@ -79,7 +80,8 @@ async fn an_unreachable_engine_is_explained_on_the_page_and_by_the_server_functi
         "page does not explain the dead engine:\n{body}"
     );
 
-    let reply = reqwest::Client::new()
+    let reply = console
+        .client()
         .post(format!("{}/api/engine_status", console.url))
         .header("content-type", "application/x-www-form-urlencoded")
         .send()
@@ -109,7 +111,7 @@ async fn the_engine_version_is_shown_when_the_engine_answers() {
         .trim()
         .to_string();
     let console = Console::start(bin(), &[("EPSM_OPS_DOCKER_HOST", &end2end::docker_host())]).await;
-    let (_, _, body) = get(&format!("{}/", console.url)).await;
+    let (_, _, body) = get(&console, &format!("{}/", console.url)).await;
     assert!(body.contains(r#"data-state="reachable""#), "{body}");
     assert!(
         body.contains(&format!("<dt>Engine</dt><dd>{version}</dd>")),
@@ -133,17 +135,19 @@ async fn start_and_graceful_stop_are_recorded_in_the_audit_log() {
         .iter()
         .map(|e| (e.action.as_str(), e.actor.as_str(), e.outcome))
         .collect();
+    // The test bed logs in (through the development IdP) as soon as the console answers.
     assert_eq!(
         actions,
         [
             ("console.stop", "system", Outcome::Ok),
-            ("console.start", "system", Outcome::Ok)
+            ("auth.login", "Ada Admin (admin@dev.idp)", Outcome::Ok),
+            ("console.start", "system", Outcome::Ok),
         ]
     );
     assert!(
-        log[1].detail.starts_with("listening on 127.0.0.1:"),
+        log[2].detail.starts_with("listening on 127.0.0.1:"),
         "{}",
-        log[1].detail
+        log[2].detail
     );
 }
 

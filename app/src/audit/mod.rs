@@ -75,6 +75,7 @@ pub struct AuditEntry {
 pub async fn get_audit_log() -> Result<Vec<AuditEntry>, AppError> {
     /// How many entries the page shows.
     const PAGE_SIZE: u32 = 200;
+    crate::auth::require(crate::auth::Role::Viewer).await?;
     let state = expect_context::<crate::state::AppState>();
     Ok(state.store.audit_log(PAGE_SIZE).await?)
 }

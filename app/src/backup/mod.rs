@@ -190,6 +190,7 @@ pub fn BackupsPage() -> impl IntoView {
         <Title text="Backups"/>
         <h1>"Backups"</h1>
         <div class="grid">
+            <crate::auth::RoleGate role=crate::auth::Role::Deployer>
             <section class="card">
                 <h2>"Back up now"</h2>
                 <p class="muted small">
@@ -208,6 +209,7 @@ pub fn BackupsPage() -> impl IntoView {
                     Err(e) => view! { <p class="error-box" role="alert" data-testid="backup-error">{e.to_string()}</p> }.into_any(),
                 })}
             </section>
+            </crate::auth::RoleGate>
             <section class="card" data-testid="backup-policy">
                 <h2>"Schedule and retention"</h2>
                 <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
@@ -285,17 +287,23 @@ fn BackupTable(backups: Vec<Backup>, delete: ServerAction<DeleteBackup>) -> impl
                     });
                     let actions = (b.outcome == BackupOutcome::Succeeded).then(|| {
                         let name = b.file_name.clone().unwrap_or_default();
+                        let download = StoredValue::new(format!("/backups/{}/download", b.id));
+                        let placeholder = StoredValue::new(format!("type {name}"));
                         view! {
-                            <a href=format!("/backups/{}/download", b.id) rel="external" download>"Download"</a>
+                            <crate::auth::RoleGate role=crate::auth::Role::Deployer>
+                                <a href=move || download.get_value() rel="external" download>"Download"</a>
+                            </crate::auth::RoleGate>
+                            <crate::auth::RoleGate role=crate::auth::Role::Admin>
                             <details class="danger">
                                 <summary>"Delete…"</summary>
                                 <ActionForm action=delete attr:class="prune">
                                     <input type="hidden" name="id" value=b.id.to_string()/>
-                                    <input type="text" name="confirm" placeholder=format!("type {name}") autocomplete="off"
+                                    <input type="text" name="confirm" placeholder=move || placeholder.get_value() autocomplete="off"
                                         data-testid=format!("delete-confirm-{}", b.id)/>
                                     <button type="submit" data-testid=format!("delete-{}", b.id)>"Delete backup"</button>
                                 </ActionForm>
                             </details>
+                            </crate::auth::RoleGate>
                         }
                     });
                     view! {

@@ -48,6 +48,7 @@ pub fn DeploysPage() -> impl IntoView {
     view! {
         <Title text="Deploys"/>
         <h1>"Deploys"</h1>
+        <crate::auth::RoleGate role=crate::auth::Role::Deployer>
         <section class="card" data-testid="deploy-form">
             <h2>"Deploy"</h2>
             <p class="muted small">
@@ -60,11 +61,13 @@ pub fn DeploysPage() -> impl IntoView {
                 <label><input type="checkbox" name="options[no_pull]" value="true"/>" no --pull (no registry)"</label>
                 <label><input type="checkbox" name="options[ignore_audit_errors]" value="true"/>" deploy despite audit errors"</label>
                 <label><input type="checkbox" name="options[backup_first]" value="true"/>" back up the database first"</label>
-                <details class="danger">
-                    <summary>"Recreate volumes (DELETES ALL DATA, admin only)"</summary>
-                    <label><input type="checkbox" name="options[recreate_volumes]" value="true"/>" remove the named volumes with the stack"</label>
-                    <input type="text" name="confirm" placeholder="type the project name to confirm" autocomplete="off"/>
-                </details>
+                <crate::auth::RoleGate role=crate::auth::Role::Admin>
+                    <details class="danger">
+                        <summary>"Recreate volumes (DELETES ALL DATA, admin only)"</summary>
+                        <label><input type="checkbox" name="options[recreate_volumes]" value="true"/>" remove the named volumes with the stack"</label>
+                        <input type="text" name="confirm" placeholder="type the project name to confirm" autocomplete="off"/>
+                    </details>
+                </crate::auth::RoleGate>
                 <button type="submit" class="primary" data-testid="deploy-button" disabled=move || start.pending().get()>
                     {move || if start.pending().get() { "Starting…" } else { "Deploy" }}
                 </button>
@@ -73,6 +76,7 @@ pub fn DeploysPage() -> impl IntoView {
                 <p class="error-box" role="alert" data-testid="deploy-error">{e.to_string()}</p>
             })}
         </section>
+        </crate::auth::RoleGate>
         <h2 class="section">"History"</h2>
         <p class="filters small">
             "Show: " <a href="/deploys">"all"</a>
@@ -236,14 +240,17 @@ fn DeployView(deploy: Deploy) -> impl IntoView {
                 <dt>"Env file"</dt><dd><code>{deploy.env_sha256.clone().map(|h| format!("sha256 {}", &h[..h.len().min(16)]))}</code></dd>
                 <dt>"Compose file"</dt><dd><code>{deploy.compose_sha256.clone().map(|h| format!("sha256 {}", &h[..h.len().min(16)]))}</code></dd>
             </dl>
-            {move || finished.get().is_none().then(|| view! {
-                <ActionForm action=cancel>
-                    <input type="hidden" name="id" value=id/>
-                    <button type="submit" data-testid="cancel-button">"Cancel deploy"</button>
-                </ActionForm>
-            })}
+            <crate::auth::RoleGate role=crate::auth::Role::Deployer>
+                {move || finished.get().is_none().then(|| view! {
+                    <ActionForm action=cancel>
+                        <input type="hidden" name="id" value=id/>
+                        <button type="submit" data-testid="cancel-button">"Cancel deploy"</button>
+                    </ActionForm>
+                })}
+            </crate::auth::RoleGate>
             {move || cancel.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error-box">{e.to_string()}</p> })}
             {can_roll_back.then(|| view! {
+                <crate::auth::RoleGate role=crate::auth::Role::Deployer>
                 <ActionForm action=rollback attr:class="rollback">
                     <input type="hidden" name="id" value=id/>
                     <button type="submit" data-testid="rollback-button">"Redeploy this one"</button>
@@ -252,6 +259,7 @@ fn DeployView(deploy: Deploy) -> impl IntoView {
                         "database migrations applied since."
                     </span>
                 </ActionForm>
+                </crate::auth::RoleGate>
             })}
             {move || rollback.value().get().and_then(|r| r.err()).map(|e| view! {
                 <p class="error-box" role="alert">{e.to_string()}</p>

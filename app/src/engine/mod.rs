@@ -43,12 +43,14 @@ pub struct ProjectInfo {
 
 #[server(endpoint = "engine_status")]
 pub async fn get_engine_status() -> Result<EngineStatus, AppError> {
+    crate::auth::require(crate::auth::Role::Viewer).await?;
     let state = expect_context::<crate::state::AppState>();
     Ok(state.engine.status().await)
 }
 
 #[server(endpoint = "project_info")]
 pub async fn get_project_info() -> Result<ProjectInfo, AppError> {
+    crate::auth::require(crate::auth::Role::Viewer).await?;
     let state = expect_context::<crate::state::AppState>();
     let config = &state.config;
     let (compose, env) = (config.compose_file(), config.env_file());

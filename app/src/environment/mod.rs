@@ -98,6 +98,7 @@ impl From<ssr::AuditError> for AppError {
 
 #[server(endpoint = "environment_report")]
 pub async fn get_environment_report() -> Result<EnvironmentReport, AppError> {
+    crate::auth::require(crate::auth::Role::Viewer).await?;
     let state = expect_context::<crate::state::AppState>();
     let (config, masker) = (state.config.clone(), state.masker.clone());
     let report = tokio::task::spawn_blocking(move || ssr::environment_report(&config, &masker))

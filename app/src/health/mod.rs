@@ -258,6 +258,7 @@ pub fn human_duration(secs: u64) -> String {
 
 #[leptos::server(endpoint = "health_report")]
 pub async fn get_health_report() -> Result<HealthReport, AppError> {
+    crate::auth::require(crate::auth::Role::Viewer).await?;
     let state = leptos::prelude::expect_context::<crate::state::AppState>();
     Ok((*state.health.latest()).clone())
 }

@@ -39,7 +39,7 @@ pub fn HealthPage() -> impl IntoView {
                         view! {
                             <HealthView report following/>
                             <LogPanel report/>
-                            <super::maintenance::MaintenanceCard/>
+                            <crate::auth::RoleGate role=crate::auth::Role::Admin><super::maintenance::MaintenanceCard/></crate::auth::RoleGate>
                         }
                     })
                 })}

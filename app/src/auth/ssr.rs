@@ -1,0 +1,769 @@
+//! The SAML service provider at work: SP metadata, the AuthnRequest redirect, the ACS (checks in
+//! `saml.rs`, replay cache in the store, role from the rules, a fresh session id), logout, and the one
+//! check every request passes (`check`). The IdP is Chalmers' (metadata from URL or file, refreshed,
+//! the last good copy kept) or, for development, the console's own (`idp.rs`).
+
+use std::sync::{Arc, RwLock};
+
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use tower_sessions::Session;
+
+use super::idp::{IdentityProvider, random_id};
+use super::keys::{KeyError, KeyPair};
+use super::saml::{self, IdpTrust, SamlError, SpSettings};
+use super::{Role, User, role_for};
+use crate::audit::{AuditEvent, Outcome};
+use crate::config::Config;
+use crate::state::AppState;
+use crate::store::{Store, StoreError, now_text, query_failed};
+
+const USER_KEY: &str = "user";
+const REQUEST_KEY: &str = "saml_request";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("log in first")]
+    NotLoggedIn,
+    #[error("this needs the {needed} role; you are {has}")]
+    Forbidden {
+        needed: &'static str,
+        has: &'static str,
+    },
+    #[error("{0}")]
+    Saml(#[from] SamlError),
+    #[error("this assertion was already used (replay)")]
+    Replayed,
+    #[error("{0} is not authorized to use EPSM Ops: no role rule matches")]
+    NoRole(String),
+    #[error("the session store failed: {0}")]
+    Session(String),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("SAML keys: {0}")]
+    Keys(#[from] KeyError),
+    #[error("IdP metadata {source_name}: {reason}")]
+    Metadata { source_name: String, reason: String },
+}
+
+impl AuthError {
+    pub fn into_app_error(self) -> crate::error::AppError {
+        use crate::error::AppError;
+        match self {
+            AuthError::NotLoggedIn => AppError::Unauthorized(self.to_string()),
+            AuthError::Forbidden { .. } | AuthError::NoRole(_) => {
+                AppError::Forbidden(self.to_string())
+            }
+            AuthError::Saml(_) | AuthError::Replayed => AppError::Invalid(self.to_string()),
+            _ => AppError::Unavailable(self.to_string()),
+        }
+    }
+}
+
+fn session_error(e: tower_sessions::session::Error) -> AuthError {
+    AuthError::Session(e.to_string())
+}
+
+/// What the session keeps of a login.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SessionUser {
+    user: User,
+    login_at: DateTime<Utc>,
+    name_id: String,
+    session_index: Option<String>,
+}
+
+/// The AuthnRequest this browser started: its id and the local page to return to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PendingLogin {
+    id: String,
+    return_to: String,
+}
+
+/// The IdP as its metadata describes it.
+#[derive(Debug, Clone)]
+pub struct IdpInfo {
+    pub trust: IdpTrust,
+    pub sso_url: String,
+    pub slo_url: Option<String>,
+}
+
+/// The service provider: its settings and keys, the trusted IdP, and the development IdP when on.
+pub struct ServiceProvider {
+    pub settings: SpSettings,
+    pub keys: KeyPair,
+    idp: RwLock<IdpInfo>,
+    pub dev_idp: Option<IdentityProvider>,
+    sign_requests: bool,
+}
+
+impl std::fmt::Debug for ServiceProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceProvider")
+            .field("entity_id", &self.settings.entity_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceProvider {
+    /// Loads (or generates, saying where) the SP keys and the IdP: the development IdP's key when it
+    /// is on, else the metadata.
+    pub async fn start(config: &Config) -> Result<Arc<ServiceProvider>, AuthError> {
+        let auth = &config.auth;
+        let base = config.public_url.as_str().trim_end_matches('/').to_string();
+        let (keys, generated) = KeyPair::load_or_generate(
+            &config.data_path(&auth.sp_key),
+            &config.data_path(&auth.sp_cert),
+            config.public_url.host_str().unwrap_or("epsm-ops"),
+        )?;
+        if generated {
+            tracing::warn!(
+                key = %config.data_path(&auth.sp_key).display(),
+                cert = %config.data_path(&auth.sp_cert).display(),
+                "generated the SAML SP key and certificate (register {base}/saml/metadata with the IdP)"
+            );
+        }
+        let (idp, dev_idp) = if auth.dev_idp {
+            let (signing, _) = KeyPair::load_or_generate(
+                &config.data_path(std::path::Path::new("saml/dev-idp.key")),
+                &config.data_path(std::path::Path::new("saml/dev-idp.crt")),
+                "EPSM Ops development IdP",
+            )?;
+            let entity_id = format!("{base}/dev-idp");
+            let info = IdpInfo {
+                trust: IdpTrust {
+                    entity_id: entity_id.clone(),
+                    signing_certs: vec![signing.cert_der()],
+                },
+                sso_url: format!("{base}/dev-idp/sso"),
+                slo_url: None,
+            };
+            (info, Some(IdentityProvider { entity_id, signing }))
+        } else {
+            (load_metadata(config).await?, None)
+        };
+        Ok(Arc::new(ServiceProvider {
+            settings: SpSettings {
+                entity_id: format!("{base}/saml/metadata"),
+                acs_url: format!("{base}/saml/acs"),
+                allow_sha1: auth.allow_sha1,
+                clock_skew: Duration::seconds(auth.clock_skew_secs as i64),
+                allow_unsolicited: auth.allow_unsolicited,
+            },
+            keys,
+            idp: RwLock::new(idp),
+            dev_idp,
+            sign_requests: auth.sign_requests,
+        }))
+    }
+
+    pub fn idp(&self) -> IdpInfo {
+        self.idp.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Re-reads the metadata every `metadata_refresh_hours`; a failed refresh keeps the last good
+    /// copy (and says so in the log).
+    pub async fn refresh_metadata(self: Arc<Self>, config: Arc<Config>) {
+        if self.dev_idp.is_some() {
+            return;
+        }
+        let every =
+            std::time::Duration::from_secs(config.auth.metadata_refresh_hours.max(1) * 3600);
+        loop {
+            tokio::time::sleep(every).await;
+            match load_metadata(&config).await {
+                Ok(info) => *self.idp.write().unwrap_or_else(|e| e.into_inner()) = info,
+                Err(e) => {
+                    tracing::error!("IdP metadata refresh failed, keeping the last good copy: {e}")
+                }
+            }
+        }
+    }
+
+    /// The SP metadata to register with the IdP (Chalmers IT / SWAMID).
+    pub fn metadata_xml(&self, config: &Config) -> String {
+        let auth = &config.auth;
+        let cert = self.keys.cert_base64();
+        let key = |usage: &str| {
+            format!(
+                r#"<md:KeyDescriptor use="{usage}"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>{methods}</md:KeyDescriptor>"#,
+                methods = if usage == "encryption" {
+                    format!(
+                        r#"<md:EncryptionMethod Algorithm="{}"/><md:EncryptionMethod Algorithm="{}"/><md:EncryptionMethod Algorithm="{}"/>"#,
+                        saml::AES256_GCM,
+                        saml::AES256_CBC,
+                        saml::RSA_OAEP_MGF1P
+                    )
+                } else {
+                    String::new()
+                }
+            )
+        };
+        let requested = [
+            ("urn:oasis:names:tc:SAML:attribute:subject-id", "subject-id", true),
+            ("urn:oid:0.9.2342.19200300.100.1.3", "mail", true),
+            ("urn:oid:2.16.840.1.113730.3.1.241", "displayName", true),
+            ("urn:oid:2.5.4.42", "givenName", false),
+            ("urn:oid:2.5.4.4", "sn", false),
+            ("urn:oid:1.3.6.1.4.1.5923.1.1.1.9", "eduPersonScopedAffiliation", true),
+        ]
+        .iter()
+        .map(|(name, friendly, required)| {
+            format!(
+                r#"<md:RequestedAttribute FriendlyName="{friendly}" Name="{name}" NameFormat="urn:oasis:names:tc:SAML:2.0:attrname-format:uri" isRequired="{required}"/>"#
+            )
+        })
+        .collect::<String>();
+        let contact = |kind: &str, mail: &str| {
+            format!(
+                r#"<md:ContactPerson contactType="{kind}"><md:GivenName>EPSM Ops</md:GivenName><md:EmailAddress>mailto:{}</md:EmailAddress></md:ContactPerson>"#,
+                escape(mail)
+            )
+        };
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" xmlns:mdui="urn:oasis:names:tc:SAML:metadata:ui" entityID="{entity}"><md:SPSSODescriptor AuthnRequestsSigned="{signed}" WantAssertionsSigned="true" protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:Extensions><mdui:UIInfo><mdui:DisplayName xml:lang="en">EPSM Ops</mdui:DisplayName><mdui:DisplayName xml:lang="sv">EPSM Ops</mdui:DisplayName><mdui:Description xml:lang="en">Deploy console of EPSM, the Energy Performance Simulation Manager at Chalmers: service health, deploys, environment audit and database backups.</mdui:Description><mdui:Description xml:lang="sv">Driftkonsol för EPSM (Energy Performance Simulation Manager) vid Chalmers.</mdui:Description></mdui:UIInfo></md:Extensions>{signing}{encryption}<md:NameIDFormat>urn:oasis:names:tc:SAML:2.0:nameid-format:transient</md:NameIDFormat><md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="{acs}" index="0" isDefault="true"/><md:AttributeConsumingService index="0"><md:ServiceName xml:lang="en">EPSM Ops</md:ServiceName>{requested}</md:AttributeConsumingService></md:SPSSODescriptor><md:Organization><md:OrganizationName xml:lang="en">{org}</md:OrganizationName><md:OrganizationDisplayName xml:lang="en">{org}</md:OrganizationDisplayName><md:OrganizationURL xml:lang="en">{org_url}</md:OrganizationURL></md:Organization>{technical}{support}</md:EntityDescriptor>
+"#,
+            entity = escape(&self.settings.entity_id),
+            signed = self.sign_requests,
+            signing = key("signing"),
+            encryption = key("encryption"),
+            acs = escape(&self.settings.acs_url),
+            org = escape(&auth.organization_name),
+            org_url = escape(&auth.organization_url),
+            technical = contact("technical", &auth.technical_contact),
+            support = contact("support", &auth.support_contact),
+        )
+    }
+
+    /// Starts a login: a new request id (160 random bits) and the page to return to kept in the
+    /// session; returns the IdP URL to redirect to (HTTP-Redirect binding, signed when configured).
+    pub async fn login_url(&self, session: &Session, return_to: &str) -> Result<String, AuthError> {
+        let id = random_id();
+        let idp = self.idp();
+        let request = format!(
+            r#"<samlp:AuthnRequest xmlns:samlp="{}" xmlns:saml="{}" ID="{id}" Version="2.0" IssueInstant="{}" Destination="{}" AssertionConsumerServiceURL="{}" ProtocolBinding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"><saml:Issuer>{}</saml:Issuer><samlp:NameIDPolicy AllowCreate="true" Format="urn:oasis:names:tc:SAML:2.0:nameid-format:transient"/></samlp:AuthnRequest>"#,
+            saml::NS_PROTOCOL,
+            saml::NS_ASSERTION,
+            now_text(),
+            escape(&idp.sso_url),
+            escape(&self.settings.acs_url),
+            escape(&self.settings.entity_id),
+        );
+        session
+            .insert(
+                REQUEST_KEY,
+                PendingLogin {
+                    id,
+                    return_to: local_path(return_to),
+                },
+            )
+            .await
+            .map_err(session_error)?;
+        self.redirect_url(&idp.sso_url, &request)
+    }
+
+    /// The IdP's single-logout URL with a LogoutRequest (HTTP-Redirect, signed when configured).
+    fn logout_url(
+        &self,
+        slo_url: &str,
+        name_id: &str,
+        session_index: Option<&str>,
+    ) -> Result<String, AuthError> {
+        let request = format!(
+            r#"<samlp:LogoutRequest xmlns:samlp="{}" xmlns:saml="{}" ID="{}" Version="2.0" IssueInstant="{}" Destination="{}"><saml:Issuer>{}</saml:Issuer><saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:transient">{}</saml:NameID>{}</samlp:LogoutRequest>"#,
+            saml::NS_PROTOCOL,
+            saml::NS_ASSERTION,
+            random_id(),
+            now_text(),
+            escape(slo_url),
+            escape(&self.settings.entity_id),
+            escape(name_id),
+            session_index
+                .map(|i| format!("<samlp:SessionIndex>{}</samlp:SessionIndex>", escape(i)))
+                .unwrap_or_default(),
+        );
+        self.redirect_url(slo_url, &request)
+    }
+
+    /// `url` with `xml` as the HTTP-Redirect binding carries it (deflated, base64, signed when
+    /// configured).
+    fn redirect_url(&self, url: &str, xml: &str) -> Result<String, AuthError> {
+        let mut query = format!("SAMLRequest={}", url_encode(&deflate_base64(xml)));
+        if self.sign_requests {
+            query.push_str("&SigAlg=");
+            query.push_str(&url_encode(
+                "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+            ));
+            let signature = sign_sha256(&self.keys, query.as_bytes())?;
+            query.push_str("&Signature=");
+            query.push_str(&url_encode(&signature));
+        }
+        let separator = if url.contains('?') { '&' } else { '?' };
+        Ok(format!("{url}{separator}{query}"))
+    }
+
+    /// The ACS: checks the posted response against the request this session started, refuses a
+    /// replay, finds the role, cycles the session id and logs the person in. Returns the user and
+    /// the page to go back to. Every outcome is in the audit log.
+    pub async fn accept(
+        &self,
+        state: &AppState,
+        session: &Session,
+        saml_response: &str,
+    ) -> Result<(User, String), AuthError> {
+        // One use: a second post of the same response finds no pending request.
+        let pending: Option<PendingLogin> =
+            session.remove(REQUEST_KEY).await.map_err(session_error)?;
+        let result = self
+            .accept_checked(state, session, saml_response, pending.as_ref())
+            .await;
+        let (outcome, actor, detail) = match &result {
+            Ok((user, _)) => (
+                Outcome::Ok,
+                user.actor().name,
+                format!("role {}", user.role.as_str()),
+            ),
+            Err(e) => (Outcome::Refused, "anonymous".to_string(), e.to_string()),
+        };
+        state
+            .store
+            .record(AuditEvent {
+                actor,
+                action: "auth.login".into(),
+                target: self.idp().trust.entity_id,
+                outcome,
+                detail,
+            })
+            .await?;
+        result
+    }
+
+    async fn accept_checked(
+        &self,
+        state: &AppState,
+        session: &Session,
+        saml_response: &str,
+        pending: Option<&PendingLogin>,
+    ) -> Result<(User, String), AuthError> {
+        let idp = self.idp();
+        let verified = saml::validate_response(
+            saml_response,
+            &self.settings,
+            &self.keys,
+            &idp.trust,
+            pending.map(|p| p.id.as_str()),
+            Utc::now(),
+        )?;
+        if !state
+            .store
+            .first_use_of_assertion(&verified.assertion_id, verified.valid_until)
+            .await?
+        {
+            return Err(AuthError::Replayed);
+        }
+        let identity = verified.identity;
+        let role = role_for(&identity, &state.config.auth)
+            .ok_or_else(|| AuthError::NoRole(identity.id.clone()))?;
+        let user = User {
+            display_name: identity
+                .display_name
+                .clone()
+                .unwrap_or_else(|| identity.id.clone()),
+            id: identity.id.clone(),
+            mail: identity.mail.clone(),
+            role,
+        };
+        // A new session id at login: a session id planted before login is worthless after it.
+        session.cycle_id().await.map_err(session_error)?;
+        session
+            .insert(
+                USER_KEY,
+                SessionUser {
+                    user: user.clone(),
+                    login_at: Utc::now(),
+                    name_id: identity.name_id,
+                    session_index: identity.session_index,
+                },
+            )
+            .await
+            .map_err(session_error)?;
+        Ok((
+            user,
+            pending.map_or_else(|| "/".to_string(), |p| p.return_to.clone()),
+        ))
+    }
+}
+
+/// Ends the session (audited). Returns where to send the browser: the IdP's single logout (a
+/// LogoutRequest naming this login's NameID and SessionIndex) when its metadata has one.
+pub async fn logout(state: &AppState, session: &Session) -> Result<String, AuthError> {
+    let who: Option<SessionUser> = session.get(USER_KEY).await.map_err(session_error)?;
+    session.flush().await.map_err(session_error)?;
+    let next = match (&who, state.saml.idp().slo_url) {
+        (Some(who), Some(slo)) => {
+            state
+                .saml
+                .logout_url(&slo, &who.name_id, who.session_index.as_deref())?
+        }
+        _ => "/logged-out".to_string(),
+    };
+    if let Some(who) = who {
+        state
+            .store
+            .record(AuditEvent {
+                actor: who.user.actor().name,
+                action: "auth.logout".into(),
+                target: "session".into(),
+                outcome: Outcome::Ok,
+                detail: String::new(),
+            })
+            .await?;
+    }
+    Ok(next)
+}
+
+/// The logged-in user of this session, if the login is still within its absolute lifetime.
+pub async fn signed_in(state: &AppState, session: &Session) -> Option<User> {
+    let who: SessionUser = session.get(USER_KEY).await.ok().flatten()?;
+    let max = Duration::hours(state.config.auth.session_max_hours as i64);
+    if Utc::now() - who.login_at > max {
+        let _ = session.flush().await;
+        return None;
+    }
+    Some(who.user)
+}
+
+/// The one check: a logged-in user with at least `role`. A refusal of a logged-in user is recorded.
+pub async fn check(
+    state: &AppState,
+    session: &Session,
+    role: Role,
+    what: &str,
+) -> Result<User, AuthError> {
+    let user = signed_in(state, session)
+        .await
+        .ok_or(AuthError::NotLoggedIn)?;
+    permit(state, user, role, what).await
+}
+
+/// `user` when they hold at least `role`; else the refusal, recorded in the audit log.
+pub async fn permit(
+    state: &AppState,
+    user: User,
+    role: Role,
+    what: &str,
+) -> Result<User, AuthError> {
+    if user.role >= role {
+        return Ok(user);
+    }
+    let refusal = AuthError::Forbidden {
+        needed: role.as_str(),
+        has: user.role.as_str(),
+    };
+    state
+        .store
+        .record(AuditEvent {
+            actor: user.actor().name,
+            action: "auth.refused".into(),
+            target: what.to_string(),
+            outcome: Outcome::Refused,
+            detail: refusal.to_string(),
+        })
+        .await?;
+    Err(refusal)
+}
+
+/// A path on this console to return to after login; anything else (another host, `//host`,
+/// backslashes) becomes `/`.
+pub fn local_path(return_to: &str) -> String {
+    let ok = return_to.starts_with('/')
+        && !return_to.starts_with("//")
+        && !return_to.contains('\\')
+        && !return_to.chars().any(char::is_control);
+    if ok {
+        return_to.to_string()
+    } else {
+        "/".to_string()
+    }
+}
+
+async fn load_metadata(config: &Config) -> Result<IdpInfo, AuthError> {
+    let source = config.auth.idp_metadata.trim();
+    let cache = config.data_path(std::path::Path::new("saml/idp-metadata.xml"));
+    let fetched = if source.starts_with("https://") || source.starts_with("http://") {
+        fetch(source).await
+    } else {
+        std::fs::read_to_string(source).map_err(|e| e.to_string())
+    };
+    let fail = |reason: String| AuthError::Metadata {
+        source_name: source.to_string(),
+        reason,
+    };
+    match fetched
+        .map_err(fail)
+        .and_then(|xml| parse_idp_metadata(&xml).map(|info| (xml, info)))
+    {
+        Ok((xml, info)) => {
+            if let Some(dir) = cache.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            if let Err(e) = std::fs::write(&cache, xml) {
+                tracing::warn!("cannot keep the IdP metadata in {}: {e}", cache.display());
+            }
+            Ok(info)
+        }
+        Err(e) => {
+            let kept = std::fs::read_to_string(&cache)
+                .ok()
+                .and_then(|xml| parse_idp_metadata(&xml).ok());
+            match kept {
+                Some(info) => {
+                    tracing::warn!("{e}; using the last good copy {}", cache.display());
+                    Ok(info)
+                }
+                None => Err(e),
+            }
+        }
+    }
+}
+
+async fn fetch(url: &str) -> Result<String, String> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let reply = client.get(url).send().await.map_err(|e| e.to_string())?;
+    if !reply.status().is_success() {
+        return Err(format!("HTTP {}", reply.status()));
+    }
+    reply.text().await.map_err(|e| e.to_string())
+}
+
+/// The IdP's entity id, signing certificates (all of them: rollover), SSO (HTTP-Redirect) and SLO
+/// locations. A metadata without a signing certificate is refused.
+pub fn parse_idp_metadata(xml: &str) -> Result<IdpInfo, AuthError> {
+    let fail = |reason: &str| AuthError::Metadata {
+        source_name: "document".into(),
+        reason: reason.to_string(),
+    };
+    const MD: &str = "urn:oasis:names:tc:SAML:2.0:metadata";
+    const REDIRECT: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect";
+    if xml.to_ascii_lowercase().contains("<!doctype") {
+        return Err(fail("carries a DOCTYPE"));
+    }
+    let doc = roxmltree::Document::parse(xml).map_err(|e| fail(&e.to_string()))?;
+    let entity = doc
+        .descendants()
+        .find(|n| n.has_tag_name((MD, "EntityDescriptor")))
+        .ok_or_else(|| fail("no EntityDescriptor"))?;
+    let idp = entity
+        .descendants()
+        .find(|n| n.has_tag_name((MD, "IDPSSODescriptor")))
+        .ok_or_else(|| fail("no IDPSSODescriptor"))?;
+    let signing_certs: Vec<Vec<u8>> = idp
+        .children()
+        .filter(|n| n.has_tag_name((MD, "KeyDescriptor")))
+        .filter(|k| matches!(k.attribute("use"), None | Some("signing")))
+        .flat_map(|k| {
+            k.descendants()
+                .filter(|n| n.has_tag_name((saml::NS_DSIG, "X509Certificate")))
+        })
+        .filter_map(|c| {
+            let text: String = c.text()?.chars().filter(|c| !c.is_whitespace()).collect();
+            base64::engine::general_purpose::STANDARD.decode(text).ok()
+        })
+        .filter(|der| openssl::x509::X509::from_der(der).is_ok())
+        .collect();
+    if signing_certs.is_empty() {
+        return Err(fail(
+            "has no signing certificate (refused: signatures could not be checked)",
+        ));
+    }
+    let location = |service: &str| {
+        idp.children()
+            .filter(|n| n.has_tag_name((MD, service)))
+            .find(|n| n.attribute("Binding") == Some(REDIRECT))
+            .and_then(|n| n.attribute("Location"))
+            .map(String::from)
+    };
+    Ok(IdpInfo {
+        trust: IdpTrust {
+            entity_id: entity.attribute("entityID").unwrap_or_default().to_string(),
+            signing_certs,
+        },
+        sso_url: location("SingleSignOnService")
+            .ok_or_else(|| fail("no SingleSignOnService with the HTTP-Redirect binding"))?,
+        slo_url: location("SingleLogoutService"),
+    })
+}
+
+/// The id and ACS URL of an AuthnRequest (for the development IdP).
+pub fn read_authn_request(xml: &str) -> Option<(String, String)> {
+    if xml.to_ascii_lowercase().contains("<!doctype") {
+        return None;
+    }
+    let doc = roxmltree::Document::parse(xml).ok()?;
+    let root = doc.root_element();
+    if !root.has_tag_name((saml::NS_PROTOCOL, "AuthnRequest")) {
+        return None;
+    }
+    Some((
+        root.attribute("ID")?.to_string(),
+        root.attribute("AssertionConsumerServiceURL")?.to_string(),
+    ))
+}
+
+fn deflate_base64(xml: &str) -> String {
+    use std::io::Write;
+    let mut encoder =
+        flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    let _ = encoder.write_all(xml.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(encoder.finish().unwrap_or_default())
+}
+
+/// The AuthnRequest XML of an HTTP-Redirect `SAMLRequest` value (for the development IdP).
+pub fn inflate_request(saml_request: &str) -> Option<String> {
+    use std::io::Read;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(saml_request)
+        .ok()?;
+    let mut xml = String::new();
+    flate2::read::DeflateDecoder::new(&bytes[..])
+        .take(64 * 1024)
+        .read_to_string(&mut xml)
+        .ok()?;
+    Some(xml)
+}
+
+fn sign_sha256(keys: &KeyPair, data: &[u8]) -> Result<String, AuthError> {
+    let mut signer = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &keys.key)
+        .map_err(KeyError::from)?;
+    signer.update(data).map_err(KeyError::from)?;
+    let signature = signer.sign_to_vec().map_err(KeyError::from)?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(signature))
+}
+
+fn url_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+impl Store {
+    /// Records an assertion id until it expires; false when it was seen before (a replay).
+    pub async fn first_use_of_assertion(
+        &self,
+        id: &str,
+        valid_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        sqlx::query("DELETE FROM saml_assertions WHERE expires_at < ?")
+            .bind(now_text())
+            .execute(self.pool())
+            .await
+            .map_err(query_failed("expire assertion ids"))?;
+        let inserted = sqlx::query(
+            "INSERT INTO saml_assertions (id, expires_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(crate::store::time_text(&valid_until))
+        .execute(self.pool())
+        .await
+        .map_err(query_failed("record assertion id"))?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_returned_to() {
+        for (given, want) in [
+            ("/deploys/3?x=1", "/deploys/3?x=1"),
+            ("https://evil.example/", "/"),
+            ("//evil.example/", "/"),
+            ("/\\evil.example", "/"),
+            ("deploys", "/"),
+            ("/a\nb", "/"),
+        ] {
+            assert_eq!(local_path(given), want, "{given}");
+        }
+    }
+
+    #[tokio::test]
+    async fn metadata_from_a_file_is_kept_and_the_last_good_copy_serves_when_it_goes() {
+        let data = tempfile::tempdir().unwrap();
+        let file = data.path().join("idp.xml");
+        let cert = KeyPair::generate("idp").unwrap().cert_base64();
+        std::fs::write(
+            &file,
+            format!(
+                r#"<EntityDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="idp"><IDPSSODescriptor><KeyDescriptor><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></KeyDescriptor><SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp/sso"/></IDPSSODescriptor></EntityDescriptor>"#
+            ),
+        )
+        .unwrap();
+        let defaults = Config::default();
+        let config = Config {
+            data_dir: data.path().join("data"),
+            auth: crate::config::AuthConfig {
+                idp_metadata: file.display().to_string(),
+                ..defaults.auth.clone()
+            },
+            ..defaults
+        };
+        assert_eq!(
+            load_metadata(&config).await.unwrap().sso_url,
+            "https://idp/sso"
+        );
+        std::fs::remove_file(&file).unwrap();
+        let kept = load_metadata(&config).await.unwrap();
+        assert_eq!(kept.trust.signing_certs.len(), 1, "the last good copy");
+        std::fs::remove_dir_all(config.data_dir.join("saml")).unwrap();
+        let err = load_metadata(&config).await.unwrap_err();
+        assert!(err.to_string().contains("idp.xml"), "{err}");
+    }
+
+    #[test]
+    fn idp_metadata_gives_every_signing_cert_and_refuses_none() {
+        let a = KeyPair::generate("a").unwrap().cert_base64();
+        let b = KeyPair::generate("b").unwrap().cert_base64();
+        let md = |keys: &str| {
+            format!(
+                r#"<EntityDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="http://idp.chalmers.se/adfs/services/trust"><IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">{keys}<SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.chalmers.se/adfs/ls/"/><SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://idp.chalmers.se/adfs/ls/post"/><SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.chalmers.se/adfs/ls/"/></IDPSSODescriptor></EntityDescriptor>"#
+            )
+        };
+        let key = |usage: &str, cert: &str| {
+            format!(
+                r#"<KeyDescriptor use="{usage}"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></KeyDescriptor>"#
+            )
+        };
+        let info = parse_idp_metadata(&md(&format!(
+            "{}{}{}",
+            key("signing", &a),
+            key("signing", &b),
+            key("encryption", &a)
+        )))
+        .unwrap();
+        assert_eq!(info.trust.signing_certs.len(), 2);
+        assert_eq!(
+            info.trust.entity_id,
+            "http://idp.chalmers.se/adfs/services/trust"
+        );
+        assert_eq!(info.sso_url, "https://idp.chalmers.se/adfs/ls/");
+        assert_eq!(
+            info.slo_url.as_deref(),
+            Some("https://idp.chalmers.se/adfs/ls/")
+        );
+        let err = parse_idp_metadata(&md(&key("encryption", &a))).unwrap_err();
+        assert!(err.to_string().contains("no signing certificate"), "{err}");
+    }
+}

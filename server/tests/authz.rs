@@ -1,0 +1,331 @@
+//! Authorization over the real server and the real SAML flow (the development IdP signs and
+//! encrypts with real keys): every page, server function and route for anonymous, viewer, deployer
+//! and admin; refusals and logins in the audit log; the outsider; CSRF; logout; replay and a forged
+//! response at the ACS.
+
+use std::path::Path;
+
+use end2end::{ADMIN, Console, DEPLOYER, OUTSIDER, VIEWER};
+
+/// What a request must get.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Expect {
+    /// 303 to the login (pages) or 401 (server functions, streams).
+    LogIn,
+    /// 403.
+    Refused,
+    /// Past the guard: anything but 401/403 (the request itself may still fail, e.g. 404).
+    Allowed,
+}
+
+use Expect::*;
+
+/// A project directory whose compose file is broken: a deploy started by the matrix fails at its
+/// preflight instead of deploying anything.
+fn broken_project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("docker-compose.production.yml"),
+        "services: [\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join(".env.production"), "DEBUG=False\n").unwrap();
+    dir
+}
+
+async fn start() -> (Console, tempfile::TempDir) {
+    let project = broken_project();
+    let dir = project.path().display().to_string();
+    let console = Console::start(
+        Path::new(env!("CARGO_BIN_EXE_epsm-ops")),
+        &[
+            ("EPSM_OPS_PROJECT_DIR", dir.as_str()),
+            ("EPSM_OPS_PROJECT_NAME", "epsmauthz"),
+            ("EPSM_OPS_AUTH_ALLOW_UNSOLICITED", "true"),
+        ],
+    )
+    .await;
+    (console, project)
+}
+
+#[tokio::test]
+async fn every_page_function_and_route_gives_each_role_exactly_its_outcome() {
+    let (console, _project) = start().await;
+    let clients = [
+        ("anonymous", console.anonymous_client()),
+        ("viewer", console.login(VIEWER).await.unwrap()),
+        ("deployer", console.login(DEPLOYER).await.unwrap()),
+        ("admin", console.login(ADMIN).await.unwrap()),
+    ];
+    // (method, path, form, [anonymous, viewer, deployer, admin])
+    type Row<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], [Expect; 4]);
+    let everyone = [LogIn, Allowed, Allowed, Allowed];
+    let deployers = [LogIn, Refused, Allowed, Allowed];
+    let admins = [LogIn, Refused, Refused, Allowed];
+    let public = [Allowed, Allowed, Allowed, Allowed];
+    let matrix: &[Row] = &[
+        ("GET", "/", &[], everyone),
+        ("GET", "/health", &[], everyone),
+        ("GET", "/deploys", &[], everyone),
+        ("GET", "/deploys/1", &[], everyone),
+        ("GET", "/environment", &[], everyone),
+        ("GET", "/backups", &[], everyone),
+        ("GET", "/audit", &[], everyone),
+        ("POST", "/api/engine_status", &[], everyone),
+        ("POST", "/api/project_info", &[], everyone),
+        ("POST", "/api/health_report", &[], everyone),
+        ("POST", "/api/environment_report", &[], everyone),
+        ("POST", "/api/audit_log", &[], everyone),
+        ("POST", "/api/deploy_list", &[], everyone),
+        ("POST", "/api/deploy_get", &[("id", "1")], everyone),
+        ("POST", "/api/backup_list", &[], everyone),
+        ("POST", "/api/backup_policy", &[], everyone),
+        ("GET", "/api/health/events", &[], everyone),
+        ("GET", "/api/logs/backend", &[], everyone),
+        ("GET", "/api/deploys/1/events", &[], everyone),
+        ("POST", "/api/deploy_start", &[], deployers),
+        ("POST", "/api/deploy_cancel", &[("id", "999")], deployers),
+        ("POST", "/api/deploy_rollback", &[("id", "999")], deployers),
+        ("POST", "/api/backup_start", &[], deployers),
+        ("GET", "/backups/999/download", &[], deployers),
+        (
+            "POST",
+            "/api/deploy_start",
+            &[("options[recreate_volumes]", "true")],
+            admins,
+        ),
+        (
+            "POST",
+            "/api/backup_delete",
+            &[("id", "999"), ("confirm", "x")],
+            admins,
+        ),
+        (
+            "POST",
+            "/api/maintenance_prune",
+            &[("target", "DanglingImages")],
+            admins,
+        ),
+        ("GET", "/saml/metadata", &[], public),
+        ("GET", "/healthz", &[], public),
+        ("GET", "/metrics", &[], public),
+        ("POST", "/api/login_state", &[], public),
+    ];
+    let mut wrong = Vec::new();
+    for (method, path, form, expected) in matrix {
+        for ((who, client), expect) in clients.iter().zip(expected) {
+            let url = format!("{}{path}", console.url);
+            let request = if *method == "GET" {
+                client.get(&url)
+            } else {
+                client.post(&url).form(form)
+            };
+            let reply = request.send().await.unwrap();
+            let status = reply.status().as_u16();
+            let location = reply
+                .headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let got = match status {
+                401 => LogIn,
+                303 if location.starts_with("/saml/login?return_to=") => LogIn,
+                403 => Refused,
+                _ => Allowed,
+            };
+            if got != *expect {
+                wrong.push(format!(
+                    "{method} {path} as {who}: {status} {location}, want {expect:?}"
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+
+    // Refusals name who and what in the audit log; the people logged in are there too.
+    let (_, audit) = console.call("audit_log", &[]).await;
+    for expected in [
+        "auth.refused",
+        "Vera Viewer (viewer@dev.idp)",
+        "/api/deploy_start",
+        "this needs the deployer role; you are viewer",
+        "Dan Deployer (deployer@dev.idp)",
+    ] {
+        assert!(audit.contains(expected), "{expected} not in {audit}");
+    }
+}
+
+#[tokio::test]
+async fn the_outsider_gets_a_clear_page_logout_closes_and_cross_origin_posts_are_refused() {
+    let (console, _project) = start().await;
+    let refused = console.login(OUTSIDER).await.unwrap_err();
+    assert!(
+        refused.contains("403") && refused.contains("no role rule of EPSM Ops admits them"),
+        "{refused}"
+    );
+
+    // CSRF: a logged-in admin's cookie is not enough without this console's Origin.
+    let cookie = admin_cookie(&console).await;
+    for origin in [None, Some("https://evil.example")] {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}/api/deploy_list", console.url))
+            .header("cookie", &cookie);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        let reply = request.send().await.unwrap();
+        assert_eq!(reply.status(), 403, "origin {origin:?}");
+        assert!(
+            reply
+                .text()
+                .await
+                .unwrap()
+                .contains("cross-origin request refused")
+        );
+    }
+
+    // Logout ends the session: the same client is anonymous again, pages send it to the login.
+    let viewer = console.login(VIEWER).await.unwrap();
+    let list = |client: &reqwest::Client| {
+        client
+            .post(format!("{}/api/deploy_list", console.url))
+            .send()
+    };
+    assert_eq!(list(&viewer).await.unwrap().status(), 200);
+    let out = viewer
+        .post(format!("{}/saml/logout", console.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    assert_eq!(list(&viewer).await.unwrap().status(), 401);
+    let page = viewer
+        .get(format!("{}/deploys", console.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 303);
+
+    let (_, audit) = console.call("audit_log", &[]).await;
+    for expected in [
+        "auth.logout",
+        "outsider@elsewhere.example is not authorized to use EPSM Ops: no role rule matches",
+    ] {
+        assert!(audit.contains(expected), "{expected} not in {audit}");
+    }
+}
+
+/// An admin login whose session cookie is returned as a `Cookie` header value, for requests sent
+/// by a client that adds no Origin (the test bed's clients always add this console's).
+async fn admin_cookie(console: &Console) -> String {
+    let (_, cookies) = console.login_trace(ADMIN).await.unwrap();
+    let [before_login, after_login] = &cookies[..] else {
+        panic!("two session cookies expected: {cookies:?}");
+    };
+    assert_ne!(after_login, before_login, "a new session id at login");
+    after_login.clone()
+}
+
+#[tokio::test]
+async fn a_replayed_or_forged_response_at_the_acs_is_refused_and_recorded() {
+    let (console, _project) = start().await;
+    // An IdP-initiated response (this console allows them here), used once, then again.
+    let response = console
+        .dev_idp_response(&console.anonymous_client(), "", VIEWER)
+        .await
+        .unwrap();
+    let post = |response: String| {
+        let client = console.anonymous_client();
+        let url = format!("{}/saml/acs", console.url);
+        async move {
+            let reply = client
+                .post(url)
+                .form(&[("SAMLResponse", response.as_str())])
+                .send()
+                .await
+                .unwrap();
+            (reply.status().as_u16(), reply.text().await.unwrap())
+        }
+    };
+    assert_eq!(post(response.clone()).await.0, 303, "first use logs in");
+    let (status, body) = post(response.clone()).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("already used (replay)"), "{body}");
+
+    // A forged response: the same, with the ciphertext changed.
+    let mut forged = response.into_bytes();
+    let at = forged.len() / 2;
+    forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+    let (status, body) = post(String::from_utf8(forged).unwrap()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("Login refused"), "{body}");
+
+    let (_, audit) = console.call("audit_log", &[]).await;
+    assert!(audit.contains("already used (replay)"), "{audit}");
+    assert!(audit.matches("\"auth.login\"").count() >= 4, "{audit}");
+}
+
+#[tokio::test]
+async fn a_login_older_than_the_absolute_lifetime_is_over() {
+    let console = Console::start(
+        Path::new(env!("CARGO_BIN_EXE_epsm-ops")),
+        &[("EPSM_OPS_AUTH_SESSION_MAX_HOURS", "0")],
+    )
+    .await;
+    // The test bed's own login went through (303 from the ACS), but the session is already too old.
+    let (status, body) = console.call("deploy_list", &[]).await;
+    assert_eq!(status, 401, "{body}");
+}
+
+#[tokio::test]
+async fn the_sp_metadata_is_what_swamid_needs_and_stays_the_same_across_restarts() {
+    let (mut console, project) = start().await;
+    let get = |url: String| async move { reqwest::get(url).await.unwrap().text().await.unwrap() };
+    let metadata = get(format!("{}/saml/metadata", console.url)).await;
+    let base = console.url.clone();
+    for expected in [
+        format!("entityID=\"{base}/saml/metadata\""),
+        format!(
+            "Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST\" Location=\"{base}/saml/acs\""
+        ),
+        "<md:KeyDescriptor use=\"signing\">".to_string(),
+        "<md:KeyDescriptor use=\"encryption\">".to_string(),
+        "<md:OrganizationName xml:lang=\"en\">Chalmers University of Technology".to_string(),
+        "contactType=\"technical\"".to_string(),
+        "contactType=\"support\"".to_string(),
+        "<mdui:DisplayName xml:lang=\"en\">EPSM Ops</mdui:DisplayName>".to_string(),
+        "<mdui:Description xml:lang=\"en\">".to_string(),
+        "Name=\"urn:oid:1.3.6.1.4.1.5923.1.1.1.9\"".to_string(),
+        "AuthnRequestsSigned=\"true\" WantAssertionsSigned=\"true\"".to_string(),
+    ] {
+        assert!(metadata.contains(&expected), "{expected} not in {metadata}");
+    }
+    // The generated key is kept: a restart on the same data directory publishes the same
+    // certificates, so the IdP's registration stays valid.
+    let certificates = |metadata: &str| -> Vec<String> {
+        metadata
+            .split("<ds:X509Certificate>")
+            .skip(1)
+            .filter_map(|s| s.split("</ds:X509Certificate>").next())
+            .map(String::from)
+            .collect()
+    };
+    let data = console.data_path().display().to_string();
+    console.stop();
+    let dir = project.path().display().to_string();
+    let again = Console::start(
+        Path::new(env!("CARGO_BIN_EXE_epsm-ops")),
+        &[
+            ("EPSM_OPS_PROJECT_DIR", dir.as_str()),
+            ("EPSM_OPS_DATA_DIR", data.as_str()),
+        ],
+    )
+    .await;
+    let before = certificates(&metadata);
+    assert_eq!(before.len(), 2, "signing and encryption");
+    assert_eq!(
+        certificates(&get(format!("{}/saml/metadata", again.url)).await),
+        before
+    );
+}
