@@ -665,6 +665,22 @@ mod tests {
                 "{var}={value}: got {msg:?}, want {want:?}"
             );
         }
+        // The development IdP logs anyone in: never on an address others can reach.
+        let msg = load(
+            &toml,
+            &[("AUTH_DEV_IDP", "true"), ("LISTEN", "0.0.0.0:3000")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            msg.contains("`auth.dev_idp`")
+                && msg.contains("only allowed when the console listens on loopback"),
+            "{msg}"
+        );
+        assert!(
+            load(&toml, &[("AUTH_DEV_IDP", "true")]).is_ok(),
+            "loopback is fine"
+        );
     }
 
     #[test]

@@ -329,3 +329,188 @@ async fn the_sp_metadata_is_what_swamid_needs_and_stays_the_same_across_restarts
         before
     );
 }
+
+/// A browser that has started a login: its client (holding the session) and the request id the
+/// console is waiting for, read from the AuthnRequest it sent to the IdP.
+async fn pending_login(console: &Console) -> (reqwest::Client, String) {
+    let client = console.anonymous_client();
+    let reply = client
+        .get(format!("{}/saml/login?return_to=/", console.url))
+        .send()
+        .await
+        .unwrap();
+    let location = url::Url::parse(reply.headers()["location"].to_str().unwrap()).unwrap();
+    let request = location
+        .query_pairs()
+        .find(|(k, _)| k == "SAMLRequest")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let xml = app::auth::ssr::inflate_request(&request).unwrap();
+    let (id, _) = app::auth::ssr::read_authn_request(&xml).unwrap();
+    (client, id)
+}
+
+#[tokio::test]
+async fn attacks_posted_to_the_acs_are_refused_and_each_refusal_is_in_the_audit_log() {
+    use app::auth::idp::{AssertionSpec, IdentityProvider, Shape, TestUser, encode};
+    use app::auth::keys::KeyPair;
+    use chrono::{Duration, Utc};
+    let console = Console::start(Path::new(env!("CARGO_BIN_EXE_epsm-ops")), &[]).await;
+    // The attacker here holds what a real attacker does not: the IdP's key, to show that a
+    // response signed by the trusted key is still refused when anything else is wrong.
+    let data = console.data_path();
+    let key = |name: &str| {
+        KeyPair::load_or_generate(
+            &data.join(format!("saml/{name}.key")),
+            &data.join(format!("saml/{name}.crt")),
+            "unused",
+        )
+        .unwrap()
+        .0
+    };
+    let idp = IdentityProvider {
+        entity_id: format!("{}/dev-idp", console.url),
+        signing: key("dev-idp"),
+    };
+    let sp_cert = key("sp").cert;
+    let stranger = IdentityProvider {
+        entity_id: idp.entity_id.clone(),
+        signing: KeyPair::generate("stranger").unwrap(),
+    };
+    let spec = |request_id: &str| {
+        AssertionSpec::new(
+            &idp.entity_id,
+            &format!("{}/saml/metadata", console.url),
+            &format!("{}/saml/acs", console.url),
+            Some(request_id),
+            TestUser {
+                subject_id: ADMIN.into(),
+                display_name: "Ada Admin".into(),
+                mail: ADMIN.into(),
+                affiliations: vec![],
+            },
+            Utc::now(),
+        )
+    };
+    let signed =
+        |s: &AssertionSpec, shape: Shape| idp.response_xml(s, shape, Some(&sp_cert)).unwrap();
+    type Attack<'a> = Box<dyn Fn(&str) -> String + 'a>;
+    let cases: Vec<(&str, Attack, &str)> = vec![
+        (
+            "no signature",
+            Box::new(|r| {
+                signed(
+                    &spec(r),
+                    Shape {
+                        sign_assertion: false,
+                        ..Shape::ADFS
+                    },
+                )
+            }),
+            "not covered by a valid signature",
+        ),
+        (
+            "signed by another key",
+            Box::new(|r| stranger.response_xml(&spec(r), Shape::ADFS, None).unwrap()),
+            "not covered by a valid signature",
+        ),
+        (
+            "changed after signing",
+            Box::new(|r| signed(&spec(r), Shape::ADFS).replace("Ada Admin", "Eve Evil")),
+            "not covered by a valid signature",
+        ),
+        (
+            "a second assertion beside the signed one",
+            Box::new(|r| {
+                let xml = signed(&spec(r), Shape::ADFS);
+                let start = xml.find("<saml:Assertion").unwrap();
+                let end = xml.rfind("</saml:Assertion>").unwrap() + 17;
+                let copy = xml[start..end].replacen(" ID=\"", " ID=\"_evil", 1);
+                format!("{}{copy}{}", &xml[..start], &xml[start..])
+            }),
+            "exactly one assertion",
+        ),
+        (
+            "expired",
+            Box::new(|r| {
+                let mut s = spec(r);
+                s.not_on_or_after = Utc::now() - Duration::minutes(10);
+                signed(&s, Shape::ADFS)
+            }),
+            "expired at",
+        ),
+        (
+            "another audience",
+            Box::new(|r| {
+                let mut s = spec(r);
+                s.audience = "https://other.example/sp".into();
+                signed(&s, Shape::ADFS)
+            }),
+            "not for this service",
+        ),
+        (
+            "another destination",
+            Box::new(|r| {
+                let mut s = spec(r);
+                s.recipient = "https://evil.example/acs".into();
+                signed(&s, Shape::ADFS)
+            }),
+            "not to this ACS",
+        ),
+        (
+            "another request",
+            Box::new(|_| signed(&spec("_not_this_browsers"), Shape::ADFS)),
+            "not the one this browser started",
+        ),
+        (
+            "a DOCTYPE",
+            Box::new(|r| {
+                format!(
+                    "<!DOCTYPE x [<!ENTITY e \"e\">]>{}",
+                    signed(&spec(r), Shape::ADFS)
+                )
+            }),
+            "DOCTYPE",
+        ),
+        (
+            "SHA-1",
+            Box::new(|r| {
+                signed(
+                    &spec(r),
+                    Shape {
+                        sha1: true,
+                        ..Shape::ADFS
+                    },
+                )
+            }),
+            "rsa-sha1 is not allowed",
+        ),
+    ];
+    for (what, attack, _) in &cases {
+        let (client, request_id) = pending_login(&console).await;
+        let reply = client
+            .post(format!("{}/saml/acs", console.url))
+            .form(&[("SAMLResponse", encode(&attack(&request_id)))])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            reply.status(),
+            400,
+            "{what}: {}",
+            reply.text().await.unwrap()
+        );
+    }
+    let (_, audit) = console.call("audit_log", &[]).await;
+    let audit: Vec<serde_json::Value> = serde_json::from_str(&audit).unwrap();
+    let refusals: Vec<&str> = audit
+        .iter()
+        .filter(|e| e["action"] == "auth.login" && e["outcome"] == "Refused")
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(refusals.len(), cases.len(), "{refusals:#?}");
+    // Newest first: the refusals in the reverse order of the attacks.
+    for ((what, _, reason), detail) in cases.iter().zip(refusals.iter().rev()) {
+        assert!(detail.contains(reason), "{what}: {detail}");
+    }
+}
