@@ -736,6 +736,23 @@ impl Browser {
         self.wait_for("[data-hydrated=true]").await;
     }
 
+    /// Clicks `css` once it can be clicked: a list that is re-read (a live page) may replace the
+    /// element between finding and clicking it; each try finds it anew, for up to 20 s.
+    pub async fn click_when_ready(&self, css: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let clicked = match self.client.find(fantoccini::Locator::Css(css)).await {
+                Ok(element) => element.click().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match clicked {
+                Ok(()) => return,
+                Err(e) => assert!(Instant::now() < deadline, "cannot click {css:?}: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     pub async fn open_hydrated(&self, url: &str) {
         self.client.goto(url).await.expect("navigate");
         self.wait_for("[data-hydrated=true]").await;

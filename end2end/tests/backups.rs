@@ -43,14 +43,20 @@ async fn a_backup_shows_its_progress_succeeds_and_is_deleted_only_with_its_name_
 
     // Delete: the summary opens the form; a wrong name is refused and nothing is deleted.
     browser
-        .wait_for("[data-testid=backup-row] details summary")
-        .await
-        .click()
-        .await
-        .unwrap();
+        .click_when_ready("[data-testid=delete-open-1]")
+        .await;
     let delete_typing = |typed: String| {
         let browser = &browser;
         async move {
+            // The list is re-read after each attempt, which renders the form closed again: open it.
+            browser
+                .client
+                .execute(
+                    "document.querySelector('[data-testid=delete-open-1]').closest('details').open = true",
+                    vec![],
+                )
+                .await
+                .unwrap();
             let confirm = browser.wait_for("[data-testid=delete-confirm-1]").await;
             confirm.clear().await.unwrap();
             confirm.send_keys(&typed).await.unwrap();

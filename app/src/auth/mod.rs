@@ -76,11 +76,12 @@ pub fn provide_login() -> LoginResource {
 
 fn current_role() -> Option<Role> {
     use leptos::prelude::*;
-    use_context::<LoginResource>()?
-        .get()
-        .and_then(Result::ok)
-        .and_then(|s| s.user)
-        .map(|u| u.role)
+    use_context::<LoginResource>()?.get().and_then(role_of)
+}
+
+/// The role of a login state as the server replied it (None: nobody, or the reply failed).
+pub fn role_of(login: Result<LoginState, crate::error::AppError>) -> Option<Role> {
+    login.ok().and_then(|s| s.user).map(|u| u.role)
 }
 
 /// Shows its children only to people with at least `role`. The server refuses the same actions on

@@ -186,6 +186,7 @@ pub fn BackupsPage() -> impl IntoView {
         running.set(any);
     });
     let policy = Resource::new(|| (), |_| read_backup_policy());
+    let login = expect_context::<crate::auth::LoginResource>();
     view! {
         <Title text="Backups"/>
         <h1>"Backups"</h1>
@@ -226,7 +227,9 @@ pub fn BackupsPage() -> impl IntoView {
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             <ErrorBoundary fallback=|errors| view! { <crate::error::ErrorList errors/> }>
                 {move || Suspend::new(async move {
-                    backups.await.map(|list| view! { <BackupTable backups=list delete/> })
+                    // The role once for the whole table, not a gate (and a suspense) per row.
+                    let role = crate::auth::role_of(login.await);
+                    backups.await.map(|list| view! { <BackupTable backups=list delete role/> })
                 })}
             </ErrorBoundary>
         </Transition>
@@ -266,7 +269,13 @@ fn PolicyText(policy: BackupPolicy) -> impl IntoView {
 }
 
 #[component]
-fn BackupTable(backups: Vec<Backup>, delete: ServerAction<DeleteBackup>) -> impl IntoView {
+fn BackupTable(
+    backups: Vec<Backup>,
+    delete: ServerAction<DeleteBackup>,
+    role: Option<crate::auth::Role>,
+) -> impl IntoView {
+    use crate::auth::Role;
+    let (may_download, may_delete) = (role >= Some(Role::Deployer), role >= Some(Role::Admin));
     if backups.is_empty() {
         return view! { <p class="muted">"No backups yet."</p> }.into_any();
     }
@@ -285,27 +294,24 @@ fn BackupTable(backups: Vec<Backup>, delete: ServerAction<DeleteBackup>) -> impl
                         let size = crate::health::maintenance::human_bytes(s);
                         if b.outcome == BackupOutcome::Running { format!("{size} so far") } else { size }
                     });
-                    let actions = (b.outcome == BackupOutcome::Succeeded).then(|| {
-                        let name = b.file_name.clone().unwrap_or_default();
-                        let download = StoredValue::new(format!("/backups/{}/download", b.id));
-                        let placeholder = StoredValue::new(format!("type {name}"));
-                        view! {
-                            <crate::auth::RoleGate role=crate::auth::Role::Deployer>
-                                <a href=move || download.get_value() rel="external" download>"Download"</a>
-                            </crate::auth::RoleGate>
-                            <crate::auth::RoleGate role=crate::auth::Role::Admin>
+                    let succeeded = b.outcome == BackupOutcome::Succeeded;
+                    let name = b.file_name.clone().unwrap_or_default();
+                    let actions = view! {
+                        {(succeeded && may_download).then(|| view! {
+                            <a href=format!("/backups/{}/download", b.id) rel="external" download>"Download"</a>
+                        })}
+                        {(succeeded && may_delete).then(|| view! {
                             <details class="danger">
-                                <summary>"Delete…"</summary>
+                                <summary data-testid=format!("delete-open-{}", b.id)>"Delete…"</summary>
                                 <ActionForm action=delete attr:class="prune">
                                     <input type="hidden" name="id" value=b.id.to_string()/>
-                                    <input type="text" name="confirm" placeholder=move || placeholder.get_value() autocomplete="off"
+                                    <input type="text" name="confirm" placeholder=format!("type {name}") autocomplete="off"
                                         data-testid=format!("delete-confirm-{}", b.id)/>
                                     <button type="submit" data-testid=format!("delete-{}", b.id)>"Delete backup"</button>
                                 </ActionForm>
                             </details>
-                            </crate::auth::RoleGate>
-                        }
-                    });
+                        })}
+                    };
                     view! {
                         <tr data-testid="backup-row" data-outcome=b.outcome.as_str()>
                             <td>{format!("#{}", b.id)}</td>
