@@ -416,10 +416,7 @@ impl Config {
 
     /// Where backups are kept: `backups.dir`, else `<data_dir>/backups`.
     pub fn backups_dir(&self) -> PathBuf {
-        match &self.backups.dir {
-            Some(dir) => self.data_dir.join(dir),
-            None => self.data_dir.join("backups"),
-        }
+        self.data_path(self.backups.dir.as_deref().unwrap_or(Path::new("backups")))
     }
 
     pub fn compose_file(&self) -> PathBuf {

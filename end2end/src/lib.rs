@@ -255,14 +255,7 @@ impl Console {
             .and_then(|l| l.to_str().ok())
             .ok_or("no redirect to the IdP")?
             .to_string();
-        let form = client
-            .get(&location)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .text()
-            .await
-            .map_err(|e| e.to_string())?;
+        let form = page_text(client.get(&location)).await?;
         let request_id = html_value(&form, "request_id").ok_or("no request id on the IdP page")?;
         let response = self
             .dev_idp_response(&client, &request_id, subject_id)
@@ -298,21 +291,14 @@ impl Console {
             VIEWER => ("Vera Viewer", "student@dev.idp"),
             _ => ("Otto Outsider", "member@elsewhere.example"),
         };
-        let page = client
-            .post(format!("{}/dev-idp/sso", self.url))
-            .form(&[
-                ("request_id", request_id),
-                ("subject_id", subject_id),
-                ("display_name", name),
-                ("mail", subject_id),
-                ("affiliations", affiliation),
-            ])
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .text()
-            .await
-            .map_err(|e| e.to_string())?;
+        let page = page_text(client.post(format!("{}/dev-idp/sso", self.url)).form(&[
+            ("request_id", request_id),
+            ("subject_id", subject_id),
+            ("display_name", name),
+            ("mail", subject_id),
+            ("affiliations", affiliation),
+        ]))
+        .await?;
         html_value(&page, "SAMLResponse")
             .ok_or_else(|| format!("no SAMLResponse from the IdP: {page}"))
     }
@@ -378,6 +364,12 @@ fn signal(pid: u32, sig: &str) {
         .arg(format!("-{sig}"))
         .arg(pid.to_string())
         .status();
+}
+
+/// The body of a page, or the transport error as text.
+async fn page_text(request: reqwest::RequestBuilder) -> Result<String, String> {
+    let reply = request.send().await.map_err(|e| e.to_string())?;
+    reply.text().await.map_err(|e| e.to_string())
 }
 
 /// The `value` of the first `<input name="{name}" value="...">` of a page (HTML-unescaped).

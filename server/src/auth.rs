@@ -5,6 +5,7 @@
 //! this console's own origin).
 
 use app::auth::idp::{AssertionSpec, Shape, TestUser};
+use app::auth::saml::xml_escape;
 use app::auth::ssr::{self as auth, AuthError};
 use app::auth::{Role, User};
 use app::state::AppState;
@@ -223,8 +224,8 @@ async fn logged_out() -> Response {
 fn page(status: StatusCode, title: &str, message: &str) -> Response {
     let body = format!(
         r#"<h1 data-testid="login-title">{title}</h1><p data-testid="login-message">{message}</p><p><a href="/saml/login" data-testid="login-again">Log in</a></p>"#,
-        title = escape(title),
-        message = escape(message),
+        title = xml_escape(title),
+        message = xml_escape(message),
     );
     (status, html_page(title, &body)).into_response()
 }
@@ -233,15 +234,8 @@ fn page(status: StatusCode, title: &str, message: &str) -> Response {
 fn html_page(title: &str, body: &str) -> Html<String> {
     Html(format!(
         r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{} · EPSM Ops</title><link rel="stylesheet" href="/pkg/epsm-ops.css"></head><body><main class="login-page">{body}</main></body></html>"#,
-        escape(title)
+        xml_escape(title)
     ))
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// People the development IdP offers; the README's run configuration gives each the role its name
@@ -298,17 +292,17 @@ async fn dev_idp_form(State(state): State<AppState>, Query(query): Query<DevRequ
         .map(|u| {
             format!(
                 r#"<form method="post" action="/dev-idp/sso" class="card"><input type="hidden" name="request_id" value="{id}"><input type="hidden" name="subject_id" value="{sid}"><input type="hidden" name="display_name" value="{name}"><input type="hidden" name="mail" value="{mail}"><input type="hidden" name="affiliations" value="{aff}"><button type="submit" data-testid="dev-login-{sid}">Log in as {name}</button> <span class="muted small">{sid}, {aff}</span></form>"#,
-                id = escape(&id),
-                sid = escape(&u.subject_id),
-                name = escape(&u.display_name),
-                mail = escape(&u.mail),
-                aff = escape(&u.affiliations.join(",")),
+                id = xml_escape(&id),
+                sid = xml_escape(&u.subject_id),
+                name = xml_escape(&u.display_name),
+                mail = xml_escape(&u.mail),
+                aff = xml_escape(&u.affiliations.join(",")),
             )
         })
         .collect();
     let body = format!(
         r#"<p class="dev-banner">Development IdP: for local runs and tests only. It logs anybody in as anyone.</p><h1>Who are you?</h1>{forms}<form method="post" action="/dev-idp/sso" class="card"><input type="hidden" name="request_id" value="{id}"><label>subject-id <input name="subject_id"></label><label>displayName <input name="display_name"></label><label>mail <input name="mail"></label><label>affiliations <input name="affiliations" placeholder="employee@chalmers.se,member@chalmers.se"></label><button type="submit">Log in</button></form>"#,
-        id = escape(&id),
+        id = xml_escape(&id),
     );
     html_page("Development IdP", &body).into_response()
 }
@@ -357,7 +351,7 @@ async fn dev_idp_issue(State(state): State<AppState>, Form(login): Form<DevLogin
             "Development IdP",
             &format!(
                 r#"<p class="dev-banner">Development IdP</p><form method="post" action="{acs}"><input type="hidden" name="SAMLResponse" value="{response}"><button type="submit" data-testid="dev-continue">Continue to EPSM Ops</button></form>"#,
-                acs = escape(&sp.acs_url),
+                acs = xml_escape(&sp.acs_url),
             ),
         )
         .into_response(),

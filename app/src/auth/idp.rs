@@ -9,7 +9,7 @@ use samael::crypto::{CryptoProvider, XmlSec};
 use super::keys::{KeyError, KeyPair};
 use super::saml::{
     AES128_CBC, AES128_GCM, AES256_CBC, AES256_GCM, BEARER, NS_ASSERTION, NS_PROTOCOL, NS_XENC,
-    RSA_1_5, RSA_OAEP_MGF1P, STATUS_SUCCESS,
+    RSA_1_5, RSA_OAEP_MGF1P, STATUS_SUCCESS, xml_escape,
 };
 
 /// A person the development IdP can log in, with the attributes it releases.
@@ -126,14 +126,14 @@ impl IdentityProvider {
             destination = spec
                 .destination
                 .as_deref()
-                .map(|d| format!(r#" Destination="{}""#, escape(d)))
+                .map(|d| format!(r#" Destination="{}""#, xml_escape(d)))
                 .unwrap_or_default(),
             in_response_to = spec
                 .in_response_to
                 .as_deref()
-                .map(|r| format!(r#" InResponseTo="{}""#, escape(r)))
+                .map(|r| format!(r#" InResponseTo="{}""#, xml_escape(r)))
                 .unwrap_or_default(),
-            issuer = escape(&spec.issuer),
+            issuer = xml_escape(&spec.issuer),
             signature = if shape.sign_response {
                 self.template(&response_id, shape.sha1)
             } else {
@@ -191,7 +191,12 @@ fn assertion_xml(spec: &AssertionSpec, signature: Option<String>) -> String {
     let attribute = |name: &str, friendly: &str, values: &[String]| {
         let values: String = values
             .iter()
-            .map(|v| format!("<saml:AttributeValue>{}</saml:AttributeValue>", escape(v)))
+            .map(|v| {
+                format!(
+                    "<saml:AttributeValue>{}</saml:AttributeValue>",
+                    xml_escape(v)
+                )
+            })
             .collect();
         format!(
             r#"<saml:Attribute Name="{name}" FriendlyName="{friendly}" NameFormat="urn:oasis:names:tc:SAML:2.0:attrname-format:uri">{values}</saml:Attribute>"#
@@ -224,19 +229,19 @@ fn assertion_xml(spec: &AssertionSpec, signature: Option<String>) -> String {
     let in_response_to = spec
         .in_response_to
         .as_deref()
-        .map(|r| format!(r#" InResponseTo="{}""#, escape(r)))
+        .map(|r| format!(r#" InResponseTo="{}""#, xml_escape(r)))
         .unwrap_or_default();
     format!(
         r#"<saml:Assertion xmlns:saml="{NS_ASSERTION}" ID="{id}" Version="2.0" IssueInstant="{issued}"><saml:Issuer>{issuer}</saml:Issuer>{signature}<saml:Subject><saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:transient">{name_id}</saml:NameID><saml:SubjectConfirmation Method="{BEARER}"><saml:SubjectConfirmationData{in_response_to} NotOnOrAfter="{until}" Recipient="{recipient}"/></saml:SubjectConfirmation></saml:Subject><saml:Conditions NotBefore="{not_before}" NotOnOrAfter="{until}"><saml:AudienceRestriction><saml:Audience>{audience}</saml:Audience></saml:AudienceRestriction></saml:Conditions><saml:AttributeStatement>{attributes}</saml:AttributeStatement><saml:AuthnStatement AuthnInstant="{issued}" SessionIndex="{session}"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement></saml:Assertion>"#,
         id = spec.assertion_id,
         issued = time(spec.issued_at),
-        issuer = escape(&spec.issuer),
+        issuer = xml_escape(&spec.issuer),
         signature = signature.unwrap_or_default(),
         name_id = random_id(),
         until = time(spec.not_on_or_after),
         not_before = time(spec.not_before),
-        recipient = escape(&spec.recipient),
-        audience = escape(&spec.audience),
+        recipient = xml_escape(&spec.recipient),
+        audience = xml_escape(&spec.audience),
         session = spec.assertion_id,
     )
 }
@@ -339,12 +344,4 @@ fn strip_declaration(xml: &str) -> String {
             .unwrap_or_default(),
         None => xml.to_string(),
     }
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
 }

@@ -161,8 +161,7 @@ pub fn validate_xml(
     request_id: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Verified, SamlError> {
-    refuse_dtd(xml)?;
-    let doc = parse(xml)?;
+    let doc = parse_xml(xml)?;
     let root = doc.root_element();
     if !is(root, NS_PROTOCOL, "Response") {
         return Err(SamlError::NotAResponse);
@@ -206,8 +205,7 @@ pub fn validate_xml(
     }
     let signed = if is(assertions[0], NS_ASSERTION, "EncryptedAssertion") {
         let plain = decrypt_assertion(assertions[0], sp_key)?;
-        refuse_dtd(&plain)?;
-        let inner = parse(&plain)?;
+        let inner = parse_xml(&plain)?;
         let inner_root = inner.root_element();
         let count = inner_root
             .descendants()
@@ -240,7 +238,10 @@ fn refuse_dtd(xml: &str) -> Result<(), SamlError> {
     Ok(())
 }
 
-fn parse(xml: &str) -> Result<roxmltree::Document<'_>, SamlError> {
+/// Every XML the SAML side reads (responses, decrypted assertions, metadata, requests): DOCTYPE and
+/// entities refused before parsing, then roxmltree with DTDs off.
+pub fn parse_xml(xml: &str) -> Result<roxmltree::Document<'_>, SamlError> {
+    refuse_dtd(xml)?;
     let options = roxmltree::ParsingOptions {
         allow_dtd: false,
         ..Default::default()
@@ -331,7 +332,7 @@ fn reduce(
 /// The assertion inside the signed content (the root, or the signed Response's one child assertion),
 /// and only when it is the one the document carried.
 fn signed_assertion(signed: &str, wanted_id: Option<&str>) -> Result<Assertion, SamlError> {
-    let doc = parse(signed)?;
+    let doc = parse_xml(signed)?;
     let root = doc.root_element();
     let node = if is(root, NS_ASSERTION, "Assertion") {
         root
@@ -499,6 +500,15 @@ fn identity(assertion: &Assertion) -> Result<Identity, SamlError> {
             .flatten()
             .find_map(|s| s.session_index.clone()),
     })
+}
+
+/// Text for an XML (or HTML) attribute value or element.
+pub fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
 }
 
 /// Key transport and content encryption this SP decrypts.
