@@ -10,6 +10,7 @@ use app::auth::saml::{
     SpSettings, Verified, validate_response,
 };
 use chrono::{Duration, Utc};
+use end2end::saml_attacks::{evil_copy, signature_wrapping, split_assertion};
 
 const IDP: &str = "http://idp.chalmers.se/adfs/services/trust";
 const SP: &str = "https://ops.epsm.chalmers.se/saml/metadata";
@@ -228,75 +229,12 @@ fn an_assertion_changed_after_signing_is_refused() {
     }
 }
 
-/// The signed assertion element of an ADFS-shaped response, and the response around it.
-fn split_assertion(xml: &str) -> (String, String, String) {
-    let start = xml.find("<saml:Assertion").unwrap();
-    let end = xml.rfind("</saml:Assertion>").unwrap() + "</saml:Assertion>".len();
-    (
-        xml[..start].to_string(),
-        xml[start..end].to_string(),
-        xml[end..].to_string(),
-    )
-}
-
-/// An attacker's copy of the signed assertion: another ID and another user, signature left as is.
-fn evil(signed: &str, id: &str) -> String {
-    let original_id = signed
-        .split("ID=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap()
-        .to_string();
-    signed
-        .replacen(&format!("ID=\"{original_id}\""), &format!("ID=\"{id}\""), 1)
-        .replace("anna@chalmers.se", "mallory@chalmers.se")
-}
-
 #[test]
 fn signature_wrapping_shapes_are_refused() {
     let f = fixture();
     let xml = f.xml(&f.spec(), Shape::ADFS);
-    let (head, signed, tail) = split_assertion(&xml);
-    let bad = evil(&signed, "_evil");
-    let cases = [
-        (
-            "a second assertion beside the signed one",
-            format!("{head}{bad}{signed}{tail}"),
-        ),
-        (
-            "the evil one inside the signed one",
-            format!(
-                "{head}{}{tail}",
-                signed.replacen("<saml:Subject>", &format!("{bad}<saml:Subject>"), 1)
-            ),
-        ),
-        (
-            "the evil one around the signed one",
-            format!(
-                "{head}{}{tail}",
-                bad.replacen("<saml:Subject>", &format!("{signed}<saml:Subject>"), 1)
-            ),
-        ),
-        (
-            "the signed one moved into the response's Extensions",
-            format!(
-                "{}<samlp:Extensions>{signed}</samlp:Extensions>{}{bad}{tail}",
-                &head[..head.find("<samlp:Status>").unwrap()],
-                &head[head.find("<samlp:Status>").unwrap()..]
-            ),
-        ),
-        (
-            "the signed one moved into a ds:Object of the evil one's signature",
-            format!(
-                "{head}{}{tail}",
-                bad.replacen(
-                    "</ds:Signature>",
-                    &format!("<ds:Object>{signed}</ds:Object></ds:Signature>"),
-                    1
-                )
-            ),
-        ),
-    ];
+    let cases = signature_wrapping(&xml, "anna@chalmers.se", "mallory@chalmers.se");
+    assert_eq!(cases.len(), 5);
     for (what, attack) in cases {
         assert!(
             matches!(f.check_xml(&attack), Err(SamlError::AssertionCount(n)) if n >= 2),
@@ -306,6 +244,8 @@ fn signature_wrapping_shapes_are_refused() {
     }
     // One assertion only, but not the signed one: the evil assertion carries the original's
     // signature (which points at an ID no longer in the document).
+    let (head, signed, tail) = split_assertion(&xml);
+    let bad = evil_copy(&signed, "_evil", "anna@chalmers.se", "mallory@chalmers.se");
     let alone = format!("{head}{bad}{tail}");
     assert_eq!(f.check_xml(&alone).unwrap_err(), SamlError::Unsigned);
 }
@@ -326,7 +266,7 @@ fn a_signed_response_wrapped_in_an_unsigned_one_is_refused() {
     let attack = format!(
         "<samlp:Response xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" ID=\"_wrap\" Version=\"2.0\" IssueInstant=\"{}\" Destination=\"{ACS}\" InResponseTo=\"{REQUEST}\"><saml:Issuer>{IDP}</saml:Issuer><samlp:Extensions>{inner}</samlp:Extensions><samlp:Status><samlp:StatusCode Value=\"urn:oasis:names:tc:SAML:2.0:status:Success\"/></samlp:Status>{}</samlp:Response>",
         Utc::now().to_rfc3339(),
-        evil(&signed, "_evil")
+        evil_copy(&signed, "_evil", "anna@chalmers.se", "mallory@chalmers.se")
     );
     assert!(matches!(
         f.check_xml(&attack),

@@ -281,7 +281,7 @@ fn BackupTable(
     }
     view! {
         <table class="table" data-testid="backups">
-            <thead><tr><th>"#"</th><th>"Started (UTC)"</th><th>"By"</th><th>"Database"</th><th>"Outcome"</th><th>"Size"</th><th>"sha256"</th><th></th></tr></thead>
+            <thead><tr><th>"#"</th><th>"Started (UTC)"</th><th>"By"</th><th>"Database"</th><th>"Outcome"</th><th>"Size"</th><th>"Took"</th><th>"File and sha256"</th><th></th></tr></thead>
             <tbody>
                 {backups.into_iter().map(|b| {
                     let class = match b.outcome {
@@ -323,7 +323,14 @@ fn BackupTable(
                                 {(!b.reason.is_empty()).then(|| view! { <div class="reason small">{b.reason.clone()}</div> })}
                             </td>
                             <td class="nowrap" data-testid="backup-size">{size}</td>
-                            <td><code class="small">{b.sha256.clone()}</code></td>
+                            <td class="nowrap">{b.duration_ms.map(|ms| crate::deploy::seconds(ms as i64))}</td>
+                            <td class="file">
+                                {b.file_name.clone().map(|f| view! { <div data-testid="backup-file">{f}</div> })}
+                                {b.sha256.clone().map(|h| view! { <code class="small hash" title="sha256">{h}</code> })}
+                                {b.deploy_id.map(|d| view! {
+                                    <div class="muted small">"during deploy "<a href=format!("/deploys/{d}")>{format!("#{d}")}</a></div>
+                                })}
+                            </td>
                             <td>{actions}</td>
                         </tr>
                     }

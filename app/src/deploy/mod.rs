@@ -14,7 +14,7 @@ pub mod ssr;
 mod store;
 mod view;
 
-pub use view::{DeployPage, DeploysPage};
+pub use view::{DeployPage, DeploysPage, seconds};
 
 /// The options the guide names.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -19,7 +19,8 @@ fn outcome_class(o: Outcome) -> &'static str {
     }
 }
 
-fn seconds(ms: i64) -> String {
+/// A duration in milliseconds as the tables show it ("12.3 s").
+pub fn seconds(ms: i64) -> String {
     format!("{:.1} s", ms as f64 / 1000.0)
 }
 
