@@ -15,6 +15,7 @@ pub mod environment;
 pub mod error;
 pub mod health;
 mod live;
+pub mod overview;
 mod pages;
 
 #[cfg(feature = "ssr")]
@@ -101,7 +102,7 @@ pub fn App() -> impl IntoView {
                 </nav>
                 <main class="content">
                     <Routes fallback=pages::NotFound>
-                        <Route path=path!("/") view=pages::OverviewPage/>
+                        <Route path=path!("/") view=overview::OverviewPage/>
                         <Route path=path!("/health") view=health::HealthPage/>
                         <Route path=path!("/deploys") view=deploy::DeploysPage/>
                         <Route path=path!("/deploys/:id") view=deploy::DeployPage/>

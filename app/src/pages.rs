@@ -1,21 +1,8 @@
-//! The overview and the not-found page; every capability has its own folder with its pages.
+//! The not-found page; the overview is `overview.rs`, and every capability has its own folder with
+//! its pages.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-
-use crate::engine::{EngineCard, ProjectCard};
-
-#[component]
-pub fn OverviewPage() -> impl IntoView {
-    view! {
-        <Title text="Overview"/>
-        <h1>"Overview"</h1>
-        <div class="cards">
-            <EngineCard/>
-            <ProjectCard/>
-        </div>
-    }
-}
 
 #[component]
 pub fn NotFound() -> impl IntoView {

@@ -75,4 +75,62 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
         assert!(!source.contains(&secret), "a secret value is in the page");
     }
     browser.screenshot("deploys").await;
+
+    // The overview sums it up: every service healthy, this deploy, no backup yet, and the audit's
+    // counts as the Environment page's findings give them; then a service stops, live.
+    browser.open_hydrated(&format!("{}/", console.url)).await;
+    browser
+        .wait_for("[data-testid=overview-deploy-state][data-outcome=succeeded]")
+        .await;
+    let deploy = browser
+        .wait_for("[data-testid=overview-deploy]")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(deploy.contains("Deploy #1 succeeded"), "{deploy}");
+    assert!(deploy.contains("Ada Admin"), "{deploy}");
+    browser
+        .wait_for("[data-testid=overview-backup-state][data-state=none]")
+        .await;
+    let (_, report) = console.call("environment_report", &[]).await;
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let count = |severity: &str| {
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["severity"] == severity)
+            .count()
+            .to_string()
+    };
+    let audit = browser.wait_for("[data-testid=overview-audit-state]").await;
+    assert_eq!(
+        audit.attr("data-errors").await.unwrap(),
+        Some(count("Error"))
+    );
+    assert_eq!(
+        audit.attr("data-warnings").await.unwrap(),
+        Some(count("Warning"))
+    );
+    browser
+        .wait_for_text(
+            "[data-testid=overview-services-state]",
+            Duration::from_secs(30),
+            |t| t == "7 of 7 healthy",
+        )
+        .await;
+    browser.screenshot("overview").await;
+    project.compose_ok(&["stop", "redis"]);
+    browser
+        .wait_for_text(
+            "[data-testid=overview-services-state]",
+            Duration::from_secs(30),
+            |t| t.ends_with(" of 7 healthy") && !t.starts_with("7 of 7"),
+        )
+        .await;
+    browser
+        .wait_for("[data-testid=overview-service][data-service=redis]")
+        .await;
+    browser.screenshot("overview-redis-down").await;
 }

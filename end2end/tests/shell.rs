@@ -30,7 +30,6 @@ async fn the_shell_hydrates_and_navigates_between_the_pages() {
     assert!(badge.starts_with("Reachable — Docker "), "{badge}");
     let project = browser.wait_for("[data-testid=project-name]").await;
     assert_eq!(project.text().await.unwrap(), "epsm");
-    browser.screenshot("overview").await;
 
     // Client-side navigation: a mark left on `window` survives only if no page is reloaded.
     browser
@@ -98,5 +97,8 @@ async fn a_dead_engine_turns_the_overview_red_with_the_reason() {
         reason,
         "Docker engine not reachable at unix:///nonexistent/docker.sock: the socket does not exist (is dockerd running?)"
     );
+    browser
+        .wait_for("[data-testid=overview-services-state][data-state=unreachable]")
+        .await;
     browser.screenshot("overview-engine-unreachable").await;
 }

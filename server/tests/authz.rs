@@ -80,6 +80,7 @@ async fn every_page_function_and_route_gives_each_role_exactly_its_outcome() {
         ("POST", "/api/deploy_get", &[("id", "1")], everyone),
         ("POST", "/api/backup_list", &[], everyone),
         ("POST", "/api/backup_policy", &[], everyone),
+        ("POST", "/api/overview", &[], everyone),
         ("GET", "/api/health/events", &[], everyone),
         ("GET", "/api/logs/backend", &[], everyone),
         ("GET", "/api/deploys/1/events", &[], everyone),

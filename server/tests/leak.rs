@@ -24,6 +24,7 @@ const SERVER_FNS: &[&str] = &[
     "health_report",
     "deploy_list",
     "backup_list",
+    "overview",
 ];
 
 #[tokio::test]

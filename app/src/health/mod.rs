@@ -15,7 +15,7 @@ pub mod probe;
 pub mod ssr;
 mod view;
 
-pub use view::HealthPage;
+pub use view::{FollowedReport, HealthPage, follow_health};
 
 /// One probe round's picture of the project, as every viewer sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -244,6 +244,11 @@ pub fn in_restart_loop(
     up_for_secs: Option<i64>,
 ) -> bool {
     restarting || restarts_in_window >= 2 || (restarts >= 3 && up_for_secs.is_some_and(|s| s < 60))
+}
+
+/// The plural "s" of a count: `format!("{n} worker{}", plural(n))`.
+pub fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 /// "42 s", "5 min", "3 h", "2 days": how long, as a row shows it.

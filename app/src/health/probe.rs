@@ -198,7 +198,10 @@ pub fn judge(
         Judge::CeleryPong => {
             if exit_code == Some(0) && stdout.contains("pong") {
                 let nodes = stdout.matches("pong").count();
-                Ok(format!("{nodes} worker{} answered pong", plural(nodes)))
+                Ok(format!(
+                    "{nodes} worker{} answered pong",
+                    super::plural(nodes)
+                ))
             } else {
                 Err(said().to_string())
             }
@@ -265,10 +268,6 @@ fn last_line(text: &str) -> Option<&str> {
 fn first_chars(text: &str, n: usize) -> String {
     let t: String = text.trim().chars().take(n).collect();
     if t.is_empty() { "(empty)".into() } else { t }
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }
 
 #[cfg(test)]

@@ -15,8 +15,17 @@ use crate::engine::EngineState;
 /// Lines a log view keeps; older ones scroll away.
 const LOG_LINES_KEPT: usize = 1000;
 
-#[component]
-pub fn HealthPage() -> impl IntoView {
+/// The health report as a page shows it: the one the server has when it renders (`initial`), then
+/// every one the monitor publishes (`live`, over `/api/health/events`), and whether that stream is
+/// open (`following`).
+pub struct FollowedReport {
+    pub initial: Resource<Result<HealthReport, crate::error::AppError>>,
+    pub live: RwSignal<Option<HealthReport>>,
+    pub following: RwSignal<bool>,
+}
+
+/// Starts following the health monitor for the calling page (the stream closes with the page).
+pub fn follow_health() -> FollowedReport {
     let initial = Resource::new(|| (), |_| get_health_report());
     let live = RwSignal::new(None::<HealthReport>);
     let following = RwSignal::new(false);
@@ -28,6 +37,20 @@ pub fn HealthPage() -> impl IntoView {
             move |open| following.set(open),
         );
     });
+    FollowedReport {
+        initial,
+        live,
+        following,
+    }
+}
+
+#[component]
+pub fn HealthPage() -> impl IntoView {
+    let FollowedReport {
+        initial,
+        live,
+        following,
+    } = follow_health();
     view! {
         <Title text="Health"/>
         <h1>"Health"</h1>
