@@ -81,6 +81,53 @@ async fn the_shell_hydrates_and_navigates_between_the_pages() {
     let table = browser.wait_for("[data-testid=audit-table]").await;
     assert!(table.text().await.unwrap().contains("console.start"));
     browser.screenshot("audit-log").await;
+
+    // Filtered to logins (client-side: the address carries the filter, the page is not reloaded).
+    browser
+        .wait_for("[data-testid=audit-filter-action] option[value=auth]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .click_when_ready("[data-testid=audit-filter-apply]")
+        .await;
+    browser
+        .wait_for_count(
+            "tr[data-testid=audit-row]:not([data-action^='auth.'])",
+            0,
+            std::time::Duration::from_secs(10),
+        )
+        .await;
+    browser
+        .wait_for("tr[data-testid=audit-row][data-action='auth.login']")
+        .await;
+    let url = browser.client.current_url().await.unwrap();
+    assert!(
+        url.query_pairs().any(|(k, v)| k == "action" && v == "auth"),
+        "the address carries the filter: {url}"
+    );
+    let kept = browser
+        .client
+        .execute("return window.epsmNoReload === true;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(kept, serde_json::json!(true), "filtering reloaded the page");
+    // Someone who did nothing: an empty result, said as such.
+    browser
+        .wait_for("[data-testid=audit-filter-actor]")
+        .await
+        .send_keys("nobody-at-all")
+        .await
+        .unwrap();
+    browser
+        .click_when_ready("[data-testid=audit-filter-apply]")
+        .await;
+    let empty = browser.wait_for("[data-testid=audit-empty]").await;
+    assert_eq!(
+        empty.text().await.unwrap(),
+        "Nothing recorded matches these filters."
+    );
 }
 
 #[tokio::test]

@@ -130,7 +130,7 @@ async fn start_and_graceful_stop_are_recorded_in_the_audit_log() {
     let store = Store::open(&console.data_dir.path().join("data"))
         .await
         .unwrap();
-    let log = store.audit_log(10).await.unwrap();
+    let log = store.audit_log(&Default::default(), 10).await.unwrap();
     let actions: Vec<_> = log
         .iter()
         .map(|e| (e.action.as_str(), e.actor.as_str(), e.outcome))

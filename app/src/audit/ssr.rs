@@ -1,6 +1,6 @@
 //! Writing and reading the audit log. Every feature records its actions through `Store::record`.
 
-use super::{AuditEntry, AuditEvent, Outcome};
+use super::{AuditEntry, AuditEvent, AuditFilter, Outcome};
 use crate::store::{Store, StoreError, now_text, parse_time, query_failed};
 
 impl Store {
@@ -22,15 +22,54 @@ impl Store {
         Ok(id)
     }
 
-    /// The newest `limit` events, newest first.
-    pub async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
-        let rows: Vec<(i64, String, String, String, String, String, String)> = sqlx::query_as(
-            "SELECT id, at, actor, action, target, outcome, detail FROM audit_log ORDER BY id DESC LIMIT ?",
-        )
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await
-        .map_err(query_failed("read audit log"))?;
+    /// The newest `limit` events that match `filter`, newest first.
+    pub async fn audit_log(
+        &self,
+        filter: &AuditFilter,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "SELECT id, at, actor, action, target, outcome, detail FROM audit_log WHERE 1 = 1",
+        );
+        if let Some(action) = filter
+            .action
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+        {
+            // The action itself, or its family: "deploy" is deploy.start, deploy.finish, ...
+            query
+                .push(" AND (action = ")
+                .push_bind(action)
+                .push(" OR substr(action, 1, length(")
+                .push_bind(action)
+                .push(") + 1) = ")
+                .push_bind(format!("{action}."))
+                .push(")");
+        }
+        if let Some(actor) = filter
+            .actor
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+        {
+            query
+                .push(" AND instr(lower(actor), lower(")
+                .push_bind(actor)
+                .push(")) > 0");
+        }
+        if let Some(outcome) = filter.outcome {
+            query.push(" AND outcome = ").push_bind(outcome.as_str());
+        }
+        if let Some(before) = filter.before {
+            query.push(" AND id < ").push_bind(before);
+        }
+        query.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+        let rows: Vec<(i64, String, String, String, String, String, String)> = query
+            .build_query_as()
+            .fetch_all(self.pool())
+            .await
+            .map_err(query_failed("read audit log"))?;
         Ok(rows
             .into_iter()
             .map(
@@ -58,6 +97,96 @@ mod tests {
     use super::*;
     use chrono::Utc;
 
+    fn all() -> AuditFilter {
+        AuditFilter::default()
+    }
+
+    #[tokio::test]
+    async fn filters_by_action_family_actor_and_outcome_and_pages_older_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let events = [
+            ("system", "console.start", Outcome::Ok),
+            ("Anna A (anna@chalmers.se)", "deploy.start", Outcome::Ok),
+            (
+                "Anna A (anna@chalmers.se)",
+                "deploy.finish",
+                Outcome::Failed,
+            ),
+            ("Bo B (bo@chalmers.se)", "deploy.start", Outcome::Refused),
+            ("Bo B (bo@chalmers.se)", "deployment.weird", Outcome::Ok),
+            ("Bo B (bo@chalmers.se)", "backup.create", Outcome::Ok),
+        ];
+        let mut ids = Vec::new();
+        for (actor, action, outcome) in events {
+            ids.push(
+                store
+                    .record(AuditEvent {
+                        actor: actor.into(),
+                        action: action.into(),
+                        target: String::new(),
+                        outcome,
+                        detail: String::new(),
+                    })
+                    .await
+                    .unwrap(),
+            );
+        }
+        let actions = |filter: AuditFilter| {
+            let store = &store;
+            async move {
+                store
+                    .audit_log(&filter, 100)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| format!("{} {}", e.action, e.outcome.as_str()))
+                    .collect::<Vec<_>>()
+            }
+        };
+        let family = |a: &str| AuditFilter {
+            action: Some(a.into()),
+            ..all()
+        };
+        // A family is the prefix up to a dot: "deploy" is not "deployment".
+        assert_eq!(
+            actions(family("deploy")).await,
+            [
+                "deploy.start refused",
+                "deploy.finish failed",
+                "deploy.start ok"
+            ]
+        );
+        assert_eq!(
+            actions(family("deploy.start")).await,
+            ["deploy.start refused", "deploy.start ok"]
+        );
+        assert_eq!(actions(family("deploy%")).await, Vec::<String>::new());
+        let anna = AuditFilter {
+            actor: Some("ANNA@".into()),
+            ..all()
+        };
+        assert_eq!(
+            actions(anna).await,
+            ["deploy.finish failed", "deploy.start ok"]
+        );
+        let refused = AuditFilter {
+            outcome: Some(Outcome::Refused),
+            ..all()
+        };
+        assert_eq!(actions(refused).await, ["deploy.start refused"]);
+        // The next page: entries older than the last one shown, the filters kept.
+        let older = AuditFilter {
+            before: Some(ids[3]),
+            ..family("deploy")
+        };
+        assert_eq!(
+            actions(older).await,
+            ["deploy.finish failed", "deploy.start ok"]
+        );
+        assert_eq!(actions(all()).await.len(), 6);
+    }
+
     #[tokio::test]
     async fn recorded_events_come_back_newest_first_with_their_fields() {
         let dir = tempfile::tempdir().unwrap();
@@ -80,7 +209,7 @@ mod tests {
             })
             .await
             .unwrap();
-        let log = store.audit_log(10).await.unwrap();
+        let log = store.audit_log(&all(), 10).await.unwrap();
         assert_eq!(log.len(), 2);
         assert_eq!(log[0].id, id);
         assert_eq!(log[0].actor, "anna@chalmers.se");
@@ -89,7 +218,7 @@ mod tests {
         assert_eq!(log[1].action, "console.start");
         assert!(log[0].at >= log[1].at);
         assert!(Utc::now() - log[0].at < chrono::Duration::minutes(1));
-        assert_eq!(store.audit_log(1).await.unwrap().len(), 1);
+        assert_eq!(store.audit_log(&all(), 1).await.unwrap().len(), 1);
     }
 
     #[tokio::test]
@@ -102,7 +231,7 @@ mod tests {
             .await
             .unwrap();
         let reopened = Store::open(dir.path()).await.unwrap();
-        assert_eq!(reopened.audit_log(10).await.unwrap().len(), 1);
+        assert_eq!(reopened.audit_log(&all(), 10).await.unwrap().len(), 1);
     }
 
     #[tokio::test]
