@@ -148,12 +148,45 @@ async fn a_full_disk_a_killed_database_or_console_leave_no_file_and_the_command_
     assert_eq!(list[0].outcome, BackupOutcome::Failed, "{list:?}");
     assert_eq!(list[0].size_bytes, None, "a failed backup has no size");
 
+    // The browser gone mid-dump (its request dropped, as a closed tab or a proxy's timeout does): the
+    // backup belongs to the console, not to the request, and ends on its own.
+    project.compose_ok(&["up", "-d", "--wait", "--wait-timeout", "120", "database"]);
+    let reply = start_and_watch_progress(&console).await;
+    // Meanwhile a second click is refused, naming the running backup.
+    let (status, body) = console.call("backup_start", &[]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("is running"), "{body}");
+    reply.abort();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let finished = loop {
+        let (_, list) = console.call("backup_list", &[]).await;
+        let newest = backups(&list).remove(0);
+        if newest.outcome != BackupOutcome::Running {
+            break newest;
+        }
+        assert!(Instant::now() < deadline, "still running: {newest:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        finished.outcome,
+        BackupOutcome::Succeeded,
+        "{}",
+        finished.reason
+    );
+    let finished_file = finished.file_name.clone().unwrap();
+    assert_eq!(files(dir.path()), vec![finished_file.clone()]);
+
     // The console killed mid-dump: the next start (here the command line) marks that backup failed,
     // removes its partial file, and backs up.
-    project.compose_ok(&["up", "-d", "--wait", "--wait-timeout", "120", "database"]);
     let _reply = start_and_watch_progress(&console).await;
     console.kill();
-    assert_eq!(files(dir.path()).len(), 1, "the partial file is there");
+    let partial = |dir: &Path| {
+        files(dir)
+            .into_iter()
+            .filter(|f| f.starts_with(".partial-"))
+            .count()
+    };
+    assert_eq!(partial(dir.path()), 1, "the partial file is there");
     let out = console.run(&["backup", "--format", "plain"]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -185,7 +218,11 @@ async fn a_full_disk_a_killed_database_or_console_leave_no_file_and_the_command_
         "{}",
         interrupted.reason
     );
-    assert_eq!(files(dir.path()), vec![cli.file_name.clone().unwrap()]);
+    let mut expected = vec![cli.file_name.clone().unwrap(), finished_file];
+    let mut found = files(dir.path());
+    expected.sort();
+    found.sort();
+    assert_eq!(found, expected);
     console.stop();
 
     // The schedule: a backup every 2 s (six-field cron, seconds first), recorded as "schedule (...)".

@@ -92,13 +92,63 @@ pub struct BackupPolicy {
     pub keep_days: u32,
 }
 
+/// How long "Back up now" waits for its backup to end before it answers with the running record (the
+/// page then follows the backup in the list); below the 30 s a request may take.
+#[cfg(feature = "ssr")]
+const REPLY_WITHIN: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Starts a backup and answers with its record: finished (succeeded, or the failure as an error) when
+/// it ends within `REPLY_WITHIN`, else running. The backup is the console's own task: a closed tab or a
+/// timed-out request does not stop it. A second one while one runs is refused, naming it.
 #[server(endpoint = "backup_start")]
 pub async fn start_backup(#[server(default)] format: BackupFormat) -> Result<Backup, AppError> {
+    use crate::audit::{AuditEvent, Outcome};
     let actor = crate::auth::require(crate::auth::Role::Deployer).await?;
     let state = expect_context::<crate::state::AppState>();
-    ssr::backup_now(&(&state).into(), &actor.name, format)
+    let Some(turn) = ssr::Turn::now() else {
+        let running = state
+            .store
+            .backups(20)
+            .await?
+            .into_iter()
+            .find(|b| b.outcome == BackupOutcome::Running);
+        let reason = match running {
+            Some(b) => format!(
+                "backup #{} (by {}) is running; its row shows its progress",
+                b.id, b.actor
+            ),
+            None => "another backup is running".to_string(),
+        };
+        state
+            .store
+            .record(AuditEvent {
+                actor: actor.name,
+                action: "backup.create".into(),
+                target: String::new(),
+                outcome: Outcome::Refused,
+                detail: reason.clone(),
+            })
+            .await?;
+        return Err(AppError::Invalid(reason).replied());
+    };
+    let failed = |e: ssr::BackupError| AppError::Unavailable(e.to_string()).replied();
+    let started = ssr::begin(&(&state).into(), turn, &actor.name, format)
         .await
-        .map_err(|e| AppError::Unavailable(e.to_string()).replied())
+        .map_err(failed)?;
+    let id = started.id;
+    let task = tokio::spawn({
+        let state = state.clone();
+        async move { started.run(&(&state).into()).await }
+    });
+    match tokio::time::timeout(REPLY_WITHIN, task).await {
+        Ok(Ok(result)) => result.map_err(failed),
+        Ok(Err(e)) => Err(AppError::Unavailable(format!("backup #{id} stopped: {e}")).replied()),
+        Err(_) => state
+            .store
+            .backup(id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("backup #{id} has no record")).replied()),
+    }
 }
 
 /// The backups, newest first; a running one's size is its bytes so far.
@@ -206,7 +256,28 @@ pub fn BackupsPage() -> impl IntoView {
                     </button>
                 </ActionForm>
                 {move || start.value().get().map(|r| match r {
-                    Ok(b) => view! { <p class="status ok" data-testid="backup-result">{format!("Backup #{} done: {}", b.id, b.file_name.unwrap_or_default())}</p> }.into_any(),
+                    Ok(replied) => {
+                        // A reply sent while the backup still ran: the list (re-read every second
+                        // meanwhile) tells how it ends.
+                        let b = backups
+                            .get()
+                            .and_then(Result::ok)
+                            .and_then(|list| list.into_iter().find(|b| b.id == replied.id))
+                            .unwrap_or(replied);
+                        match b.outcome {
+                            BackupOutcome::Running => view! {
+                                <p class="status warn" data-testid="backup-result">
+                                    {format!("Backup #{} is running: its row below shows the bytes so far.", b.id)}
+                                </p>
+                            }.into_any(),
+                            BackupOutcome::Failed => view! {
+                                <p class="error-box" role="alert" data-testid="backup-error">{format!("backup #{} failed: {}", b.id, b.reason)}</p>
+                            }.into_any(),
+                            _ => view! {
+                                <p class="status ok" data-testid="backup-result">{format!("Backup #{} done: {}", b.id, b.file_name.unwrap_or_default())}</p>
+                            }.into_any(),
+                        }
+                    }
                     Err(e) => view! { <p class="error-box" role="alert" data-testid="backup-error">{e.to_string()}</p> }.into_any(),
                 })}
             </section>

@@ -100,13 +100,58 @@ pub async fn recover_interrupted(config: &Config, store: &Store) -> Result<usize
     store.interrupt_backups().await
 }
 
-/// Backs up the project's database now; returns the record (succeeded or failed).
+/// This process's turn to back up (backups run one at a time; the lock file orders processes).
+pub struct Turn {
+    _held: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Turn {
+    /// Waits until no other backup of this process runs.
+    pub async fn wait() -> Turn {
+        Turn {
+            _held: ONE_AT_A_TIME.lock().await,
+        }
+    }
+
+    /// The turn now, or None while another backup of this process runs.
+    pub fn now() -> Option<Turn> {
+        ONE_AT_A_TIME
+            .try_lock()
+            .ok()
+            .map(|held| Turn { _held: held })
+    }
+}
+
+/// A backup whose record exists (`running`) and that has its turn; `run` takes it.
+pub struct Started {
+    pub id: i64,
+    actor: String,
+    user: String,
+    database: String,
+    format: BackupFormat,
+    env: std::collections::BTreeMap<String, String>,
+    _turn: Turn,
+}
+
+/// Backs up the project's database now, waiting for its turn; returns the record (succeeded or failed).
 pub async fn backup_now(
     state: &Backups<'_>,
     actor: &str,
     format: BackupFormat,
 ) -> Result<Backup, BackupError> {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    begin(state, Turn::wait().await, actor, format)
+        .await?
+        .run(state)
+        .await
+}
+
+/// Records a backup as running (who, database, format, the deploy that is current).
+pub async fn begin(
+    state: &Backups<'_>,
+    turn: Turn,
+    actor: &str,
+    format: BackupFormat,
+) -> Result<Started, BackupError> {
     let env = crate::environment::ssr::env_values(state.config);
     let value = |keys: &[&str]| {
         keys.iter()
@@ -125,52 +170,76 @@ pub async fn backup_now(
         .store
         .insert_backup(actor, &database, format, deploy_id)
         .await?;
-    let scrubber = state
-        .masker
-        .scrubber(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let started = Instant::now();
-    let dir = state.config.backups_dir();
-    let result = dump(state, &dir, id, &user, &database, format).await;
-    let duration_ms = started.elapsed().as_millis() as u64;
-    let (outcome, detail) = match &result {
-        Ok(done) => {
-            state.store.finish_backup(id, Ok(done), duration_ms).await?;
-            (
-                AuditOutcome::Ok,
-                format!(
-                    "{} ({} bytes, sha256 {})",
-                    done.file_name, done.size_bytes, done.sha256
-                ),
-            )
-        }
-        Err(reason) => {
-            let reason = scrubber.scrub(reason);
-            state
-                .store
-                .finish_backup(id, Err(&reason), duration_ms)
-                .await?;
-            (AuditOutcome::Failed, reason)
-        }
-    };
-    state
-        .store
-        .record(AuditEvent {
-            actor: actor.into(),
-            action: "backup.create".into(),
-            target: format!("backup #{id}"),
-            outcome,
-            detail: detail.clone(),
-        })
-        .await?;
-    if result.is_ok() {
-        apply_retention(state, actor).await?;
-    }
-    match result {
-        Ok(_) => Ok(state.store.backup(id).await?.ok_or(BackupError::Failed {
+    Ok(Started {
+        id,
+        actor: actor.into(),
+        user,
+        database,
+        format,
+        env,
+        _turn: turn,
+    })
+}
+
+impl Started {
+    /// Dumps, verifies and keeps the backup (or records why not), audits it, applies retention.
+    pub async fn run(self, state: &Backups<'_>) -> Result<Backup, BackupError> {
+        let Started {
             id,
-            reason: "its record is gone".into(),
-        })?),
-        Err(_) => Err(BackupError::Failed { id, reason: detail }),
+            actor,
+            user,
+            database,
+            format,
+            env,
+            _turn,
+        } = self;
+        let scrubber = state
+            .masker
+            .scrubber(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let started = Instant::now();
+        let dir = state.config.backups_dir();
+        let result = dump(state, &dir, id, &user, &database, format).await;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let (outcome, detail) = match &result {
+            Ok(done) => {
+                state.store.finish_backup(id, Ok(done), duration_ms).await?;
+                (
+                    AuditOutcome::Ok,
+                    format!(
+                        "{} ({} bytes, sha256 {})",
+                        done.file_name, done.size_bytes, done.sha256
+                    ),
+                )
+            }
+            Err(reason) => {
+                let reason = scrubber.scrub(reason);
+                state
+                    .store
+                    .finish_backup(id, Err(&reason), duration_ms)
+                    .await?;
+                (AuditOutcome::Failed, reason)
+            }
+        };
+        state
+            .store
+            .record(AuditEvent {
+                actor: actor.clone(),
+                action: "backup.create".into(),
+                target: format!("backup #{id}"),
+                outcome,
+                detail: detail.clone(),
+            })
+            .await?;
+        if result.is_ok() {
+            apply_retention(state, &actor).await?;
+        }
+        match result {
+            Ok(_) => Ok(state.store.backup(id).await?.ok_or(BackupError::Failed {
+                id,
+                reason: "its record is gone".into(),
+            })?),
+            Err(_) => Err(BackupError::Failed { id, reason: detail }),
+        }
     }
 }
 
