@@ -42,12 +42,15 @@ pub async fn prune(target: PruneTarget, confirm: Option<String>) -> Result<Prune
     let actor = crate::auth::require(crate::auth::Role::Admin).await?;
     let state = expect_context::<crate::state::AppState>();
     let project = state.config.project.name.clone();
-    let event = |outcome, detail: String| AuditEvent {
-        actor: actor.name.clone(),
-        action: target.action().into(),
-        target: project.clone(),
-        outcome,
-        detail,
+    let event = {
+        let (actor, project) = (actor.name.clone(), project.clone());
+        move |outcome, detail: String| AuditEvent {
+            actor: actor.clone(),
+            action: target.action().into(),
+            target: project.clone(),
+            outcome,
+            detail,
+        }
     };
     if target.needs_confirmation() && confirm.as_deref().map(str::trim) != Some(project.as_str()) {
         state
@@ -61,35 +64,43 @@ pub async fn prune(target: PruneTarget, confirm: Option<String>) -> Result<Prune
             AppError::Invalid(format!("type the project name ({project}) to confirm")).replied(),
         );
     }
-    let result = match target {
-        PruneTarget::BuildCache => state.engine.prune_build_cache().await,
-        PruneTarget::StoppedContainers => state.engine.prune_project_containers(&project).await,
-        PruneTarget::DanglingImages => state.engine.prune_dangling_images().await,
-    };
-    match result {
-        Ok((removed, freed_bytes)) => {
-            state
-                .store
-                .record(event(
-                    Outcome::Ok,
-                    format!("removed {removed}, freed {}", human_bytes(freed_bytes)),
-                ))
-                .await?;
-            state.health.refresh();
-            Ok(PruneReport {
-                target,
-                removed,
-                freed_bytes,
-            })
+    // The prune runs to its end, and into the audit log, in a task of its own: a request that goes
+    // away first (a closed tab, the request timeout) would otherwise leave a prune the engine finishes
+    // and nobody records.
+    tokio::spawn(async move {
+        let result = match target {
+            PruneTarget::BuildCache => state.engine.prune_build_cache().await,
+            PruneTarget::StoppedContainers => state.engine.prune_project_containers(&project).await,
+            PruneTarget::DanglingImages => state.engine.prune_dangling_images().await,
+        };
+        match result {
+            Ok((removed, freed_bytes)) => {
+                state
+                    .store
+                    .record(event(
+                        Outcome::Ok,
+                        format!("removed {removed}, freed {}", human_bytes(freed_bytes)),
+                    ))
+                    .await?;
+                state.health.refresh();
+                Ok(PruneReport {
+                    target,
+                    removed,
+                    freed_bytes,
+                })
+            }
+            Err(e) => {
+                state
+                    .store
+                    .record(event(Outcome::Failed, e.to_string()))
+                    .await?;
+                Err(e.into())
+            }
         }
-        Err(e) => {
-            state
-                .store
-                .record(event(Outcome::Failed, e.to_string()))
-                .await?;
-            Err(e.into())
-        }
-    }
+    })
+    .await
+    .map_err(|e| AppError::Unavailable(format!("the prune stopped: {e}")))?
+    .map_err(AppError::replied)
 }
 
 pub fn human_bytes(bytes: u64) -> String {
