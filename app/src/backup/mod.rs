@@ -92,63 +92,15 @@ pub struct BackupPolicy {
     pub keep_days: u32,
 }
 
-/// How long "Back up now" waits for its backup to end before it answers with the running record (the
-/// page then follows the backup in the list); below the 30 s a request may take.
-#[cfg(feature = "ssr")]
-const REPLY_WITHIN: std::time::Duration = std::time::Duration::from_secs(20);
-
-/// Starts a backup and answers with its record: finished (succeeded, or the failure as an error) when
-/// it ends within `REPLY_WITHIN`, else running. The backup is the console's own task: a closed tab or a
-/// timed-out request does not stop it. A second one while one runs is refused, naming it.
+/// "Back up now": the backup's record, finished or (after a while) still running; a second one while
+/// one runs is refused, naming it (`ssr::start_for_page`).
 #[server(endpoint = "backup_start")]
 pub async fn start_backup(#[server(default)] format: BackupFormat) -> Result<Backup, AppError> {
-    use crate::audit::{AuditEvent, Outcome};
     let actor = crate::auth::require(crate::auth::Role::Deployer).await?;
     let state = expect_context::<crate::state::AppState>();
-    let Some(turn) = ssr::Turn::now() else {
-        let running = state
-            .store
-            .backups(20)
-            .await?
-            .into_iter()
-            .find(|b| b.outcome == BackupOutcome::Running);
-        let reason = match running {
-            Some(b) => format!(
-                "backup #{} (by {}) is running; its row shows its progress",
-                b.id, b.actor
-            ),
-            None => "another backup is running".to_string(),
-        };
-        state
-            .store
-            .record(AuditEvent {
-                actor: actor.name,
-                action: "backup.create".into(),
-                target: String::new(),
-                outcome: Outcome::Refused,
-                detail: reason.clone(),
-            })
-            .await?;
-        return Err(AppError::Invalid(reason).replied());
-    };
-    let failed = |e: ssr::BackupError| AppError::Unavailable(e.to_string()).replied();
-    let started = ssr::begin(&(&state).into(), turn, &actor.name, format)
+    ssr::start_for_page(state, &actor.name, format)
         .await
-        .map_err(failed)?;
-    let id = started.id;
-    let task = tokio::spawn({
-        let state = state.clone();
-        async move { started.run(&(&state).into()).await }
-    });
-    match tokio::time::timeout(REPLY_WITHIN, task).await {
-        Ok(Ok(result)) => result.map_err(failed),
-        Ok(Err(e)) => Err(AppError::Unavailable(format!("backup #{id} stopped: {e}")).replied()),
-        Err(_) => state
-            .store
-            .backup(id)
-            .await?
-            .ok_or_else(|| AppError::NotFound(format!("backup #{id} has no record")).replied()),
-    }
+        .map_err(AppError::replied)
 }
 
 /// The backups, newest first; a running one's size is its bytes so far.
@@ -399,7 +351,7 @@ fn BackupTable(
                                 {b.file_name.clone().map(|f| view! { <div data-testid="backup-file">{f}</div> })}
                                 {b.sha256.clone().map(|h| view! { <code class="small hash" title="sha256">{h}</code> })}
                                 {b.deploy_id.map(|d| view! {
-                                    <div class="muted small">"during deploy "<a href=format!("/deploys/{d}")>{format!("#{d}")}</a></div>
+                                    <div class="muted small">"at deploy "<a href=format!("/deploys/{d}")>{format!("#{d}")}</a></div>
                                 })}
                             </td>
                             <td>{actions}</td>

@@ -243,6 +243,66 @@ impl Started {
     }
 }
 
+/// How long "Back up now" waits for its backup to end before it answers with the running record (the
+/// page then follows the backup in the list); below the 30 s a request may take.
+const REPLY_WITHIN: Duration = Duration::from_secs(20);
+
+/// The page's "Back up now": answers with the backup's record, finished (succeeded, or the failure as
+/// an error) when it ends within `REPLY_WITHIN`, else running. The backup is the console's own task,
+/// not the request's: a closed tab or a timed-out request does not stop it. A second one while one
+/// runs is refused, naming it (and audited).
+pub async fn start_for_page(
+    state: AppState,
+    actor: &str,
+    format: BackupFormat,
+) -> Result<Backup, crate::error::AppError> {
+    use crate::error::AppError;
+    let Some(turn) = Turn::now() else {
+        let running = state
+            .store
+            .backups(20)
+            .await?
+            .into_iter()
+            .find(|b| b.outcome == BackupOutcome::Running);
+        let reason = match running {
+            Some(b) => format!(
+                "backup #{} (by {}) is running; its row shows its progress",
+                b.id, b.actor
+            ),
+            None => "another backup is running".to_string(),
+        };
+        state
+            .store
+            .record(AuditEvent {
+                actor: actor.into(),
+                action: "backup.create".into(),
+                target: String::new(),
+                outcome: AuditOutcome::Refused,
+                detail: reason.clone(),
+            })
+            .await?;
+        return Err(AppError::Invalid(reason));
+    };
+    let failed = |e: BackupError| AppError::Unavailable(e.to_string());
+    let started = begin(&(&state).into(), turn, actor, format)
+        .await
+        .map_err(failed)?;
+    let id = started.id;
+    let task = tokio::spawn({
+        let state = state.clone();
+        async move { started.run(&(&state).into()).await }
+    });
+    match tokio::time::timeout(REPLY_WITHIN, task).await {
+        Ok(Ok(result)) => result.map_err(failed),
+        Ok(Err(e)) => Err(AppError::Unavailable(format!("backup #{id} stopped: {e}"))),
+        Err(_) => state
+            .store
+            .backup(id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("backup #{id} has no record"))),
+    }
+}
+
 /// Takes a backup at each time of `backups.schedule` until `stop`; recorded with the actor
 /// "schedule". A failure is recorded (and logged) like any other; the next time comes anyway.
 pub async fn run_schedule(
