@@ -22,8 +22,9 @@ row "server binary" "$(kib "$(stat -c %s target/release/epsm-ops)")" "size of ta
 step "idle RSS"
 data=$(mktemp -d)
 port=$(free_port)
+# The development IdP: a bench machine has no way to the Chalmers IdP's metadata.
 EPSM_OPS_LISTEN=127.0.0.1:$port EPSM_OPS_DATA_DIR=$data EPSM_OPS_SITE_ROOT=target/site RUST_LOG=warn \
-  target/release/epsm-ops serve &
+  EPSM_OPS_AUTH_DEV_IDP=true target/release/epsm-ops serve &
 pid=$!
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
 curl -fs "http://127.0.0.1:$port/" >/dev/null   # one page rendered, so the figure is not of a cold process
@@ -31,13 +32,16 @@ sleep 2
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
 kill -TERM "$pid"; wait "$pid" || true
 rm -rf "$data"
-row "server idle RSS" "$((rss / 1024)) MiB" "VmRSS 2 s after start and one rendered page"
+row "server idle RSS" "$((rss / 1024)) MiB" "VmRSS 2 s after start and one page request (answered with the login redirect)"
 
 step "cold build and up of the EPSM-like stack"
 project=epsmbench$$
-compose() { docker compose -f stack/docker-compose.production.yml --env-file stack/.env.production -p "$project" "$@"; }
-export NGINX_PUBLISH_PORT DB_PUBLISH_PORT
-NGINX_PUBLISH_PORT=$(free_port); DB_PUBLISH_PORT=$(free_port)
+# Free ports for this project only (not exported: the benches below start stacks of their own).
+nginx_port=$(free_port); db_port=$(free_port)
+compose() {
+  NGINX_PUBLISH_PORT=$nginx_port DB_PUBLISH_PORT=$db_port \
+    docker compose -f stack/docker-compose.production.yml --env-file stack/.env.production -p "$project" "$@"
+}
 docker builder prune -af >/dev/null
 t0=$(now)
 compose build --no-cache --pull >/dev/null 2>&1

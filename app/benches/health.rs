@@ -69,12 +69,22 @@ async fn main() {
         &format!("{}/api/health/events", console.url),
     )
     .await;
+    let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let data = first
             .next_data(Duration::from_secs(60))
             .await
             .expect("report");
         let report: HealthReport = serde_json::from_str(&data).unwrap();
+        assert!(
+            Instant::now() < deadline,
+            "the stack is not all healthy after 5 min: {:#?}",
+            report
+                .services
+                .iter()
+                .map(|s| (&s.name, &s.verdict))
+                .collect::<Vec<_>>()
+        );
         if report.services.len() == 7
             && report
                 .services

@@ -459,8 +459,19 @@ impl StackProject {
     }
 
     /// `docker compose -f <compose file> --env-file <env file> -p <name> <args>`, as the guide runs it.
+    /// The env file decides: a variable of the same name in this process's environment (which compose
+    /// would prefer) is not passed on.
     pub fn compose(&self, args: &[&str]) -> Output {
-        Command::new("docker")
+        let mut command = Command::new("docker");
+        let env_text = fs::read_to_string(self.env_file()).unwrap_or_default();
+        for key in env_text
+            .lines()
+            .filter_map(|l| l.trim_start().split_once('=').map(|(k, _)| k.trim()))
+            .filter(|k| !k.is_empty() && !k.starts_with('#'))
+        {
+            command.env_remove(key);
+        }
+        command
             .arg("compose")
             .arg("-f")
             .arg(self.compose_file())
