@@ -31,28 +31,25 @@ impl Store {
         let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "SELECT id, at, actor, action, target, outcome, detail FROM audit_log WHERE 1 = 1",
         );
-        if let Some(action) = filter
-            .action
-            .as_deref()
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-        {
+        // A filter text that is empty (what a form sends for "all") filters nothing.
+        let given = |text: &Option<String>| {
+            text.as_deref()
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from)
+        };
+        if let Some(action) = given(&filter.action) {
             // The action itself, or its family: "deploy" is deploy.start, deploy.finish, ...
             query
                 .push(" AND (action = ")
-                .push_bind(action)
+                .push_bind(action.clone())
                 .push(" OR substr(action, 1, length(")
-                .push_bind(action)
+                .push_bind(action.clone())
                 .push(") + 1) = ")
                 .push_bind(format!("{action}."))
                 .push(")");
         }
-        if let Some(actor) = filter
-            .actor
-            .as_deref()
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-        {
+        if let Some(actor) = given(&filter.actor) {
             query
                 .push(" AND instr(lower(actor), lower(")
                 .push_bind(actor)
