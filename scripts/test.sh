@@ -20,5 +20,11 @@ step "build the site (server + wasm)"
 cargo leptos build
 
 step "unit, integration and browser tests"
-# cargo runs one test binary at a time; the tests inside one binary run in parallel.
-cargo test --no-fail-fast
+if command -v cargo-nextest >/dev/null; then
+  # Each test in its own process, binaries side by side; .config/nextest.toml limits how many hold a
+  # stack at once. Its summary gives every test's time.
+  cargo nextest run --no-fail-fast
+else
+  # cargo runs one test binary at a time; the tests inside one binary run in parallel.
+  cargo test --no-fail-fast
+fi

@@ -79,7 +79,7 @@ async fn main() {
     let scale = scale();
     let project = StackProject::new("epsmbenchbackup");
     project.compose_ok(&["build", "database"]);
-    project.compose_ok(&["up", "-d", "--wait", "--wait-timeout", "300", "database"]);
+    project.up_wait(&["database"]);
     project.compose_ok(&[
         "exec",
         "-T",

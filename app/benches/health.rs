@@ -60,7 +60,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn main() {
     let project = StackProject::new("epsmbench");
     project.compose_ok(&["build"]);
-    project.compose_ok(&["up", "-d", "--wait", "--wait-timeout", "300"]);
+    project.up_wait(&[]);
     let console = Console::for_stack(&console_binary(), &project, &[]).await;
 
     // Wait for a healthy report, so the load measures the page as people see it.
@@ -144,7 +144,7 @@ async fn main() {
 
     // One probe round (in-process monitor on the same stack) against its slowest single probe.
     let mut config = Config::default();
-    config.project.name = project.name.clone();
+    config.project.name = Some(project.name.clone());
     config.project.dir = project.dir.path().to_path_buf();
     config.project.public_url = format!("http://127.0.0.1:{}/", project.nginx_port)
         .parse()

@@ -8,6 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::engine::NameSource;
 use crate::environment::secrets::Scrubber;
 
 /// The variables a compose child keeps from the console's environment; everything else is dropped
@@ -34,6 +35,7 @@ pub enum ComposeError {
 #[derive(Debug, Clone)]
 pub struct ComposeCli {
     pub program: PathBuf,
+    /// The `-p` value; empty: none (compose names the project itself).
     pub project: String,
     pub dir: PathBuf,
     pub compose_file: PathBuf,
@@ -44,11 +46,15 @@ pub struct ComposeCli {
 /// What the console reads of `docker compose config`: the services, in the order the file lists them,
 /// and each service's environment as compose resolves it now (values may be secrets: server only,
 /// never serialized).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ComposeModel {
     pub services: Vec<String>,
     /// Service -> variable -> value (None: declared without a value).
     pub environment: BTreeMap<String, BTreeMap<String, Option<String>>>,
+    /// Service -> its fixed `container_name` (EPSM's file gives every service one).
+    pub container_names: BTreeMap<String, String>,
+    /// Service -> the host ports it publishes, as `127.0.0.1:8080/tcp` (`0.0.0.0` when no address).
+    pub published: BTreeMap<String, Vec<String>>,
 }
 
 impl ComposeCli {
@@ -57,7 +63,7 @@ impl ComposeCli {
         let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
         ComposeCli {
             program: config.docker.cli.clone(),
-            project: config.project.name.clone(),
+            project: config.project_name(),
             dir: absolute(config.project.dir.clone()),
             compose_file: absolute(config.compose_file()),
             env_file: absolute(config.env_file()),
@@ -72,10 +78,11 @@ impl ComposeCli {
             .arg("-f")
             .arg(&self.compose_file)
             .arg("--env-file")
-            .arg(&self.env_file)
-            .arg("-p")
-            .arg(&self.project)
-            .args(args)
+            .arg(&self.env_file);
+        if !self.project.is_empty() {
+            cmd.arg("-p").arg(&self.project);
+        }
+        cmd.args(args)
             .current_dir(&self.dir)
             .env_clear()
             .envs(
@@ -99,42 +106,14 @@ impl ComposeCli {
         timeout: Duration,
         scrubber: &Scrubber,
     ) -> Result<String, ComposeError> {
-        let what = args.join(" ");
-        let child = self
-            .command(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output();
-        let out = match tokio::time::timeout(timeout, child).await {
-            Err(_) => {
-                return Err(ComposeError::Timeout {
-                    what,
-                    after: timeout,
-                });
-            }
-            Ok(Err(e)) => {
-                return Err(ComposeError::Spawn {
-                    program: self.program.display().to_string(),
-                    reason: e.to_string(),
-                });
-            }
-            Ok(Ok(out)) => out,
-        };
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            return Err(ComposeError::Failed {
-                what,
-                code: out
-                    .status
-                    .code()
-                    .map_or_else(|| "by signal".into(), |c| c.to_string()),
-                stderr: scrubber.scrub(stderr.trim()),
-            });
-        }
-        String::from_utf8(out.stdout).map_err(|_| ComposeError::Output {
-            what,
-            reason: "not UTF-8".into(),
-        })
+        run_to_end(
+            self.command(args),
+            &args.join(" "),
+            &self.program,
+            timeout,
+            scrubber,
+        )
+        .await
     }
 
     /// The project's services as compose resolves them (so an error in either file is compose's own
@@ -153,6 +132,51 @@ impl ComposeCli {
             reason,
         })
     }
+}
+
+/// Runs a short compose command to its end and returns its stdout; stderr (scrubbed) is the error.
+async fn run_to_end(
+    mut command: tokio::process::Command,
+    what: &str,
+    program: &std::path::Path,
+    timeout: Duration,
+    scrubber: &Scrubber,
+) -> Result<String, ComposeError> {
+    let what = what.to_string();
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output();
+    let out = match tokio::time::timeout(timeout, child).await {
+        Err(_) => {
+            return Err(ComposeError::Timeout {
+                what,
+                after: timeout,
+            });
+        }
+        Ok(Err(e)) => {
+            return Err(ComposeError::Spawn {
+                program: program.display().to_string(),
+                reason: e.to_string(),
+            });
+        }
+        Ok(Ok(out)) => out,
+    };
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(ComposeError::Failed {
+            what,
+            code: out
+                .status
+                .code()
+                .map_or_else(|| "by signal".into(), |c| c.to_string()),
+            stderr: scrubber.scrub(stderr.trim()),
+        });
+    }
+    String::from_utf8(out.stdout).map_err(|_| ComposeError::Output {
+        what,
+        reason: "not UTF-8".into(),
+    })
 }
 
 /// The services of `docker compose config --format json`, in the order `compose_text` names them
@@ -181,9 +205,220 @@ pub fn parse_model(json: &str, compose_text: &str) -> Result<ComposeModel, Strin
             (name.clone(), vars)
         })
         .collect();
+    let container_names = services
+        .iter()
+        .filter_map(|(name, service)| {
+            Some((
+                name.clone(),
+                service.get("container_name")?.as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    let published = services
+        .iter()
+        .map(|(name, service)| {
+            let ports = service
+                .get("ports")
+                .and_then(|p| p.as_array())
+                .map(|ports| ports.iter().filter_map(published_port).collect())
+                .unwrap_or_default();
+            (name.clone(), ports)
+        })
+        .filter(|(_, ports): &(String, Vec<String>)| !ports.is_empty())
+        .collect();
     Ok(ComposeModel {
         services: names,
         environment,
+        container_names,
+        published,
+    })
+}
+
+/// One `ports` entry of compose's JSON as `host_ip:published/protocol`; None when nothing is published
+/// on the host.
+fn published_port(port: &serde_json::Value) -> Option<String> {
+    let published = match port.get("published")? {
+        serde_json::Value::String(p) if !p.is_empty() => p.clone(),
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    let ip = port
+        .get("host_ip")
+        .and_then(|i| i.as_str())
+        .filter(|i| !i.is_empty())
+        .unwrap_or("0.0.0.0");
+    let protocol = port
+        .get("protocol")
+        .and_then(|p| p.as_str())
+        .unwrap_or("tcp");
+    Some(format!("{ip}:{published}/{protocol}"))
+}
+
+/// Whether two published host ports take the same port: the same port and protocol where one of the
+/// addresses is the other or the wildcard.
+pub fn ports_collide(a: &str, b: &str) -> bool {
+    let split = |p: &str| -> Option<(String, String)> {
+        let (ip, rest) = p.rsplit_once(':')?;
+        Some((ip.trim_matches(['[', ']']).to_string(), rest.to_string()))
+    };
+    match (split(a), split(b)) {
+        (Some((ip_a, port_a)), Some((ip_b, port_b))) => {
+            let wildcard = |ip: &str| matches!(ip, "0.0.0.0" | "::" | "");
+            port_a == port_b && (ip_a == ip_b || wildcard(&ip_a) || wildcard(&ip_b))
+        }
+        _ => false,
+    }
+}
+
+/// A container on the engine as the project checks read it (from the engine's listing).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SeenContainer {
+    /// Without the leading `/`.
+    pub name: String,
+    pub state: String,
+    /// Compose's labels: the project and service it was created for, and the directory it came from.
+    pub project: Option<String>,
+    pub service: Option<String>,
+    pub working_dir: Option<String>,
+    /// Published host ports as `127.0.0.1:8080/tcp`.
+    pub ports: Vec<String>,
+}
+
+impl ComposeModel {
+    /// The containers that stand for one of this project's services under another compose project
+    /// name (or none): same service from the same directory, or the service's fixed `container_name`.
+    /// What a console pointed at the wrong name would otherwise call "missing".
+    pub fn held_elsewhere<'a>(
+        &self,
+        project: &str,
+        dir: &std::path::Path,
+        containers: &'a [SeenContainer],
+    ) -> Vec<(String, &'a SeenContainer)> {
+        let dir = dir.display().to_string();
+        self.services
+            .iter()
+            .filter_map(|service| {
+                let held = containers.iter().find(|c| {
+                    c.project.as_deref() != Some(project)
+                        && ((c.service.as_deref() == Some(service.as_str())
+                            && c.working_dir.as_deref() == Some(dir.as_str()))
+                            || self.container_names.get(service) == Some(&c.name))
+                })?;
+                Some((service.clone(), held))
+            })
+            .collect()
+    }
+
+    /// What would make `up` of this project fail on containers of other projects: a fixed
+    /// `container_name` another container has, or a host port a running container publishes. One
+    /// sentence each, naming the container and its project.
+    pub fn collisions(&self, project: &str, containers: &[SeenContainer]) -> Vec<String> {
+        let owner = |c: &SeenContainer| match &c.project {
+            Some(p) => format!("container {} of compose project {p}", c.name),
+            None => format!("container {} (not started by compose)", c.name),
+        };
+        let others = || {
+            containers
+                .iter()
+                .filter(move |c| c.project.as_deref() != Some(project))
+        };
+        let mut found = Vec::new();
+        for (service, name) in &self.container_names {
+            if let Some(c) = others().find(|c| &c.name == name) {
+                found.push(format!(
+                    "service {service}: its container name {name} is taken by {}",
+                    owner(c)
+                ));
+            }
+        }
+        for (service, ports) in &self.published {
+            for port in ports {
+                if let Some(c) = others()
+                    .filter(|c| c.state == "running")
+                    .find(|c| c.ports.iter().any(|p| ports_collide(p, port)))
+                {
+                    found.push(format!(
+                        "service {service}: host port {port} is published by {}",
+                        owner(c)
+                    ));
+                }
+            }
+        }
+        found
+    }
+}
+
+/// The project's name as compose gives it to the files when nobody passes `-p`, and where it came from:
+/// `project.name` when configured; else compose's own rule, read from `docker compose config` run
+/// without `-p` (COMPOSE_PROJECT_NAME of the console's environment, then of the env file, then the
+/// compose file's `name:`, then the directory). When compose cannot say (a broken file, no CLI), the
+/// same rule over the files as the console reads them, and the reason in the third field.
+pub async fn resolve_project_name(
+    config: &Config,
+    scrubber: &Scrubber,
+) -> (String, NameSource, Option<String>) {
+    if let Some(name) = &config.project.name {
+        return (name.clone(), NameSource::Configuration, None);
+    }
+    let process = std::env::var("COMPOSE_PROJECT_NAME")
+        .ok()
+        .filter(|n| !n.trim().is_empty());
+    let env_file = crate::environment::ssr::env_values(config)
+        .remove("COMPOSE_PROJECT_NAME")
+        .filter(|n| !n.trim().is_empty());
+    let compose_text = std::fs::read_to_string(config.compose_file()).unwrap_or_default();
+    let source = if process.is_some() {
+        NameSource::ConsoleEnvironment
+    } else if env_file.is_some() {
+        NameSource::EnvFile
+    } else if top_level_name(&compose_text).is_some() {
+        NameSource::ComposeFile
+    } else {
+        NameSource::Directory
+    };
+    let mut cli = ComposeCli::from_config(config);
+    cli.project = String::new();
+    let mut command = cli.command(&["config", "--format", "json"]);
+    if let Some(name) = &process {
+        command.env("COMPOSE_PROJECT_NAME", name);
+    }
+    let asked = run_to_end(
+        command,
+        "config --format json",
+        &cli.program,
+        Duration::from_secs(20),
+        scrubber,
+    )
+    .await
+    .and_then(|json| {
+        serde_json::from_str::<serde_json::Value>(&json)
+            .ok()
+            .and_then(|v| v.get("name")?.as_str().map(String::from))
+            .filter(|n| !n.is_empty())
+            .ok_or(ComposeError::Output {
+                what: "config --format json".into(),
+                reason: "no project name in it".into(),
+            })
+    });
+    match asked {
+        Ok(name) => (name, source, None),
+        Err(e) => {
+            let name = process
+                .or(env_file)
+                .or_else(|| top_level_name(&compose_text))
+                .map(|n| crate::config::normalize_project_name(&n))
+                .unwrap_or_else(|| config.project_name());
+            (name, source, Some(e.to_string()))
+        }
+    }
+}
+
+/// The compose file's top-level `name:` when it is written out (not interpolated).
+fn top_level_name(compose_text: &str) -> Option<String> {
+    compose_text.lines().find_map(|line| {
+        let value = line.strip_prefix("name:")?.trim();
+        let value = value.trim_matches(|c| c == '"' || c == '\'');
+        (!value.is_empty() && !value.contains('$')).then(|| value.to_string())
     })
 }
 
@@ -228,6 +463,137 @@ mod tests {
                 .starts_with("not JSON")
         );
         assert_eq!(parse_model("{}", "").unwrap_err(), "no `services` object");
+    }
+
+    #[test]
+    fn container_names_and_published_ports_are_read_from_compose_config() {
+        let json = r#"{"name":"epsm_prod","services":{
+            "database":{"container_name":"epsm_database_prod","ports":[{"mode":"ingress","host_ip":"127.0.0.1","target":5432,"published":"5432","protocol":"tcp"}]},
+            "nginx":{"container_name":"epsm_nginx_prod","ports":[{"target":80,"published":"80"},{"target":443,"published":443,"protocol":"tcp"}]},
+            "worker":{"ports":[{"target":9000}]}}}"#;
+        let model = parse_model(json, "").unwrap();
+        assert_eq!(model.container_names["database"], "epsm_database_prod");
+        assert_eq!(model.published["database"], ["127.0.0.1:5432/tcp"]);
+        assert_eq!(
+            model.published["nginx"],
+            ["0.0.0.0:80/tcp", "0.0.0.0:443/tcp"]
+        );
+        assert!(
+            !model.published.contains_key("worker"),
+            "nothing on the host"
+        );
+    }
+
+    #[test]
+    fn ports_collide_on_the_same_port_and_an_overlapping_address() {
+        for (a, b, want) in [
+            ("127.0.0.1:8080/tcp", "127.0.0.1:8080/tcp", true),
+            ("0.0.0.0:8080/tcp", "127.0.0.1:8080/tcp", true),
+            ("127.0.0.1:8080/tcp", "127.0.0.2:8080/tcp", false),
+            ("127.0.0.1:8080/tcp", "127.0.0.1:8081/tcp", false),
+            ("127.0.0.1:53/tcp", "127.0.0.1:53/udp", false),
+            ("[::]:80/tcp", "127.0.0.1:80/tcp", true),
+        ] {
+            assert_eq!(ports_collide(a, b), want, "{a} {b}");
+        }
+    }
+
+    fn model_with_names() -> ComposeModel {
+        ComposeModel {
+            services: vec!["database".into(), "nginx".into()],
+            container_names: [("database".to_string(), "epsm_database_prod".to_string())].into(),
+            published: [("nginx".to_string(), vec!["127.0.0.1:8080/tcp".to_string()])].into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_service_running_under_another_project_name_is_found_by_directory_or_container_name() {
+        let model = model_with_names();
+        let dir = std::path::Path::new("/opt/epsm");
+        let containers = [
+            SeenContainer {
+                name: "epsm_database_prod".into(),
+                project: Some("epsm_prod".into()),
+                service: Some("database".into()),
+                working_dir: Some("/somewhere/else".into()),
+                ..Default::default()
+            },
+            SeenContainer {
+                name: "epsm_prod-nginx-1".into(),
+                project: Some("epsm_prod".into()),
+                service: Some("nginx".into()),
+                working_dir: Some("/opt/epsm".into()),
+                ..Default::default()
+            },
+            // Another project's nginx from another directory is not ours.
+            SeenContainer {
+                name: "shop-nginx-1".into(),
+                project: Some("shop".into()),
+                service: Some("nginx".into()),
+                working_dir: Some("/srv/shop".into()),
+                ..Default::default()
+            },
+        ];
+        let held: Vec<(String, String)> = model
+            .held_elsewhere("epsm", dir, &containers)
+            .into_iter()
+            .map(|(s, c)| (s, c.name.clone()))
+            .collect();
+        assert_eq!(
+            held,
+            [
+                ("database".to_string(), "epsm_database_prod".to_string()),
+                ("nginx".to_string(), "epsm_prod-nginx-1".to_string())
+            ]
+        );
+        assert!(
+            model
+                .held_elsewhere("epsm_prod", dir, &containers[..2])
+                .is_empty(),
+            "under the right name nothing is elsewhere"
+        );
+    }
+
+    #[test]
+    fn collisions_name_the_container_and_its_project() {
+        let model = model_with_names();
+        let containers = [
+            SeenContainer {
+                name: "epsm_database_prod".into(),
+                state: "exited".into(),
+                project: Some("epsm_prod".into()),
+                ..Default::default()
+            },
+            SeenContainer {
+                name: "other-proxy".into(),
+                state: "running".into(),
+                ports: vec!["0.0.0.0:8080/tcp".into()],
+                ..Default::default()
+            },
+        ];
+        assert_eq!(
+            model.collisions("epsm", &containers),
+            [
+                "service database: its container name epsm_database_prod is taken by container epsm_database_prod of compose project epsm_prod",
+                "service nginx: host port 127.0.0.1:8080/tcp is published by container other-proxy (not started by compose)",
+            ]
+        );
+        assert!(
+            model.collisions("epsm_prod", &containers[..1]).is_empty(),
+            "its own containers are no collision"
+        );
+    }
+
+    #[test]
+    fn a_written_out_top_level_name_is_read_an_interpolated_one_is_not() {
+        assert_eq!(
+            top_level_name("# x\nname: epsm_prod\nservices: {}\n").as_deref(),
+            Some("epsm_prod")
+        );
+        assert_eq!(top_level_name("name: \"q\"\n").as_deref(), Some("q"));
+        assert_eq!(top_level_name("name: ${NAME}\n"), None);
+        assert_eq!(top_level_name("services:\n  x:\n    name: y\n"), None);
     }
 
     #[tokio::test]

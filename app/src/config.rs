@@ -15,6 +15,8 @@ pub const ENV_PREFIX: &str = "EPSM_OPS_";
 const SECTIONS: [&str; 7] = [
     "project", "docker", "health", "deploy", "secrets", "backups", "auth",
 ];
+/// Sections inside sections; `EPSM_OPS_PROJECT_GIT_BRANCH` sets `project.git.branch`.
+const SUBSECTIONS: [(&str, &str); 1] = [("project", "git")];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -131,8 +133,13 @@ pub struct SecretsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectConfig {
-    /// Compose project name (`docker compose -p`).
-    pub name: String,
+    /// Compose project name (`docker compose -p`). Unset: the name compose itself gives the files
+    /// (COMPOSE_PROJECT_NAME, then the compose file's `name:`, then the directory), found at start by
+    /// `compose::resolve_project_name`, so a stack started with plain `docker compose` is the one shown.
+    pub name: Option<String>,
+    /// Where `name` came from (set with it at start; not a key of the file).
+    #[serde(skip)]
+    pub name_source: crate::engine::NameSource,
     /// The project directory (`/opt/epsm` in production).
     pub dir: PathBuf,
     /// Compose file, relative to `dir` unless absolute.
@@ -141,6 +148,40 @@ pub struct ProjectConfig {
     pub env_file: PathBuf,
     /// The URL EPSM's users open (nginx); the health page GETs its `/health/` as a user would.
     pub public_url: Url,
+    /// Where a deploy takes the code from (the workflow's "Pull latest code").
+    pub git: GitConfig,
+}
+
+/// The project directory's git checkout: what a deploy fetches and checks out before it builds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitConfig {
+    /// The remote fetched from.
+    pub remote: String,
+    /// The branch a deploy brings when the deployer names no other ref.
+    pub branch: String,
+    /// A deploy key for an ssh remote (refused unless its mode is 0600).
+    pub ssh_key: Option<PathBuf>,
+    /// The ssh known_hosts file for that remote (host keys are checked strictly).
+    pub known_hosts: Option<PathBuf>,
+    /// A link to a commit, `{commit}` replaced by its id, e.g.
+    /// `https://github.com/chalmers/epsm/commit/{commit}`.
+    pub commit_url: Option<String>,
+    /// Seconds one git command (a fetch) may take.
+    pub timeout_secs: u64,
+}
+
+impl Default for GitConfig {
+    fn default() -> Self {
+        GitConfig {
+            remote: "origin".into(),
+            branch: "main".into(),
+            ssh_key: None,
+            known_hosts: None,
+            commit_url: None,
+            timeout_secs: 120,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -206,11 +247,13 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             site_root: PathBuf::from("target/site"),
             project: ProjectConfig {
-                name: "epsm".into(),
+                name: None,
+                name_source: Default::default(),
                 dir: PathBuf::from("stack"),
                 compose_file: PathBuf::from("docker-compose.production.yml"),
                 env_file: PathBuf::from(".env.production"),
                 public_url: Url::parse("http://127.0.0.1:8080/").expect("constant URL parses"),
+                git: GitConfig::default(),
             },
             docker: DockerConfig {
                 host: default_docker_host(std::env::var("DOCKER_HOST").ok()),
@@ -291,7 +334,17 @@ impl Config {
                 .find_map(|s| {
                     key.strip_prefix(s)
                         .and_then(|rest| rest.strip_prefix('_'))
-                        .map(|rest| format!("{s}.{rest}"))
+                        .map(|rest| {
+                            match SUBSECTIONS.iter().find_map(|(section, sub)| {
+                                (section == s)
+                                    .then(|| rest.strip_prefix(sub)?.strip_prefix('_'))
+                                    .flatten()
+                                    .map(|rest| (sub, rest))
+                            }) {
+                                Some((sub, rest)) => format!("{s}.{sub}.{rest}"),
+                                None => format!("{s}.{rest}"),
+                            }
+                        })
                 })
                 .unwrap_or(key)
                 .into()
@@ -339,10 +392,12 @@ impl Config {
                 ));
             }
         }
-        if let Some(problem) = compose_project_name_problem(&self.project.name) {
+        if let Some(name) = &self.project.name
+            && let Some(problem) = compose_project_name_problem(name)
+        {
             return Err(value_error(
                 "project.name",
-                &self.project.name,
+                name,
                 problem,
                 "a compose project name: lowercase letters, digits, '-' and '_', starting with a letter or digit",
             ));
@@ -367,6 +422,39 @@ impl Config {
                     "a file in the project directory (relative to project.dir, or absolute)",
                 ));
             }
+        }
+        if let Some(key) = &self.project.git.ssh_key {
+            use std::os::unix::fs::PermissionsExt;
+            match std::fs::metadata(key) {
+                Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                    return Err(value_error(
+                        "project.git.ssh_key",
+                        &key.display().to_string(),
+                        &format!(
+                            "is readable by others (mode {:o})",
+                            meta.permissions().mode() & 0o777
+                        ),
+                        "a deploy key only its owner can read: chmod 600",
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(value_error(
+                        "project.git.ssh_key",
+                        &key.display().to_string(),
+                        &io_reason(&e),
+                        "the path of the deploy key (mode 0600)",
+                    ));
+                }
+            }
+        }
+        if self.project.git.remote.trim().is_empty() || self.project.git.branch.trim().is_empty() {
+            return Err(value_error(
+                "project.git",
+                &format!("{}/{}", self.project.git.remote, self.project.git.branch),
+                "the remote or the branch is empty",
+                "a remote name (origin) and a branch (main)",
+            ));
         }
         if let Some(problem) = docker_host_problem(&self.docker.host) {
             return Err(value_error(
@@ -419,6 +507,19 @@ impl Config {
         self.data_path(self.backups.dir.as_deref().unwrap_or(Path::new("backups")))
     }
 
+    /// The compose project's name: `project.name` (as configured, or as found at start), else the
+    /// directory's name as compose would normalise it.
+    pub fn project_name(&self) -> String {
+        self.project.name.clone().unwrap_or_else(|| {
+            let dir = std::path::absolute(&self.project.dir).unwrap_or(self.project.dir.clone());
+            normalize_project_name(
+                &dir.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            )
+        })
+    }
+
     pub fn compose_file(&self) -> PathBuf {
         self.project.dir.join(&self.project.compose_file)
     }
@@ -428,7 +529,18 @@ impl Config {
     }
 }
 
-fn compose_project_name_problem(name: &str) -> Option<&'static str> {
+/// A name as compose makes a project name of it (of a directory's name, say): lowercase, only
+/// letters, digits, `-` and `_`, starting with a letter or digit.
+pub fn normalize_project_name(name: &str) -> String {
+    let kept: String = name
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_')
+        .collect();
+    kept.trim_start_matches(['-', '_']).to_string()
+}
+
+pub fn compose_project_name_problem(name: &str) -> Option<&'static str> {
     let mut chars = name.chars();
     match chars.next() {
         None => Some("is empty"),
@@ -561,13 +673,45 @@ mod tests {
         assert_eq!(sections.backups.keep_last, 1);
         assert_eq!(sections.health.interval_secs, 2);
         assert_eq!(sections.deploy.keep_images, 3);
-        assert_eq!(config.project.name, "epsm-staging");
+        let git = load(
+            &toml,
+            &[
+                ("PROJECT_GIT_BRANCH", "release"),
+                ("PROJECT_GIT_REMOTE", "upstream"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(git.project.git.branch, "release");
+        assert_eq!(git.project.git.remote, "upstream");
+        assert_eq!(git.project.git.timeout_secs, 120, "the default stays");
+        assert_eq!(config.project.name.as_deref(), Some("epsm-staging"));
+        assert_eq!(config.project_name(), "epsm-staging");
         assert_eq!(config.docker.host, "tcp://127.0.0.1:2375");
         assert_eq!(config.project.env_file, PathBuf::from(".env.production"));
         assert_eq!(
             config.compose_file(),
             project.path().join("docker-compose.production.yml")
         );
+    }
+
+    #[test]
+    fn without_a_configured_name_the_directory_names_the_project_as_compose_would() {
+        for (dir, want) in [
+            ("epsm", "epsm"),
+            ("EPSM Prod.2", "epsmprod2"),
+            ("_epsm-x", "epsm-x"),
+        ] {
+            assert_eq!(normalize_project_name(dir), want, "{dir}");
+        }
+        let config = Config {
+            project: ProjectConfig {
+                dir: PathBuf::from("/opt/EPSM"),
+                ..Config::default().project
+            },
+            ..Config::default()
+        };
+        assert_eq!(config.project.name, None);
+        assert_eq!(config.project_name(), "epsm");
     }
 
     #[test]
@@ -655,6 +799,21 @@ mod tests {
                 "`backups.schedule` = \"0 25 * * *\": is not a cron expression",
             ),
         ];
+        let open_key = tempfile::NamedTempFile::new().unwrap();
+        std::fs::set_permissions(
+            open_key.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        )
+        .unwrap();
+        let open_key = open_key.path().display().to_string();
+        let msg = load(&toml, &[("PROJECT_GIT_SSH_KEY", &open_key)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("`project.git.ssh_key`")
+                && msg.contains("is readable by others (mode 644)"),
+            "{msg}"
+        );
         for (var, value, want) in cases {
             let msg = load(&toml, &[(var, value)]).unwrap_err().to_string();
             assert!(

@@ -11,17 +11,27 @@ use app::engine::ssr::Engine;
 use app::environment::secrets::{DEFAULT_SECRET_NAME_PARTS, Masker};
 use app::health::ssr::HealthMonitor;
 use app::health::{HealthReport, ProbeResult, Verdict};
-use end2end::{STACK_SERVICES, StackProject, docker_host, stack_secrets};
+use end2end::{STACK_SERVICES, StackProject, docker_host, stack_secrets, with_margin};
+
+/// The probes' timeout in these tests' monitor.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long a change of the stack takes to show in a report once Docker shows it: the round that is
+/// running may have read the containers just before it (each round waits for its probes, which take
+/// at most `PROBE_TIMEOUT`), and the next one sees it.
+fn two_rounds() -> Duration {
+    with_margin(2 * PROBE_TIMEOUT)
+}
 
 fn monitor_for(project: &StackProject, engine: &str) -> Arc<HealthMonitor> {
     let mut config = Config::default();
-    config.project.name = project.name.clone();
+    config.project.name = Some(project.name.clone());
     config.project.dir = project.dir.path().to_path_buf();
     config.project.public_url = format!("http://127.0.0.1:{}/", project.nginx_port)
         .parse()
         .unwrap();
     config.docker.host = engine.to_string();
-    config.health.probe_timeout_secs = 20;
+    config.health.probe_timeout_secs = PROBE_TIMEOUT.as_secs();
     HealthMonitor::new(
         Arc::new(Engine::new(engine)),
         Arc::new(config),
@@ -68,7 +78,7 @@ fn verdict<'a>(report: &'a HealthReport, service: &str) -> &'a Verdict {
 }
 
 fn reason(report: &HealthReport, service: &str) -> String {
-    verdict(report, service).reason().unwrap_or("").to_string()
+    verdict(report, service).reason().unwrap_or_default()
 }
 
 fn all_healthy(report: &HealthReport) -> bool {
@@ -99,7 +109,7 @@ async fn the_health_monitor_sees_each_failure_of_the_real_stack_with_its_reason(
     // All seven healthy, each backed by its own probe read in this run.
     let report = until(
         &monitor,
-        Duration::from_secs(240),
+        project.stack_settle_bound() + two_rounds(),
         "all healthy",
         all_healthy,
     )
@@ -137,7 +147,7 @@ async fn the_health_monitor_sees_each_failure_of_the_real_stack_with_its_reason(
 
     // `docker stop redis`: redis is red and says why.
     project.compose_ok(&["stop", "redis"]);
-    let report = until(&monitor, Duration::from_secs(30), "redis down", |r| {
+    let report = until(&monitor, two_rounds(), "redis down", |r| {
         verdict(r, "redis").word() == "down"
     })
     .await;
@@ -154,12 +164,9 @@ async fn the_health_monitor_sees_each_failure_of_the_real_stack_with_its_reason(
 
     // Database stopped: the backend's probe fails with the reason its JSON gives.
     project.compose_ok(&["stop", "database"]);
-    let report = until(
-        &monitor,
-        Duration::from_secs(60),
-        "backend probe fails",
-        |r| reason(r, "backend").contains("database: unhealthy"),
-    )
+    let report = until(&monitor, two_rounds(), "backend probe fails", |r| {
+        reason(r, "backend").contains("database: unhealthy")
+    })
     .await;
     assert!(
         reason(&report, "backend").starts_with("probe failed: database: unhealthy: "),
@@ -170,7 +177,12 @@ async fn the_health_monitor_sees_each_failure_of_the_real_stack_with_its_reason(
     project.compose_ok(&["start", "database"]);
     until(
         &monitor,
-        Duration::from_secs(120),
+        ["database", "redis", "celery_worker"]
+            .map(|s| project.verdict_bound(s))
+            .into_iter()
+            .max()
+            .unwrap_or_default()
+            + two_rounds(),
         "healthy again",
         all_healthy,
     )
@@ -188,16 +200,13 @@ async fn the_health_monitor_sees_each_failure_of_the_real_stack_with_its_reason(
     assert!(orphan.status.success(), "{orphan:?}");
     // `compose down --remove-orphans` stops such a container but leaves it: remove it at the end.
     let _orphan = RemoveOnDrop(String::from_utf8_lossy(&orphan.stdout).trim().to_string());
-    let report = until(&monitor, Duration::from_secs(20), "orphan", |r| {
-        !r.orphans.is_empty()
-    })
-    .await;
+    let report = until(&monitor, two_rounds(), "orphan", |r| !r.orphans.is_empty()).await;
     assert_eq!(report.orphans[0].service, "old_worker");
     assert!(report.service("old_worker").is_none());
 
     // A declared service without a container is missing.
     project.compose_ok(&["rm", "--stop", "--force", "nginx"]);
-    let report = until(&monitor, Duration::from_secs(20), "nginx missing", |r| {
+    let report = until(&monitor, two_rounds(), "nginx missing", |r| {
         *verdict(r, "nginx") == Verdict::Missing
     })
     .await;
@@ -208,7 +217,7 @@ async fn the_health_monitor_sees_each_failure_of_the_real_stack_with_its_reason(
     project.compose_ok(&["up", "-d", "--no-deps", "backend"]);
     let report = until(
         &monitor,
-        Duration::from_secs(150),
+        project.verdict_bound("backend") + two_rounds(),
         "backend unhealthy",
         |r| reason(r, "backend").starts_with("healthcheck failing"),
     )

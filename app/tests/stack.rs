@@ -94,8 +94,14 @@ impl Stack {
         self.project.set_env("EPSM_FAILURE", value);
         self.project
             .compose_ok(&["up", "-d", "--no-deps", "backend"]);
-        self.wait_health("backend", expected_health, Duration::from_secs(90))
-            .await;
+        // Docker decides within the backend's own healthcheck bound (start period, then retries x
+        // (interval + timeout)): a fixed 90 s raced exactly that on a busy machine.
+        self.wait_health(
+            "backend",
+            expected_health,
+            self.project.verdict_bound("backend"),
+        )
+        .await;
     }
 
     fn env_value(&self, key: &str) -> String {
@@ -133,7 +139,9 @@ async fn the_stack_builds_without_cache_comes_up_healthy_and_answers_the_guides_
     // The guide's build: from source, no cache, base images refreshed.
     stack.project.compose_ok(&["build", "--no-cache", "--pull"]);
     stack.project.compose_ok(&["up", "-d"]);
-    stack.wait_all_healthy(Duration::from_secs(240)).await;
+    stack
+        .wait_all_healthy(stack.project.stack_settle_bound())
+        .await;
 
     // database: pg_isready with the stack's user and database.
     let (user, db) = (stack.env_value("DB_USER"), stack.env_value("DB_NAME"));
@@ -233,7 +241,11 @@ async fn the_stack_builds_without_cache_comes_up_healthy_and_answers_the_guides_
     assert!(database.starts_with("unhealthy: "), "{health}");
     stack.project.compose_ok(&["start", "database"]);
     stack
-        .wait_health("database", "healthy", Duration::from_secs(60))
+        .wait_health(
+            "database",
+            "healthy",
+            stack.project.verdict_bound("database"),
+        )
         .await;
 
     // Failure switch `migrate`: the env file's EPSM_FAILURE reaches the backend; migrate then fails in

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod healthcheck;
 pub mod saml_attacks;
+
+pub use healthcheck::{Healthchecks, with_margin};
 
 /// The repository's root directory.
 pub fn repo_root() -> PathBuf {
@@ -418,6 +421,7 @@ pub struct StackProject {
     pub dir: tempfile::TempDir,
     pub name: String,
     pub nginx_port: u16,
+    healthchecks: std::sync::OnceLock<Healthchecks>,
 }
 
 impl StackProject {
@@ -444,10 +448,47 @@ impl StackProject {
             dir,
             name,
             nginx_port: free_port(),
+            healthchecks: std::sync::OnceLock::new(),
         };
         project.set_env("NGINX_PUBLISH_PORT", &project.nginx_port.to_string());
         project.set_env("DB_PUBLISH_PORT", &free_port().to_string());
         project
+    }
+
+    /// A copy shaped like EPSM's real files on the host: the env file sets `COMPOSE_PROJECT_NAME`
+    /// (`<hint><pid>_prod`, like EPSM's `epsm_prod`) and every service has a fixed `container_name`
+    /// (`<hint><pid>_<service>_prod`). `compose` then runs without `-p`, as EPSM's workflow does.
+    pub fn real_host_shape(name_hint: &str) -> StackProject {
+        let mut project = StackProject::new(name_hint);
+        let base = project.name.clone();
+        project.name = format!("{base}_prod");
+        project.set_env("COMPOSE_PROJECT_NAME", &project.name);
+        let text = fs::read_to_string(project.compose_file()).expect("read compose file");
+        let mut in_services = false;
+        let mut out = String::new();
+        for line in text.lines() {
+            out.push_str(line);
+            out.push('\n');
+            if !line.starts_with(' ') && !line.is_empty() && !line.starts_with('#') {
+                in_services = line == "services:";
+                continue;
+            }
+            let service = line
+                .strip_prefix("  ")
+                .filter(|l| !l.starts_with(' '))
+                .and_then(|l| l.strip_suffix(':'));
+            if let Some(service) = service.filter(|_| in_services) {
+                out.push_str(&format!("    container_name: {base}_{service}_prod\n"));
+            }
+        }
+        fs::write(project.compose_file(), out).expect("write compose file");
+        project
+    }
+
+    /// The fixed container name `real_host_shape` gave `service`.
+    pub fn container_name(&self, service: &str) -> String {
+        let base = self.name.strip_suffix("_prod").unwrap_or(&self.name);
+        format!("{base}_{service}_prod")
     }
 
     pub fn compose_file(&self) -> PathBuf {
@@ -458,9 +499,10 @@ impl StackProject {
         self.dir.path().join(".env.production")
     }
 
-    /// `docker compose -f <compose file> --env-file <env file> -p <name> <args>`, as the guide runs it.
-    /// The env file decides: a variable of the same name in this process's environment (which compose
-    /// would prefer) is not passed on.
+    /// `docker compose -f <compose file> --env-file <env file> -p <name> <args>`, as the guide runs it
+    /// (without `-p` when the env file names the project, as EPSM's does). The env file decides: a
+    /// variable of the same name in this process's environment (which compose would prefer) is not
+    /// passed on.
     pub fn compose(&self, args: &[&str]) -> Output {
         let mut command = Command::new("docker");
         let env_text = fs::read_to_string(self.env_file()).unwrap_or_default();
@@ -476,13 +518,65 @@ impl StackProject {
             .arg("-f")
             .arg(self.compose_file())
             .arg("--env-file")
-            .arg(self.env_file())
-            .arg("-p")
-            .arg(&self.name)
+            .arg(self.env_file());
+        if !env_text
+            .lines()
+            .any(|l| l.trim() == format!("COMPOSE_PROJECT_NAME={}", self.name))
+        {
+            command.arg("-p").arg(&self.name);
+        }
+        command
             .args(args)
             .env("COMPOSE_BAKE", "false")
             .output()
             .expect("run docker compose")
+    }
+
+    /// The compose file's healthchecks and start order, read once through `docker compose config`.
+    pub fn healthchecks(&self) -> &Healthchecks {
+        self.healthchecks.get_or_init(|| {
+            let out = self.compose_ok(&["config", "--format", "json"]);
+            Healthchecks::from_compose_config(&String::from_utf8_lossy(&out.stdout))
+                .unwrap_or_else(|e| panic!("compose config of {}: {e}", self.name))
+        })
+    }
+
+    /// How long to wait for Docker's verdict on `service`'s health after its container (re)started:
+    /// its healthcheck's own bound, with margin.
+    pub fn verdict_bound(&self, service: &str) -> Duration {
+        with_margin(self.healthchecks().verdict_within(service))
+    }
+
+    /// How long to wait for `services` to settle after an `up` that (re)starts them with the services
+    /// they depend on: the longest healthcheck chain among them, with margin.
+    pub fn settle_bound(&self, services: &[&str]) -> Duration {
+        let checks = self.healthchecks();
+        with_margin(
+            services
+                .iter()
+                .map(|s| checks.settled_within(s))
+                .max()
+                .unwrap_or_default(),
+        )
+    }
+
+    /// `settle_bound` of every service: how long the whole stack may take after `up`.
+    pub fn stack_settle_bound(&self) -> Duration {
+        with_margin(self.healthchecks().all_settled_within())
+    }
+
+    /// `up -d --wait` of `services` (all when empty): returns once they run and are healthy, fails at
+    /// once when one exits or turns unhealthy, and gives up after the healthchecks' own bound.
+    pub fn up_wait(&self, services: &[&str]) -> Output {
+        let bound = if services.is_empty() {
+            self.stack_settle_bound()
+        } else {
+            self.settle_bound(services)
+        };
+        let bound = bound.as_secs().to_string();
+        let mut args = vec!["up", "-d", "--wait", "--wait-timeout", bound.as_str()];
+        args.extend_from_slice(services);
+        self.compose_ok(&args)
     }
 
     /// Like `compose`, but panics with compose's output when it fails.
@@ -503,7 +597,7 @@ impl StackProject {
     /// rows of ~70 barely compressible bytes each (for dumps that take a while).
     pub fn database_only_with_rows(&self, rows: u64) {
         self.compose_ok(&["build", "database"]);
-        self.compose_ok(&["up", "-d", "--wait", "--wait-timeout", "300", "database"]);
+        self.up_wait(&["database"]);
         self.psql(
             "epsm_db",
             &format!(

@@ -47,7 +47,7 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
     browser
         .wait_for_count(
             "li[data-testid=deploy-step][data-status=succeeded]",
-            11,
+            12,
             Duration::from_secs(5),
         )
         .await;

@@ -21,7 +21,7 @@ async fn the_health_page_follows_the_stack_live_and_shows_its_logs() {
         .await;
 
     browser
-        .wait_for_count(HEALTHY_ROWS, 7, Duration::from_secs(240))
+        .wait_for_count(HEALTHY_ROWS, 7, project.stack_settle_bound())
         .await;
     browser.wait_for("[data-testid=live][data-live=true]").await;
     browser.screenshot("health").await;

@@ -205,7 +205,7 @@ fn audit(args: AuditArgs) -> ExitCode {
 /// What both the server and the command line need: the configuration, the store, the engine and
 /// the masker; backups a stopped process left running are marked interrupted.
 async fn open(args: &ServeArgs) -> Result<(Config, Store, Arc<Engine>, Arc<Masker>), StartError> {
-    let config = Config::load(args.config.as_deref())?;
+    let mut config = Config::load(args.config.as_deref())?;
     let store = Store::open(&config.data_dir).await?;
     let engine = Arc::new(Engine::new(config.docker.host.clone()));
     let key = fingerprint_key(&config.data_dir).map_err(|source| StartError::FingerprintKey {
@@ -216,6 +216,19 @@ async fn open(args: &ServeArgs) -> Result<(Config, Store, Arc<Engine>, Arc<Maske
         secret_name_parts(&config.secrets.extra_name_parts),
         &key,
     ));
+    // The project as compose names it (the running stack's containers carry that name).
+    let scrubber = masker.scrubber(
+        app::environment::ssr::env_values(&config)
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    let (name, source, problem) = app::compose::resolve_project_name(&config, &scrubber).await;
+    if let Some(problem) = problem {
+        tracing::warn!("compose could not name the project ({problem}): using {name:?}");
+    }
+    tracing::info!("compose project {name:?} (from {})", source.describe());
+    config.project.name = Some(name);
+    config.project.name_source = source;
     let interrupted = app::backup::ssr::recover_interrupted(&config, &store).await?;
     if interrupted > 0 {
         tracing::warn!("{interrupted} backup(s) left running by a stopped process marked failed");

@@ -75,7 +75,7 @@ async fn service_logs(
     Query(query): Query<LogQuery>,
     shutdown: CancellationToken,
 ) -> Response {
-    let project = state.config.project.name.clone();
+    let project = state.config.project_name();
     let container = match state.engine.service_container(&project, &service).await {
         Ok(Some(id)) => id,
         Ok(None) => {

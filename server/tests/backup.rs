@@ -150,7 +150,7 @@ async fn a_full_disk_a_killed_database_or_console_leave_no_file_and_the_command_
 
     // The browser gone mid-dump (its request dropped, as a closed tab or a proxy's timeout does): the
     // backup belongs to the console, not to the request, and ends on its own.
-    project.compose_ok(&["up", "-d", "--wait", "--wait-timeout", "120", "database"]);
+    project.up_wait(&["database"]);
     let reply = start_and_watch_progress(&console).await;
     // Meanwhile a second click is refused, naming the running backup.
     let (status, body) = console.call("backup_start", &[]).await;
@@ -266,7 +266,7 @@ async fn a_backup_restores_with_the_same_tables_downloads_intact_and_a_stopped_d
  {
     let project = StackProject::new("epsmbackup");
     project.compose_ok(&["build"]);
-    project.compose_ok(&["up", "-d", "--wait", "--wait-timeout", "300"]);
+    project.up_wait(&[]);
     project.compose_ok(&[
         "exec",
         "-T",

@@ -6,8 +6,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use app::audit::AuditEntry;
+use app::deploy::ssr::KILL_GRACE;
 use app::deploy::{Deploy, DeployEvent, Outcome, StepStatus};
-use end2end::{Console, SseReader, StackProject, stack_secrets};
+use app::engine::NameSource;
+use app::health::{HealthReport, Verdict};
+use end2end::{Console, SseReader, StackProject, stack_secrets, with_margin};
 
 /// One deploy at a time on this 2-core machine: three builds at once would measure the machine.
 static ONE_STACK_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -112,7 +115,7 @@ async fn a_full_deploy_ends_green_with_every_step_recorded_and_a_second_is_refus
 
     let d = deploy(&console, id).await;
     assert_eq!(d.outcome, Outcome::Succeeded);
-    assert_eq!(d.steps.len(), 12);
+    assert_eq!(d.steps.len(), 13);
     let not_run: Vec<&str> = d
         .steps
         .iter()
@@ -243,17 +246,24 @@ async fn a_killed_server_leaves_an_interrupted_deploy_and_cancel_stops_a_build()
         d.steps.iter().find(|s| s.name == "build").unwrap().status,
         StepStatus::Cancelled
     );
-    // No compose command of this project is left running.
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let left = std::process::Command::new("pgrep")
-        .args(["-f", &format!("compose.*-p {}", project.name)])
-        .output()
-        .unwrap();
-    assert!(
-        left.stdout.is_empty(),
-        "left running: {}",
-        String::from_utf8_lossy(&left.stdout)
-    );
+    // No compose command of this project is left running once the group's SIGKILL is due (it waits
+    // KILL_GRACE after SIGTERM).
+    let deadline = std::time::Instant::now() + with_margin(KILL_GRACE);
+    loop {
+        let left = std::process::Command::new("pgrep")
+            .args(["-f", &format!("compose.*-p {}", project.name)])
+            .output()
+            .unwrap();
+        if left.stdout.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left running: {}",
+            String::from_utf8_lossy(&left.stdout)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let (status, body) = second
         .call("deploy_cancel", &[("id", &next.to_string())])
         .await;
@@ -382,4 +392,154 @@ async fn recreating_volumes_needs_the_project_name_typed_and_really_removes_the_
     );
     // The migration output came through live, line by line, in the deploy's log.
     assert!(log.contains("Applying simulations.0001"), "{log}");
+}
+
+#[tokio::test]
+async fn a_stack_started_as_epsms_workflow_leaves_it_is_found_deployed_over_and_guarded_against_a_wrong_name()
+ {
+    let _turn = ONE_STACK_AT_A_TIME.lock().await;
+    // The host as EPSM's workflow leaves it: COMPOSE_PROJECT_NAME=<x>_prod in the env file, a
+    // container_name on every service, started with plain `docker compose` before any console.
+    let project = StackProject::real_host_shape("epsmreal");
+    project.compose_ok(&["build"]);
+    project.up_wait(&[]);
+    let dir = project.dir.path().display().to_string();
+    let public = format!("http://127.0.0.1:{}/", project.nginx_port);
+    let found_as = [
+        ("EPSM_OPS_PROJECT_DIR", dir.as_str()),
+        ("EPSM_OPS_PROJECT_PUBLIC_URL", public.as_str()),
+        ("EPSM_OPS_HEALTH_INTERVAL_SECS", "2"),
+    ];
+
+    // A console told another name explains, service by service, and refuses to deploy over it.
+    let mut wrong = found_as.to_vec();
+    wrong.push(("EPSM_OPS_PROJECT_NAME", "epsmother"));
+    let wrong = Console::start(bin(), &wrong).await;
+    // The stack is up: two of the console's rounds (probes time out after 10 s) see it.
+    let report = health_until(&wrong, with_margin(Duration::from_secs(20)), |r| {
+        r.services.len() == 7
+            && r.services
+                .iter()
+                .all(|s| matches!(s.verdict, Verdict::OtherProject { .. }))
+    })
+    .await;
+    let reason = report.service("backend").unwrap().verdict.reason().unwrap();
+    assert!(
+        reason.starts_with(&format!(
+            "running as project {} (container {}); the console looks at project epsmother: set project.name",
+            project.name,
+            project.container_name("backend")
+        )),
+        "{reason}"
+    );
+    assert_eq!(report.project_source, NameSource::Configuration);
+    let id = start(&wrong, &[]).await;
+    let (_, events) = follow_to_end(&wrong, id).await;
+    match events.last() {
+        Some(DeployEvent::Finished { outcome, summary }) => {
+            assert_eq!(*outcome, Outcome::Failed, "{summary}");
+            assert!(summary.starts_with("failed at step preflight"), "{summary}");
+            for service in ["database", "backend", "nginx"] {
+                assert!(
+                    summary.contains(&format!(
+                        "its container name {} is taken by container {} of compose project {}",
+                        project.container_name(service),
+                        project.container_name(service),
+                        project.name
+                    )),
+                    "{service}: {summary}"
+                );
+            }
+            assert!(
+                summary.contains(&format!(
+                    "host port 127.0.0.1:{}/tcp is published by container {}",
+                    project.nginx_port,
+                    project.container_name("nginx")
+                )),
+                "{summary}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    drop(wrong);
+    let running = project.compose_ok(&["ps", "--status", "running", "--quiet"]);
+    assert_eq!(
+        String::from_utf8_lossy(&running.stdout).lines().count(),
+        7,
+        "a refused deploy touches nothing"
+    );
+
+    // The console with the default configuration names the project as compose does and sees it all.
+    let console = Console::start(bin(), &found_as).await;
+    let report = health_until(&console, project.stack_settle_bound(), |r| {
+        r.services.len() == 7 && r.services.iter().all(|s| s.verdict == Verdict::Healthy)
+    })
+    .await;
+    assert_eq!(report.project, project.name);
+    assert_eq!(report.project_source, NameSource::EnvFile);
+
+    // Its deploy takes the stack over without a name conflict and ends verified.
+    let id = start(
+        &console,
+        &[("options[no_pull]", "true"), ("options[skip_seed]", "true")],
+    )
+    .await;
+    let (_, events) = follow_to_end(&console, id).await;
+    let log = lines(&events);
+    match events.last() {
+        Some(DeployEvent::Finished { outcome, summary }) => {
+            assert_eq!(*outcome, Outcome::Succeeded, "{summary}\n{log}")
+        }
+        other => panic!("no end: {other:?}"),
+    }
+    assert!(
+        log.contains(&format!(
+            "compose project {} (from COMPOSE_PROJECT_NAME in the env file)",
+            project.name
+        )),
+        "{log}"
+    );
+    let names = std::process::Command::new("docker")
+        .args(["ps", "--format", "{{.Names}}", "--filter"])
+        .arg(format!("label=com.docker.compose.project={}", project.name))
+        .output()
+        .unwrap();
+    let mut names: Vec<String> = String::from_utf8_lossy(&names.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    names.sort();
+    let mut want: Vec<String> = end2end::STACK_SERVICES
+        .iter()
+        .map(|s| project.container_name(s))
+        .collect();
+    want.sort();
+    assert_eq!(names, want, "the same containers, recreated by the deploy");
+}
+
+/// Reads the console's health report until `done` holds for it.
+async fn health_until(
+    console: &Console,
+    within: Duration,
+    done: impl Fn(&HealthReport) -> bool,
+) -> HealthReport {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let (status, body) = console.call("health_report", &[]).await;
+        assert_eq!(status, 200, "{body}");
+        let report: HealthReport = serde_json::from_str(&body).unwrap();
+        if done(&report) {
+            return report;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within {within:?}: {:?}",
+            report
+                .services
+                .iter()
+                .map(|s| (s.name.as_str(), s.verdict.word()))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

@@ -28,7 +28,7 @@ async fn health_and_log_streams_are_shared_scrubbed_and_prunes_are_confirmed_and
 
     // One viewer follows until the stack is healthy.
     let mut first = SseReader::open(console.client(), &events).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    let deadline = std::time::Instant::now() + project.stack_settle_bound();
     loop {
         let report = next_report(&mut first).await;
         if report.services.len() == 7

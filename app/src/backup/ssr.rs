@@ -434,7 +434,7 @@ async fn dump(
     database: &str,
     format: BackupFormat,
 ) -> Result<Dumped, String> {
-    let project = &state.config.project.name;
+    let project = &state.config.project_name();
     let container = state
         .engine
         .service_container(project, "database")

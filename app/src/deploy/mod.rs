@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
 
+#[cfg(feature = "ssr")]
+pub mod git;
 pub mod plan;
 #[cfg(feature = "ssr")]
 pub mod ssr;
@@ -38,9 +40,30 @@ pub struct DeployOptions {
     /// A rollback: bring back the images of this earlier successful deploy, without building.
     #[serde(default)]
     pub rollback_of: Option<i64>,
+    /// What to deploy: a branch of the remote, a tag or a commit; unset (or empty): the configured
+    /// branch's newest commit.
+    #[serde(default)]
+    pub git_ref: Option<String>,
+    /// Discard changes made on the server to tracked files, and untracked files in the way (the
+    /// workflow's `reset --hard`). Admin only, with the project name typed.
+    #[serde(default)]
+    pub discard_local_changes: bool,
 }
 
 impl DeployOptions {
+    /// The ref the deployer named, if any (blank counts as none).
+    pub fn wanted_ref(&self) -> Option<&str> {
+        self.git_ref
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+    }
+
+    /// Options that only an admin may choose, with the project name typed.
+    pub fn destructive(&self) -> bool {
+        self.recreate_volumes || self.discard_local_changes
+    }
+
     /// The options in words, for the audit log and the deploy's page.
     pub fn describe(&self) -> String {
         let parts: Vec<&str> = [
@@ -50,10 +73,15 @@ impl DeployOptions {
             (self.recreate_volumes, "RECREATE VOLUMES"),
             (self.ignore_audit_errors, "ignore audit errors"),
             (self.backup_first, "back up first"),
+            (self.discard_local_changes, "DISCARD LOCAL CHANGES"),
         ]
         .into_iter()
         .filter_map(|(on, name)| on.then_some(name))
         .collect();
+        let mut parts: Vec<String> = parts.into_iter().map(String::from).collect();
+        if let Some(git_ref) = self.wanted_ref() {
+            parts.insert(0, format!("ref {git_ref}"));
+        }
         if let Some(id) = self.rollback_of {
             return format!("rollback to the images of deploy #{id} (no build)");
         }
@@ -151,7 +179,10 @@ pub struct Deploy {
     pub outcome: Outcome,
     /// Why it failed or what it left, in one scrubbed line; empty while running.
     pub summary: String,
+    /// The project directory's commit when the deploy started (what ran before).
     pub git_commit: Option<String>,
+    /// The commit its source step checked out (None: no source step, e.g. not a git checkout).
+    pub to_commit: Option<String>,
     pub version: Option<String>,
     pub env_sha256: Option<String>,
     pub compose_sha256: Option<String>,
@@ -191,7 +222,7 @@ pub async fn start_deploy(
     confirm: Option<String>,
 ) -> Result<i64, AppError> {
     use crate::auth::{Role, require};
-    let role = if options.recreate_volumes {
+    let role = if options.destructive() {
         Role::Admin
     } else {
         Role::Deployer

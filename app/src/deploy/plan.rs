@@ -6,8 +6,12 @@ use super::DeployOptions;
 /// What a step does.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// Files parse, compose accepts them, the engine answers, the audit has no error (unless overridden).
+    /// Files parse, compose accepts them, the engine answers, the audit has no error (unless overridden),
+    /// no other project holds a container name or port; the remote fetched, the ref resolved, nothing
+    /// on the server a checkout would overwrite.
     Preflight,
+    /// Check out the commit preflight resolved (skipped when the project is not a git checkout).
+    Source,
     /// `docker compose <args>` as a child process.
     Compose(Vec<String>),
     /// The engine's build cache, removed through the API (`docker builder prune -af`).
@@ -61,6 +65,7 @@ pub fn plan(options: &DeployOptions, seed: &[String]) -> Vec<PlannedStep> {
     };
     vec![
         step("preflight", Action::Preflight),
+        step("source", Action::Source),
         PlannedStep {
             skipped: !options.backup_first,
             ..step("back up database", Action::Backup)
@@ -143,6 +148,7 @@ mod tests {
             names,
             [
                 "preflight",
+                "source",
                 "back up database",
                 "down",
                 "prune build cache",

@@ -11,6 +11,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use super::git::{Git, some_paths};
 use super::plan::{Action, PlannedStep, plan};
 use super::{DeployEvent, DeployLine, DeployOptions, DeployStep, Outcome, StepStatus};
 use crate::audit::{AuditEvent, Outcome as AuditOutcome};
@@ -38,8 +39,8 @@ pub enum DeployError {
         actor: String,
         started_at: String,
     },
-    #[error("recreating volumes deletes all data: type the project name ({project}) to confirm")]
-    NotConfirmed { project: String },
+    #[error("{what}: type the project name ({project}) to confirm")]
+    NotConfirmed { what: &'static str, project: String },
     #[error("deploy #{0} is not running")]
     NotRunning(i64),
     #[error("{0}")]
@@ -76,6 +77,7 @@ pub struct Deployer {
     masker: Arc<Masker>,
     health: Arc<HealthMonitor>,
     compose: ComposeCli,
+    git: Git,
     running: Mutex<Option<Running>>,
 }
 
@@ -102,6 +104,7 @@ impl Deployer {
         }
         Ok(Arc::new(Deployer {
             compose: ComposeCli::from_config(&config),
+            git: Git::from_config(&config),
             config,
             store,
             engine,
@@ -118,17 +121,23 @@ impl Deployer {
         options: DeployOptions,
         confirm: Option<&str>,
     ) -> Result<i64, DeployError> {
-        let project = &self.config.project.name;
-        if options.recreate_volumes && confirm.map(str::trim) != Some(project.as_str()) {
+        let project = &self.config.project_name();
+        if options.destructive() && confirm.map(str::trim) != Some(project.as_str()) {
+            let what = if options.recreate_volumes {
+                "recreating volumes deletes all data"
+            } else {
+                "discarding local changes loses what was changed on the server"
+            };
             self.audit(
                 actor,
                 "deploy.start",
                 "",
                 AuditOutcome::Refused,
-                "recreate volumes not confirmed",
+                &format!("not confirmed: {what}"),
             )
             .await?;
             return Err(DeployError::NotConfirmed {
+                what,
                 project: project.clone(),
             });
         }
@@ -243,6 +252,7 @@ impl Deployer {
             id,
             seq: 0,
             scrubber: Arc::clone(&scrubber),
+            source: None,
         };
         let mut outcome = Outcome::Succeeded;
         let mut summary = String::new();
@@ -279,16 +289,13 @@ impl Deployer {
             };
             let ms = Some(clock.elapsed().as_millis() as u64);
             match result {
-                Ok(code) => {
-                    out.step(
-                        position,
-                        planned.name,
-                        StepStatus::Succeeded,
-                        code,
-                        Some(started),
-                        ms,
-                    )
-                    .await
+                Ok(done) => {
+                    let (status, code) = match done {
+                        Done::Code(code) => (StepStatus::Succeeded, code),
+                        Done::Skipped => (StepStatus::Skipped, None),
+                    };
+                    out.step(position, planned.name, status, code, Some(started), ms)
+                        .await
                 }
                 Err(failure) => {
                     let status = if failure.cancelled {
@@ -367,10 +374,15 @@ impl Deployer {
         options: &DeployOptions,
         position: usize,
         out: &mut Output<'_>,
-    ) -> Result<Option<i64>, StepFailure> {
+    ) -> Result<Done, StepFailure> {
+        let none = |_| Done::Code(None);
         match action {
-            Action::Preflight => self.preflight(options, position, out).await.map(|_| None),
-            Action::Compose(args) => self.compose_step(args, position, out).await.map(Some),
+            Action::Preflight => self.preflight(options, position, out).await.map(none),
+            Action::Source => self.source(position, out).await,
+            Action::Compose(args) => self
+                .compose_step(args, position, out)
+                .await
+                .map(|code| Done::Code(Some(code))),
             Action::PruneBuildCache => {
                 let (removed, freed) = self
                     .engine
@@ -386,22 +398,172 @@ impl Deployer {
                     ),
                 )
                 .await;
-                Ok(None)
+                Ok(Done::Code(None))
             }
-            Action::WaitHealthy(services) => self
-                .wait_healthy(services, position, out)
+            Action::WaitHealthy(services) => {
+                self.wait_healthy(services, position, out).await.map(none)
+            }
+            Action::Exec { service, cmd } => self
+                .exec_step(service, cmd, position, out)
                 .await
-                .map(|_| None),
-            Action::Exec { service, cmd } => {
-                self.exec_step(service, cmd, position, out).await.map(Some)
-            }
-            Action::Verify => self.verify(position, out).await.map(|_| None),
-            Action::RestoreImages(id) => {
-                self.restore_images(*id, position, out).await.map(|_| None)
-            }
-            Action::KeepImages => self.keep_images(position, out).await.map(|_| None),
-            Action::Backup => self.backup(position, out).await.map(|_| None),
+                .map(|code| Done::Code(Some(code))),
+            Action::Verify => self.verify(position, out).await.map(none),
+            Action::RestoreImages(id) => self.restore_images(*id, position, out).await.map(none),
+            Action::KeepImages => self.keep_images(position, out).await.map(none),
+            Action::Backup => self.backup(position, out).await.map(none),
         }
+    }
+
+    /// Fetches the remote and resolves what to deploy; refuses what a checkout would overwrite on the
+    /// server (paths, never contents) unless the admin chose to discard it. Sets `out.source`.
+    async fn check_source(
+        &self,
+        options: &DeployOptions,
+        position: usize,
+        out: &mut Output<'_>,
+    ) -> Result<(), StepFailure> {
+        let scrubber = Arc::clone(&out.scrubber);
+        if !self.git.is_checkout(&scrubber).await {
+            out.line(
+                position,
+                false,
+                &format!(
+                    "source: {} is not a git checkout: the deploy builds what is on disk",
+                    self.config.project.dir.display()
+                ),
+            )
+            .await;
+            return Ok(());
+        }
+        let git = &self.git;
+        let wanted = options.wanted_ref().unwrap_or(&git.branch).to_string();
+        out.line(
+            position,
+            false,
+            &format!("$ git fetch {} (branches and tags)", git.remote),
+        )
+        .await;
+        git.fetch(&scrubber)
+            .await
+            .map_err(|e| StepFailure::new(format!("cannot fetch from {}: {e}", git.remote)))?;
+        let target = git.resolve(&wanted, &scrubber).await.ok_or_else(|| {
+            StepFailure::new(format!(
+                "unknown ref {wanted:?}: not a branch of {}, a tag or a commit",
+                git.remote
+            ))
+        })?;
+        let from = git.head(&scrubber).await;
+        let env_file = self.config.project.env_file.display().to_string();
+        if git.tracks(&target, &env_file, &scrubber).await {
+            return Err(StepFailure::new(format!(
+                "the repository tracks {env_file} at {}: the console never overwrites the env file; \
+                 remove it from the repository (git rm --cached {env_file}) and ignore it",
+                short(&target)
+            )));
+        }
+        let tree = git
+            .working_tree(&scrubber)
+            .await
+            .map_err(|e| StepFailure::new(e.to_string()))?;
+        let in_the_way: Vec<String> = match &from {
+            Some(from) if !tree.untracked.is_empty() => {
+                let changed = git
+                    .changed_paths(from, &target, &scrubber)
+                    .await
+                    .map_err(|e| StepFailure::new(e.to_string()))?;
+                tree.untracked
+                    .iter()
+                    .filter(|p| changed.contains(p))
+                    .cloned()
+                    .collect()
+            }
+            _ => vec![],
+        };
+        if !options.discard_local_changes {
+            if !tree.modified.is_empty() {
+                return Err(StepFailure::new(format!(
+                    "tracked files were changed on the server: {}; commit them to the repository, or \
+                     let an admin tick \"discard local changes on the server\"",
+                    some_paths(&tree.modified, 10)
+                )));
+            }
+            if !in_the_way.is_empty() {
+                return Err(StepFailure::new(format!(
+                    "untracked files on the server are in the way of {}: {}; move them, or let an admin \
+                     tick \"discard local changes on the server\"",
+                    short(&target),
+                    some_paths(&in_the_way, 10)
+                )));
+            }
+        } else if !tree.modified.is_empty() || !in_the_way.is_empty() {
+            let lost: Vec<String> = tree.modified.iter().chain(&in_the_way).cloned().collect();
+            out.line(
+                position,
+                true,
+                &format!(
+                    "local changes on the server will be discarded: {}",
+                    some_paths(&lost, 20)
+                ),
+            )
+            .await;
+        }
+        let on_branch = options.wanted_ref().is_none_or(|r| r == git.branch);
+        out.line(
+            position,
+            false,
+            &format!(
+                "source: {wanted} is {} ({}); production runs {}",
+                short(&target),
+                git.subject(&target, &scrubber).await,
+                from.as_deref().map_or("no commit".into(), short)
+            ),
+        )
+        .await;
+        out.source = Some(SourcePlan {
+            from,
+            to: target,
+            on_branch,
+            force: options.discard_local_changes,
+        });
+        Ok(())
+    }
+
+    /// Checks out the commit preflight resolved; skipped when the project is not a git checkout.
+    async fn source(&self, position: usize, out: &mut Output<'_>) -> Result<Done, StepFailure> {
+        let Some(plan) = out.source.clone() else {
+            out.line(
+                position,
+                false,
+                "skipped: the project directory is not a git checkout",
+            )
+            .await;
+            return Ok(Done::Skipped);
+        };
+        let scrubber = Arc::clone(&out.scrubber);
+        let mode = match (plan.on_branch, plan.force) {
+            (true, false) => format!("-B {}", self.git.branch),
+            (true, true) => format!("--force -B {}", self.git.branch),
+            (false, false) => "--detach".into(),
+            (false, true) => "--force --detach".into(),
+        };
+        out.line(
+            position,
+            false,
+            &format!("$ git checkout {mode} {}", short(&plan.to)),
+        )
+        .await;
+        self.git
+            .checkout(&plan.to, plan.on_branch, plan.force, &scrubber)
+            .await
+            .map_err(|e| StepFailure::new(e.to_string()))?;
+        let _ = self.store.set_to_commit(out.id, &plan.to).await;
+        let moved = match plan.from.as_deref() {
+            Some(from) if from == plan.to => format!("already at {}", short(&plan.to)),
+            Some(from) => format!("{} -> {}", short(from), short(&plan.to)),
+            None => format!("checked out {}", short(&plan.to)),
+        };
+        out.line(position, false, &format!("source: {moved}")).await;
+        Ok(Done::Code(None))
     }
 
     async fn preflight(
@@ -440,16 +602,11 @@ impl Deployer {
                 errors.len()
             )));
         }
-        let quiet = self
+        let model = self
             .compose
-            .output(
-                &["config", "--quiet"],
-                Duration::from_secs(30),
-                &out.scrubber,
-            )
+            .model(&out.scrubber)
             .await
             .map_err(|e| StepFailure::new(e.to_string()))?;
-        drop(quiet);
         out.line(
             position,
             false,
@@ -464,10 +621,39 @@ impl Deployer {
                     &format!("Docker engine {} answers", info.version),
                 )
                 .await;
-                Ok(())
             }
-            crate::engine::EngineState::Unreachable { reason } => Err(StepFailure::new(reason)),
+            crate::engine::EngineState::Unreachable { reason } => {
+                return Err(StepFailure::new(reason));
+            }
         }
+        // `up` would fail half-way on a name or port another project holds: refuse before `down`.
+        let all = self
+            .engine
+            .all_containers()
+            .await
+            .map_err(|e| StepFailure::new(e.to_string()))?;
+        let collisions = model.collisions(&self.compose.project, &all);
+        for c in &collisions {
+            out.line(position, true, &format!("collision: {c}")).await;
+        }
+        if !collisions.is_empty() {
+            return Err(StepFailure::new(format!(
+                "compose project {} would collide with what runs: {}",
+                self.compose.project,
+                collisions.join("; ")
+            )));
+        }
+        out.line(
+            position,
+            false,
+            &format!(
+                "compose project {} (from {}): no container name or port of another project in the way",
+                self.compose.project,
+                self.config.project.name_source.describe()
+            ),
+        )
+        .await;
+        self.check_source(options, position, out).await
     }
 
     /// `docker compose <args>` in its own process group; every line of its output is a log line.
@@ -561,7 +747,7 @@ impl Deployer {
     ) -> Result<i64, StepFailure> {
         let container = self
             .engine
-            .service_container(&self.config.project.name, service)
+            .service_container(&self.config.project_name(), service)
             .await
             .map_err(|e| StepFailure::new(e.to_string()))?
             .ok_or_else(|| StepFailure::new(format!("service {service} has no container")))?;
@@ -641,7 +827,7 @@ impl Deployer {
             for service in services {
                 let state = match self
                     .engine
-                    .service_container(&self.config.project.name, service)
+                    .service_container(&self.config.project_name(), service)
                     .await
                 {
                     Ok(Some(id)) => match self.engine.inspect_container(&id).await {
@@ -713,7 +899,7 @@ impl Deployer {
                 .services
                 .iter()
                 .filter(|s| s.verdict != Verdict::Healthy)
-                .map(|s| format!("{}: {}", s.name, s.verdict.reason().unwrap_or("")))
+                .map(|s| format!("{}: {}", s.name, s.verdict.reason().unwrap_or_default()))
                 .collect();
             if bad.is_empty() && !report.services.is_empty() {
                 for s in &report.services {
@@ -738,7 +924,7 @@ impl Deployer {
     async fn service_images(&self) -> Vec<ServiceImage> {
         let mut images: Vec<ServiceImage> = self
             .engine
-            .project_containers(&self.config.project.name)
+            .project_containers(&self.config.project_name())
             .await
             .unwrap_or_default()
             .into_iter()
@@ -815,8 +1001,21 @@ impl Deployer {
                 deploy.outcome.as_str()
             )));
         }
+        // The images carry the code of the commit that deploy checked out; the files stay as they are.
+        let commit = deploy.to_commit.as_deref().or(deploy.git_commit.as_deref());
+        let now = self.git.head(&out.scrubber).await;
+        out.line(
+            position,
+            false,
+            &format!(
+                "bringing back the images of deploy #{id}{}; the working tree is left alone{}",
+                commit.map_or(String::new(), |c| format!(" (commit {})", short(c))),
+                now.map_or(String::new(), |c| format!(" (it stays at {})", short(&c)))
+            ),
+        )
+        .await;
         let running = self.service_images().await;
-        let project = &self.config.project.name;
+        let project = &self.config.project_name();
         for (service, image_id) in &deploy.images {
             let reference = running
                 .iter()
@@ -859,7 +1058,7 @@ impl Deployer {
     async fn backup(&self, position: usize, out: &mut Output<'_>) -> Result<(), StepFailure> {
         let exists = self
             .engine
-            .service_container(&self.config.project.name, "database")
+            .service_container(&self.config.project_name(), "database")
             .await
             .map_err(|e| StepFailure::new(e.to_string()))?;
         if exists.is_none() {
@@ -994,6 +1193,7 @@ fn repo_of(reference: &str) -> &str {
 fn left_state(step: &str) -> &'static str {
     match step {
         "preflight" | "back up database" => " (nothing was changed)",
+        "source" => " (nothing was stopped; the working tree is as git left it)",
         "down" | "prune build cache" | "build" => {
             " (the stack is down: run a deploy again, or roll back)"
         }
@@ -1004,6 +1204,30 @@ fn left_state(step: &str) -> &'static str {
         }
         _ => " (the new containers are up)",
     }
+}
+
+/// How a step that did not fail ended.
+enum Done {
+    /// It ran; the exit code of its command, if it had one.
+    Code(Option<i64>),
+    /// Nothing to do here (the reason is in the log).
+    Skipped,
+}
+
+/// What preflight resolved for the source step to check out.
+#[derive(Debug, Clone)]
+struct SourcePlan {
+    from: Option<String>,
+    to: String,
+    /// The configured branch is reset to `to` (else a detached HEAD: a tag or a commit).
+    on_branch: bool,
+    /// Discard local changes (admin, confirmed).
+    force: bool,
+}
+
+/// A commit id as people read it.
+fn short(commit: &str) -> String {
+    commit.chars().take(10).collect()
 }
 
 struct StepFailure {
@@ -1030,6 +1254,9 @@ impl StepFailure {
     }
 }
 
+/// How long a cancelled child's process group gets between SIGTERM and SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
+
 /// Kills a child's whole process group when dropped (the step was cancelled or failed), unless the
 /// child ended by itself first.
 pub(super) struct ProcessGroup(pub(super) Option<u32>);
@@ -1048,7 +1275,7 @@ impl Drop for ProcessGroup {
             // compose, and the buildx / docker processes it started.
             let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
             std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_secs(5));
+                std::thread::sleep(KILL_GRACE);
                 let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
             });
         }
@@ -1061,6 +1288,8 @@ struct Output<'a> {
     id: i64,
     seq: u64,
     scrubber: Arc<Scrubber>,
+    /// What preflight resolved for the source step (None: no git checkout, or not resolved yet).
+    source: Option<SourcePlan>,
 }
 
 impl Output<'_> {

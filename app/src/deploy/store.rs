@@ -6,20 +6,27 @@ use super::ssr::{ProcessGroup, ProjectFacts};
 use super::{Deploy, DeployLine, DeployOptions, DeployStep, Outcome, StepStatus};
 use crate::store::{Store, StoreError, now_text, parse_time, query_failed, time_text};
 
-type DeployRow = (
-    i64,
-    String,
-    String,
-    Option<String>,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    String,
-);
+/// A row of `deploys` as the history reads it.
+#[derive(sqlx::FromRow)]
+struct DeployRow {
+    id: i64,
+    actor: String,
+    started_at: String,
+    finished_at: Option<String>,
+    options: String,
+    outcome: String,
+    summary: String,
+    git_commit: Option<String>,
+    to_commit: Option<String>,
+    version: Option<String>,
+    env_sha256: Option<String>,
+    compose_sha256: Option<String>,
+    images: String,
+}
+
+/// The columns `DeployRow` reads.
+const DEPLOY_COLUMNS: &str = "id, actor, started_at, finished_at, options, outcome, summary, git_commit, \
+     to_commit, version, env_sha256, compose_sha256, images";
 
 impl Store {
     pub(super) async fn insert_deploy(
@@ -180,11 +187,10 @@ impl Store {
         outcome: Option<Outcome>,
         limit: u32,
     ) -> Result<Vec<Deploy>, StoreError> {
-        let rows: Vec<DeployRow> = sqlx::query_as(
-            "SELECT id, actor, started_at, finished_at, options, outcome, summary, git_commit, version,
-                    env_sha256, compose_sha256, images
-             FROM deploys WHERE (?1 IS NULL OR outcome = ?1) ORDER BY id DESC LIMIT ?2",
-        )
+        let rows: Vec<DeployRow> = sqlx::query_as(&format!(
+            "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE (?1 IS NULL OR outcome = ?1) \
+             ORDER BY id DESC LIMIT ?2"
+        ))
         .bind(outcome.map(Outcome::as_str))
         .bind(limit)
         .fetch_all(self.pool())
@@ -192,18 +198,16 @@ impl Store {
         .map_err(query_failed("list deploys"))?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let steps = self.deploy_steps(row.0).await?;
+            let steps = self.deploy_steps(row.id).await?;
             out.push(deploy_from_row(row, steps));
         }
         Ok(out)
     }
 
     pub async fn deploy(&self, id: i64) -> Result<Option<Deploy>, StoreError> {
-        let row: Option<DeployRow> = sqlx::query_as(
-            "SELECT id, actor, started_at, finished_at, options, outcome, summary, git_commit, version,
-                    env_sha256, compose_sha256, images
-             FROM deploys WHERE id = ?",
-        )
+        let row: Option<DeployRow> = sqlx::query_as(&format!(
+            "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE id = ?"
+        ))
         .bind(id)
         .fetch_optional(self.pool())
         .await
@@ -242,6 +246,17 @@ impl Store {
             .collect())
     }
 
+    /// The commit the deploy's source step checked out.
+    pub(super) async fn set_to_commit(&self, id: i64, commit: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE deploys SET to_commit = ? WHERE id = ?")
+            .bind(commit)
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .map_err(query_failed("record the deploy's commit"))?;
+        Ok(())
+    }
+
     /// A deploy's stored log, in order.
     pub async fn deploy_log(&self, id: i64) -> Result<Vec<DeployLine>, StoreError> {
         let rows: Vec<(i64, i64, bool, String)> = sqlx::query_as(
@@ -264,33 +279,20 @@ impl Store {
 }
 
 fn deploy_from_row(row: DeployRow, steps: Vec<DeployStep>) -> Deploy {
-    let (
-        id,
-        actor,
-        started_at,
-        finished_at,
-        options,
-        outcome,
-        summary,
-        git_commit,
-        version,
-        env,
-        compose,
-        images,
-    ) = row;
     Deploy {
-        id,
-        actor,
-        started_at: parse_time(&started_at),
-        finished_at: finished_at.as_deref().map(parse_time),
-        options: serde_json::from_str(&options).unwrap_or_default(),
-        outcome: Outcome::parse(&outcome),
-        summary,
-        git_commit,
-        version,
-        env_sha256: env,
-        compose_sha256: compose,
-        images: serde_json::from_str(&images).unwrap_or_default(),
+        id: row.id,
+        actor: row.actor,
+        started_at: parse_time(&row.started_at),
+        finished_at: row.finished_at.as_deref().map(parse_time),
+        options: serde_json::from_str(&row.options).unwrap_or_default(),
+        outcome: Outcome::parse(&row.outcome),
+        summary: row.summary,
+        git_commit: row.git_commit,
+        to_commit: row.to_commit,
+        version: row.version,
+        env_sha256: row.env_sha256,
+        compose_sha256: row.compose_sha256,
+        images: serde_json::from_str(&row.images).unwrap_or_default(),
         steps,
     }
 }
@@ -350,7 +352,7 @@ mod tests {
         let d = store.deploy(id).await.unwrap().unwrap();
         assert_eq!(d.outcome, Outcome::Interrupted);
         assert_eq!(d.options, options);
-        assert_eq!(d.steps.len(), 12);
+        assert_eq!(d.steps.len(), steps.len());
         assert_eq!(d.steps[1].status, StepStatus::Cancelled);
         assert_eq!(d.steps[0].status, StepStatus::Pending);
         assert_eq!(store.deploy_log(id).await.unwrap(), vec![line]);
@@ -377,6 +379,13 @@ mod tests {
         );
         let failed = store.deploys(Some(Outcome::Succeeded), 10).await.unwrap();
         assert_eq!(failed.len(), 1);
+        // The commit the source step checked out is kept beside the one it started from.
+        store.set_to_commit(next, "def").await.unwrap();
+        let d = store.deploy(next).await.unwrap().unwrap();
+        assert_eq!(
+            (d.git_commit.as_deref(), d.to_commit.as_deref()),
+            (Some("abc"), Some("def"))
+        );
         assert_eq!(
             failed[0].images,
             vec![("backend".to_string(), "sha256:1".to_string())]

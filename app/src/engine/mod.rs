@@ -30,10 +30,40 @@ pub struct EngineInfo {
     pub kernel_version: String,
 }
 
+/// Where the compose project's name came from, in compose's own order of precedence: what the console
+/// is told, else what compose itself would call the project (`docker compose` without `-p`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NameSource {
+    /// `project.name` in the console's configuration.
+    #[default]
+    Configuration,
+    /// `COMPOSE_PROJECT_NAME` in the console's own environment.
+    ConsoleEnvironment,
+    /// `COMPOSE_PROJECT_NAME` in the env file (EPSM's sets `epsm_prod`).
+    EnvFile,
+    /// The compose file's top-level `name:`.
+    ComposeFile,
+    /// The project directory's name, as compose normalises it.
+    Directory,
+}
+
+impl NameSource {
+    pub fn describe(self) -> &'static str {
+        match self {
+            NameSource::Configuration => "project.name in the console's configuration",
+            NameSource::ConsoleEnvironment => "COMPOSE_PROJECT_NAME in the console's environment",
+            NameSource::EnvFile => "COMPOSE_PROJECT_NAME in the env file",
+            NameSource::ComposeFile => "name: in the compose file",
+            NameSource::Directory => "the project directory's name",
+        }
+    }
+}
+
 /// The compose project the console is configured for (paths only: nothing from inside the files).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProjectInfo {
     pub name: String,
+    pub name_source: NameSource,
     pub dir: String,
     pub compose_file: String,
     pub env_file: String,
@@ -55,7 +85,8 @@ pub async fn get_project_info() -> Result<ProjectInfo, AppError> {
     let config = &state.config;
     let (compose, env) = (config.compose_file(), config.env_file());
     Ok(ProjectInfo {
-        name: config.project.name.clone(),
+        name: config.project_name(),
+        name_source: config.project.name_source,
         dir: config.project.dir.display().to_string(),
         compose_file: compose.display().to_string(),
         env_file: env.display().to_string(),
@@ -132,7 +163,13 @@ pub fn ProjectCard() -> impl IntoView {
                     {move || Suspend::new(async move {
                         project.await.map(|p| view! {
                             <dl class="facts">
-                                <dt>"Project"</dt><dd data-testid="project-name">{p.name}</dd>
+                                <dt>"Project"</dt>
+                                <dd>
+                                    <span data-testid="project-name">{p.name}</span>
+                                    <span class="muted" data-testid="project-name-source">
+                                        {format!(" (from {})", p.name_source.describe())}
+                                    </span>
+                                </dd>
                                 <dt>"Directory"</dt><dd><code>{p.dir}</code></dd>
                                 <dt>"Compose file"</dt><dd>{file(p.compose_file, p.compose_file_present)}</dd>
                                 <dt>"Env file"</dt><dd>{file(p.env_file, p.env_file_present)}</dd>

@@ -13,6 +13,7 @@ use bollard::query_parameters::{EventsOptions, ListContainersOptions, LogsOption
 use futures::{Stream, StreamExt};
 
 use super::{EngineInfo, EngineState, EngineStatus};
+use crate::compose::SeenContainer;
 
 /// How long one call to the engine may take before the console says it does not answer.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -61,6 +62,7 @@ pub struct Engine {
 pub const PROJECT_LABEL: &str = "com.docker.compose.project";
 pub const SERVICE_LABEL: &str = "com.docker.compose.service";
 pub const ONEOFF_LABEL: &str = "com.docker.compose.oneoff";
+pub const WORKING_DIR_LABEL: &str = "com.docker.compose.project.working_dir";
 
 impl Engine {
     /// Does not touch the engine: the first call connects.
@@ -170,6 +172,24 @@ impl Engine {
                     .is_none_or(|v| v != "True")
             })
             .collect())
+    }
+
+    /// Every container on the engine, running or not, as the project checks read them (which other
+    /// projects hold a service's name or a port).
+    pub async fn all_containers(&self) -> Result<Vec<SeenContainer>, EngineError> {
+        let docker = self.client().await?;
+        let options = ListContainersOptions {
+            all: true,
+            ..Default::default()
+        };
+        let list = self
+            .request(
+                "list containers",
+                CALL_TIMEOUT,
+                docker.list_containers(Some(options)),
+            )
+            .await?;
+        Ok(list.into_iter().map(seen_container).collect())
     }
 
     /// The container of a compose service, running or not.
@@ -549,6 +569,33 @@ impl Engine {
 }
 
 /// What a prune reports: how many things went, and the bytes freed.
+fn seen_container(c: ContainerSummary) -> SeenContainer {
+    let label = |key: &str| c.labels.as_ref().and_then(|l| l.get(key)).cloned();
+    SeenContainer {
+        name: c
+            .names
+            .as_ref()
+            .and_then(|n| n.first())
+            .map(|n| n.trim_start_matches('/').to_string())
+            .unwrap_or_default(),
+        state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+        project: label(PROJECT_LABEL),
+        service: label(SERVICE_LABEL),
+        working_dir: label(WORKING_DIR_LABEL),
+        ports: c
+            .ports
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| {
+                let public = p.public_port?;
+                let ip = p.ip.unwrap_or_else(|| "0.0.0.0".into());
+                let kind = p.typ.map(|t| t.to_string()).unwrap_or_else(|| "tcp".into());
+                Some(format!("{ip}:{public}/{kind}"))
+            })
+            .collect(),
+    }
+}
+
 fn freed<T>(deleted: Option<Vec<T>>, space_reclaimed: Option<i64>) -> (usize, u64) {
     (
         deleted.map_or(0, |d| d.len()),

@@ -298,7 +298,9 @@ pub fn audit(input: &AuditInput) -> Vec<Finding> {
         }
     }
     for e in &env.entries {
-        if !referenced.contains(e.key.as_str()) && reported.insert(&e.key) {
+        // COMPOSE_PROJECT_NAME and the like are compose's own settings: compose reads them.
+        let compose_setting = e.key.starts_with("COMPOSE_");
+        if !compose_setting && !referenced.contains(e.key.as_str()) && reported.insert(&e.key) {
             out.push(finding(
                 Severity::Info,
                 "unused-variable",
@@ -511,6 +513,12 @@ mod tests {
                 "DB_URL=postgres://u:${POSTGRES_PASSWORD}@db/x",
                 "secret-in-url",
                 "DB_URL",
+            ),
+            // Compose reads its own settings from the env file (EPSM's sets the project name).
+            (
+                "COMPOSE_PROJECT_NAME=epsm_prod",
+                "unused-variable",
+                "COMPOSE_PROJECT_NAME",
             ),
         ];
         for (extra, rule, key) in good {

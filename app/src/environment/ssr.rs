@@ -197,7 +197,7 @@ pub async fn drift_findings(state: &crate::state::AppState) -> Vec<Finding> {
         for service in &model.services {
             let Ok(Some(id)) = state
                 .engine
-                .service_container(&config.project.name, service)
+                .service_container(&config.project_name(), service)
                 .await
             else {
                 continue;

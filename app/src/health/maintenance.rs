@@ -41,7 +41,7 @@ pub async fn prune(target: PruneTarget, confirm: Option<String>) -> Result<Prune
     use crate::audit::{AuditEvent, Outcome};
     let actor = crate::auth::require(crate::auth::Role::Admin).await?;
     let state = expect_context::<crate::state::AppState>();
-    let project = state.config.project.name.clone();
+    let project = state.config.project_name();
     let event = {
         let (actor, project) = (actor.name.clone(), project.clone());
         move |outcome, detail: String| AuditEvent {

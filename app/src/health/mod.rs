@@ -24,6 +24,8 @@ pub struct HealthReport {
     pub round: u64,
     pub taken_at: DateTime<Utc>,
     pub project: String,
+    /// Where the project's name came from (the page says so: a wrong name hides a running stack).
+    pub project_source: crate::engine::NameSource,
     pub engine: EngineStatus,
     /// `docker system df`, refreshed less often than the rest (it is expensive).
     pub disk: Option<DiskUsage>,
@@ -149,6 +151,16 @@ pub enum Verdict {
     Down { reason: String },
     /// Compose declares it; there is no container.
     Missing,
+    /// No container under the console's project name, but one of another compose project (or none)
+    /// stands for it: the stack was started under another name.
+    OtherProject {
+        container: String,
+        /// The other project's name; None for a container compose did not start.
+        project: Option<String>,
+        state: String,
+        /// The name the console looks at.
+        looking_at: String,
+    },
 }
 
 impl Verdict {
@@ -157,6 +169,7 @@ impl Verdict {
             Verdict::Healthy => "ok",
             Verdict::Starting { .. } => "warn",
             Verdict::Down { .. } | Verdict::Missing => "down",
+            Verdict::OtherProject { .. } => "warn",
         }
     }
 
@@ -166,14 +179,33 @@ impl Verdict {
             Verdict::Starting { .. } => "starting",
             Verdict::Down { .. } => "down",
             Verdict::Missing => "missing",
+            Verdict::OtherProject { .. } => "other project",
         }
     }
 
-    pub fn reason(&self) -> Option<&str> {
+    pub fn reason(&self) -> Option<String> {
         match self {
             Verdict::Healthy => None,
-            Verdict::Starting { reason } | Verdict::Down { reason } => Some(reason),
-            Verdict::Missing => Some("declared in the compose file, but there is no container"),
+            Verdict::Starting { reason } | Verdict::Down { reason } => Some(reason.clone()),
+            Verdict::Missing => {
+                Some("declared in the compose file, but there is no container".into())
+            }
+            Verdict::OtherProject {
+                container,
+                project,
+                state,
+                looking_at,
+            } => Some(match project {
+                Some(project) => format!(
+                    "{state} as project {project} (container {container}); the console looks at \
+                     project {looking_at}: set project.name = \"{project}\", or leave it unset so \
+                     the console names the project as compose does"
+                ),
+                None => format!(
+                    "container {container} ({state}) has this service's container name but was not \
+                     started by compose as project {looking_at}"
+                ),
+            }),
         }
     }
 }
@@ -304,7 +336,25 @@ mod tests {
     }
 
     fn reason(v: Verdict) -> String {
-        v.reason().unwrap_or("healthy").to_string()
+        v.reason().unwrap_or_else(|| "healthy".into())
+    }
+
+    #[test]
+    fn a_service_held_by_another_project_says_which_and_what_to_set() {
+        let v = Verdict::OtherProject {
+            container: "epsm_backend_prod".into(),
+            project: Some("epsm_prod".into()),
+            state: "running".into(),
+            looking_at: "epsm".into(),
+        };
+        assert_eq!(v.word(), "other project");
+        let reason = reason(v);
+        assert!(
+            reason.starts_with(
+                "running as project epsm_prod (container epsm_backend_prod); the console looks at project epsm: set project.name = \"epsm_prod\""
+            ),
+            "{reason}"
+        );
     }
 
     #[test]

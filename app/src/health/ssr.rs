@@ -17,7 +17,7 @@ use super::{
     ContainerFacts, DiskUsage, DiskUsageRow, HealthReport, LogLine, MAX_LOG_LINE, ProbeResult,
     ServiceHealth, Verdict, in_restart_loop, verdict,
 };
-use crate::compose::{ComposeCli, ComposeModel};
+use crate::compose::{ComposeCli, ComposeModel, SeenContainer};
 use crate::config::Config;
 use crate::engine::ssr::{Engine, SERVICE_LABEL, short_id};
 use crate::engine::{EngineState, EngineStatus};
@@ -51,6 +51,11 @@ struct State {
     containers: Vec<ContainerFacts>,
     disk: Option<DiskUsage>,
     disk_due: Option<Instant>,
+    /// The compose model of the last good `docker compose config`.
+    model: Option<ComposeModel>,
+    /// Declared services with no container of the project but one of another project: service ->
+    /// that container.
+    elsewhere: BTreeMap<String, SeenContainer>,
     probes: HashMap<String, ProbeResult>,
     in_flight: HashSet<String>,
     restarts_seen: HashMap<String, VecDeque<(Instant, i64)>>,
@@ -88,7 +93,8 @@ impl HealthMonitor {
         let first = HealthReport {
             round: 0,
             taken_at: Utc::now(),
-            project: config.project.name.clone(),
+            project: config.project_name(),
+            project_source: config.project.name_source,
             engine: EngineStatus {
                 endpoint: engine.endpoint().to_string(),
                 state: EngineState::Unreachable {
@@ -163,7 +169,11 @@ impl HealthMonitor {
     /// after the engine goes away.
     async fn watch_events(self: Arc<Self>) {
         loop {
-            match self.engine.project_events(&self.config.project.name).await {
+            match self
+                .engine
+                .project_events(&self.config.project_name())
+                .await
+            {
                 Ok(events) => {
                     let mut events = std::pin::pin!(events);
                     while let Some(event) = events.next().await {
@@ -212,6 +222,9 @@ impl HealthMonitor {
                 (status, Ok(_)) => status,
             });
             state.containers = containers.unwrap_or_default();
+        }
+        if reachable {
+            self.look_elsewhere().await;
         }
         self.publish();
         if !reachable {
@@ -266,7 +279,8 @@ impl HealthMonitor {
         let mut state = self.state.lock().expect("health state");
         match model {
             Ok(model) => {
-                state.declared = model.services;
+                state.declared = model.services.clone();
+                state.model = Some(model);
                 state.compose_error = None;
             }
             // Keep the last services compose gave, so the rows do not vanish while the file is wrong.
@@ -278,7 +292,7 @@ impl HealthMonitor {
     async fn read_containers(&self, inputs: &RoundInputs) -> Result<Vec<ContainerFacts>, String> {
         let list = self
             .engine
-            .project_containers(&self.config.project.name)
+            .project_containers(&self.config.project_name())
             .await
             .map_err(|e| e.to_string())?;
         let inspects = futures::future::join_all(
@@ -308,6 +322,35 @@ impl HealthMonitor {
             .restarts_seen
             .retain(|id, _| alive.contains(id.as_str()));
         Ok(facts)
+    }
+
+    /// When a declared service has no container of the project, whether another compose project holds
+    /// it (the stack was started under another name): asked only then, so a healthy stack costs no
+    /// extra listing.
+    async fn look_elsewhere(&self) {
+        let (model, missing) = {
+            let state = self.state.lock().expect("health state");
+            let missing = state
+                .declared
+                .iter()
+                .any(|s| !state.containers.iter().any(|c| &c.service == s));
+            (state.model.clone(), missing)
+        };
+        let found = match (model, missing) {
+            (Some(model), true) => match self.engine.all_containers().await {
+                Ok(all) => model
+                    .held_elsewhere(&self.compose.project, &self.compose.dir, &all)
+                    .into_iter()
+                    .map(|(service, c)| (service, c.clone()))
+                    .collect(),
+                Err(e) => {
+                    tracing::debug!("health: listing all containers: {e}");
+                    BTreeMap::new()
+                }
+            },
+            _ => BTreeMap::new(),
+        };
+        self.state.lock().expect("health state").elsewhere = found;
     }
 
     async fn learn_image_dates(&self, images: HashSet<String>) {
@@ -542,11 +585,17 @@ impl HealthMonitor {
                             })
                     }
                 };
-                let verdict = match &engine_down {
-                    Some(reason) => Verdict::Down {
+                let verdict = match (&engine_down, state.elsewhere.get(name)) {
+                    (Some(reason), _) => Verdict::Down {
                         reason: format!("unknown: {reason}"),
                     },
-                    None => verdict(container, &probe),
+                    (None, Some(other)) if container.is_none() => Verdict::OtherProject {
+                        container: other.name.clone(),
+                        project: other.project.clone(),
+                        state: other.state.clone(),
+                        looking_at: self.compose.project.clone(),
+                    },
+                    (None, _) => verdict(container, &probe),
                 };
                 ServiceHealth {
                     name: name.clone(),
@@ -566,7 +615,8 @@ impl HealthMonitor {
         HealthReport {
             round: self.rounds(),
             taken_at: state.taken_at.unwrap_or_else(Utc::now),
-            project: self.config.project.name.clone(),
+            project: self.config.project_name(),
+            project_source: self.config.project.name_source,
             engine,
             disk: state.disk.clone(),
             compose_error: state.compose_error.clone(),

@@ -104,7 +104,9 @@ fn HealthView(report: Signal<HealthReport>, following: RwSignal<bool>) -> impl I
                     _ => ().into_any(),
                 }}
                 <p class="muted small">
-                    {format!("Project {} · looked at {} UTC · round {} · ", r.project, taken.format("%H:%M:%S"), r.round)}
+                    "Project " <span data-testid="health-project">{r.project.clone()}</span>
+                    <span data-testid="health-project-source">{format!(" (from {})", r.project_source.describe())}</span>
+                    {format!(" · looked at {} UTC · round {} · ", taken.format("%H:%M:%S"), r.round)}
                     <span data-testid="live" data-live=move || following.get().to_string()>
                         {move || if following.get() { "live" } else { "not live (reconnecting)" }}
                     </span>
@@ -169,7 +171,7 @@ fn service_row(s: &ServiceHealth, taken: chrono::DateTime<chrono::Utc>) -> impl 
             <td><strong>{s.name.clone()}</strong>{replicas}</td>
             <td>
                 <span class=format!("tag {}", s.verdict.css_class())>{s.verdict.word()}</span>
-                {s.verdict.reason().map(|r| view! { <div class="reason small" data-testid="verdict-reason">{r.to_string()}</div> })}
+                {s.verdict.reason().map(|r| view! { <div class="reason small" data-testid="verdict-reason">{r}</div> })}
             </td>
             <td>
                 {c.map(|c| view! {

@@ -1,0 +1,4 @@
+-- The commit a deploy checked out (git_commit is the one the project directory was at before it), and
+-- what the deploy changes as its card showed it before the click (JSON of ChangeCard).
+ALTER TABLE deploys ADD COLUMN to_commit TEXT;
+ALTER TABLE deploys ADD COLUMN change_card TEXT;
