@@ -2,3 +2,6 @@
 -- what the deploy changes as its card showed it before the click (JSON of ChangeCard).
 ALTER TABLE deploys ADD COLUMN to_commit TEXT;
 ALTER TABLE deploys ADD COLUMN change_card TEXT;
+-- The process that runs the deploy (the server, or `epsm-ops deploy`): a deploy is only marked
+-- interrupted when that process is gone.
+ALTER TABLE deploys ADD COLUMN owner_pid INTEGER;

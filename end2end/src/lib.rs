@@ -418,7 +418,11 @@ pub fn docker_host() -> String {
 /// A private copy of the EPSM-like stack under its own compose project name and host ports, so a test
 /// may change its env file and break it at will. `docker compose down -v` and its images go on drop.
 pub struct StackProject {
+    /// A git working tree (branch `main`) cloned from `origin`, as `/opt/epsm` is on the real host;
+    /// the env file and the rootfs tarball are ignored, as they are not in EPSM's repository.
     pub dir: tempfile::TempDir,
+    /// The bare repository `dir` was cloned from: its remote `origin`.
+    pub origin: tempfile::TempDir,
     pub name: String,
     pub nginx_port: u16,
     healthchecks: std::sync::OnceLock<Healthchecks>,
@@ -443,9 +447,39 @@ impl StackProject {
             .tempdir()
             .expect("temp dir");
         copy_tree(&source, dir.path());
+        let origin = tempfile::Builder::new()
+            .prefix("epsm-origin-")
+            .tempdir()
+            .expect("temp dir");
+        fs::write(
+            dir.path().join(".gitignore"),
+            ".env.production\nbase/rootfs.tar\nbase/rootfs.tar.sha256\n__pycache__/\n",
+        )
+        .expect("write .gitignore");
+        git(
+            origin.path(),
+            &["init", "--quiet", "--bare", "--initial-branch=main"],
+        );
+        git(dir.path(), &["init", "--quiet", "--initial-branch=main"]);
+        git(dir.path(), &["add", "--all"]);
+        git(
+            dir.path(),
+            &["commit", "--quiet", "-m", "The EPSM-like stack"],
+        );
+        git(
+            dir.path(),
+            &[
+                "remote",
+                "add",
+                "origin",
+                &origin.path().display().to_string(),
+            ],
+        );
+        git(dir.path(), &["push", "--quiet", "-u", "origin", "main"]);
         let name = format!("{name_hint}{}", std::process::id());
         let project = StackProject {
             dir,
+            origin,
             name,
             nginx_port: free_port(),
             healthchecks: std::sync::OnceLock::new(),
@@ -482,7 +516,47 @@ impl StackProject {
             }
         }
         fs::write(project.compose_file(), out).expect("write compose file");
+        // The real host's files are the repository's: commit the change, as EPSM's repository has it.
+        git(
+            project.dir.path(),
+            &["commit", "--quiet", "-am", "container names"],
+        );
+        git(project.dir.path(), &["push", "--quiet", "origin", "main"]);
         project
+    }
+
+    /// Commits `changes` (path relative to the project, new content; None deletes) on origin's `main`
+    /// from a clone of its own, as a developer who merged would; returns the new commit's id.
+    pub fn push_to_origin(&self, changes: &[(&str, Option<&str>)], message: &str) -> String {
+        let clone = tempfile::tempdir().expect("temp dir");
+        let origin = self.origin.path().display().to_string();
+        git(clone.path(), &["clone", "--quiet", &origin, "."]);
+        for (path, content) in changes {
+            let file = clone.path().join(path);
+            match content {
+                Some(text) => {
+                    fs::create_dir_all(file.parent().expect("a file in a folder")).expect("mkdir");
+                    fs::write(&file, text).expect("write file");
+                }
+                None => fs::remove_file(&file).expect("remove file"),
+            }
+        }
+        git(clone.path(), &["add", "--all", "--force"]);
+        git(clone.path(), &["commit", "--quiet", "-m", message]);
+        git(clone.path(), &["push", "--quiet", "origin", "main"]);
+        self.git(&[
+            "-C",
+            &clone.path().display().to_string(),
+            "rev-parse",
+            "HEAD",
+        ])
+    }
+
+    /// Runs git in the project directory (`-C` elsewhere first, if given) and returns its trimmed
+    /// output.
+    pub fn git(&self, args: &[&str]) -> String {
+        let out = git(self.dir.path(), args);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// The fixed container name `real_host_shape` gave `service`.
@@ -680,6 +754,31 @@ impl Drop for StackProject {
             );
         }
     }
+}
+
+/// `git <args>` in `dir` with a fixed identity and no user or system configuration; panics with git's
+/// output when it fails.
+fn git(dir: &Path, args: &[&str]) -> Output {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Dana Developer")
+        .env("GIT_AUTHOR_EMAIL", "dana@epsm.example")
+        .env("GIT_COMMITTER_NAME", "Dana Developer")
+        .env("GIT_COMMITTER_EMAIL", "dana@epsm.example")
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {} in {} failed: {}",
+        args.join(" "),
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// Copies a directory tree; the big rootfs tarball is hard-linked when the file system allows.

@@ -543,3 +543,204 @@ async fn health_until(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// The Django app of the bundled stack, as a developer changes it in the next commit.
+fn stack_file(path: &str) -> String {
+    std::fs::read_to_string(end2end::repo_root().join("stack").join(path)).unwrap()
+}
+
+const REMOVE_CREATED_AT: &str = r#"from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("simulations", "0002_failure_switch")]
+    operations = [migrations.RemoveField(model_name="simulation", name="created_at")]
+"#;
+
+/// Ends a deploy that preflight must refuse: its summary, after checking nothing was stopped.
+async fn refused_at_preflight(
+    console: &Console,
+    project: &StackProject,
+    form: &[(&str, &str)],
+) -> String {
+    let id = start(console, form).await;
+    let (_, events) = follow_to_end(console, id).await;
+    let summary = match events.last() {
+        Some(DeployEvent::Finished { outcome, summary }) => {
+            assert_eq!(*outcome, Outcome::Failed, "{summary}");
+            summary.clone()
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        summary.starts_with("failed at step preflight: "),
+        "{summary}"
+    );
+    assert!(summary.ends_with("(nothing was changed)"), "{summary}");
+    let running = project.compose_ok(&["ps", "--status", "running", "--quiet"]);
+    assert_eq!(
+        String::from_utf8_lossy(&running.stdout).lines().count(),
+        7,
+        "a refused deploy stops nothing: {summary}"
+    );
+    summary
+}
+
+#[tokio::test]
+async fn a_deploy_brings_what_origin_has_and_refuses_what_would_overwrite_the_servers_files() {
+    let _turn = ONE_STACK_AT_A_TIME.lock().await;
+    let project = StackProject::new("epsmsource");
+    project.compose_ok(&["build"]);
+    project.up_wait(&[]);
+    let console = Console::for_stack(bin(), &project, &[]).await;
+    let quick = [("options[no_pull]", "true"), ("options[skip_seed]", "true")];
+    let running_before = project.git(&["rev-parse", "HEAD"]);
+
+    // An unknown ref, an unreachable remote: preflight says why, and nothing stops.
+    let mut unknown = quick.to_vec();
+    unknown.push(("options[git_ref]", "no-such-branch"));
+    let summary = refused_at_preflight(&console, &project, &unknown).await;
+    assert!(
+        summary
+            .contains("unknown ref \"no-such-branch\": not a branch of origin, a tag or a commit"),
+        "{summary}"
+    );
+    let origin = project.origin.path().display().to_string();
+    project.git(&["remote", "set-url", "origin", "/nonexistent/epsm.git"]);
+    let summary = refused_at_preflight(&console, &project, &quick).await;
+    assert!(
+        summary.contains("cannot fetch from origin: `git fetch")
+            && summary.contains("'/nonexistent/epsm.git' does not appear to be a git repository"),
+        "{summary}"
+    );
+    project.git(&["remote", "set-url", "origin", &origin]);
+
+    // A developer merges: /health/ reports a version, and a migration drops a column.
+    let views = stack_file("backend/app/simulations/views.py").replace(
+        r#"return JsonResponse({"status": "healthy", "database": database})"#,
+        r#"return JsonResponse({"status": "healthy", "database": database, "version": "2"})"#,
+    );
+    assert!(views.contains("\"version\": \"2\""));
+    let models = stack_file("backend/app/simulations/models.py").replace(
+        "    created_at = models.DateTimeField(auto_now_add=True)\n",
+        "",
+    );
+    let target = project.push_to_origin(
+        &[
+            ("backend/app/simulations/views.py", Some(&views)),
+            ("backend/app/simulations/models.py", Some(&models)),
+            (
+                "backend/app/simulations/migrations/0003_remove_simulation_created_at.py",
+                Some(REMOVE_CREATED_AT),
+            ),
+        ],
+        "Report the version; drop Simulation.created_at",
+    );
+
+    // Someone edited a tracked file on the server: the deploy names it and does not touch it.
+    let settings = project.dir.path().join("backend/app/config/settings.py");
+    let edited = std::fs::read_to_string(&settings).unwrap() + "# hotfix made on the server\n";
+    std::fs::write(&settings, &edited).unwrap();
+    let summary = refused_at_preflight(&console, &project, &quick).await;
+    assert!(
+        summary.contains(
+            "tracked files were changed on the server: backend/app/config/settings.py; commit them"
+        ),
+        "{summary}"
+    );
+    assert_eq!(std::fs::read_to_string(&settings).unwrap(), edited);
+
+    // Discarding them is an admin's choice, confirmed by typing the project name.
+    let mut discard = quick.to_vec();
+    discard.push(("options[discard_local_changes]", "true"));
+    let deployer = console.login(end2end::DEPLOYER).await.unwrap();
+    let reply = deployer
+        .post(format!("{}/api/deploy_start", console.url))
+        .form(&discard)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 403, "a deployer may not discard");
+    let (status, body) = console.call("deploy_start", &discard).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains(
+            "discarding local changes loses what was changed on the server: type the project name"
+        ),
+        "{body}"
+    );
+    discard.push(("confirm", project.name.as_str()));
+    let id = start(&console, &discard).await;
+    let (_, events) = follow_to_end(&console, id).await;
+    let log = lines(&events);
+    match events.last() {
+        Some(DeployEvent::Finished { outcome, summary }) => {
+            assert_eq!(*outcome, Outcome::Succeeded, "{summary}\n{log}")
+        }
+        other => panic!("no end: {other:?}"),
+    }
+    assert!(
+        log.contains(
+            "local changes on the server will be discarded: backend/app/config/settings.py"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "source: {} -> {}",
+            &running_before[..10],
+            &target[..10]
+        )),
+        "{log}"
+    );
+
+    // The new code serves behind nginx, its migration ran, the history has both commits.
+    let health: serde_json::Value =
+        reqwest::get(format!("http://127.0.0.1:{}/health/", project.nginx_port))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(health["version"], "2", "{health}");
+    assert_eq!(
+        project.psql(
+            "epsm_db",
+            "SELECT count(*) FROM information_schema.columns \
+             WHERE table_name = 'simulations_simulation' AND column_name = 'created_at'"
+        ),
+        "0"
+    );
+    let d = deploy(&console, id).await;
+    assert_eq!(d.git_commit.as_deref(), Some(running_before.as_str()));
+    assert_eq!(d.to_commit.as_deref(), Some(target.as_str()));
+    assert_eq!(project.git(&["rev-parse", "HEAD"]), target);
+    assert_eq!(project.git(&["status", "--porcelain"]), "", "a clean tree");
+    let (_, audit) = console.call("audit_log", &[]).await;
+    assert!(audit.contains("DISCARD LOCAL CHANGES"), "{audit}");
+    assert!(
+        audit.contains("not confirmed: discarding local changes"),
+        "{audit}"
+    );
+
+    // An env file committed to the repository: a finding, and no deploy moves the checkout.
+    let env_before = std::fs::read_to_string(project.env_file()).unwrap();
+    project.git(&["add", "--force", ".env.production"]);
+    project.git(&["commit", "--quiet", "-m", "oops: the env file"]);
+    let (_, report) = console.call("environment_report", &[]).await;
+    assert!(report.contains("env-file-in-git"), "{report}");
+    let mut anyway = quick.to_vec();
+    anyway.push(("options[ignore_audit_errors]", "true"));
+    let summary = refused_at_preflight(&console, &project, &anyway).await;
+    assert!(
+        summary.contains("the checkout on the server tracks .env.production"),
+        "{summary}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(project.env_file()).unwrap(),
+        env_before
+    );
+    for secret in stack_secrets() {
+        assert!(!log.contains(&secret) && !console.log().contains(&secret));
+    }
+}

@@ -189,6 +189,25 @@ impl Deployer {
             Ok(id) => id,
             Err(e) => {
                 *self.running.lock().expect("deploy lock") = None;
+                // The store's one-running rule: another process (`epsm-ops deploy`) runs one.
+                if let Ok(Some((id, by, at))) = self.store.running_deploy().await {
+                    let busy = DeployError::Busy {
+                        id,
+                        actor: by,
+                        started_at: crate::store::parse_time(&at)
+                            .format("%Y-%m-%d %H:%M:%S")
+                            .to_string(),
+                    };
+                    self.audit(
+                        actor,
+                        "deploy.start",
+                        "",
+                        AuditOutcome::Refused,
+                        &busy.to_string(),
+                    )
+                    .await?;
+                    return Err(busy);
+                }
                 return Err(e.into());
             }
         };
@@ -454,6 +473,16 @@ impl Deployer {
         })?;
         let from = git.head(&scrubber).await;
         let env_file = self.config.project.env_file.display().to_string();
+        if let Some(from) = &from
+            && git.tracks(from, &env_file, &scrubber).await
+        {
+            return Err(StepFailure::new(format!(
+                "the checkout on the server tracks {env_file} (at {}): moving to another commit could \
+                 delete or overwrite it; remove it from the repository (git rm --cached {env_file}) \
+                 and ignore it",
+                short(from)
+            )));
+        }
         if git.tracks(&target, &env_file, &scrubber).await {
             return Err(StepFailure::new(format!(
                 "the repository tracks {env_file} at {}: the console never overwrites the env file; \

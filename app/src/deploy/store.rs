@@ -42,8 +42,9 @@ impl Store {
             .await
             .map_err(query_failed("begin deploy"))?;
         let id = sqlx::query(
-            "INSERT INTO deploys (actor, started_at, options, outcome, git_commit, version, env_sha256, compose_sha256)
-             VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
+            "INSERT INTO deploys (actor, started_at, options, outcome, git_commit, version, env_sha256,
+                                  compose_sha256, owner_pid)
+             VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
         )
         .bind(actor)
         .bind(now_text())
@@ -52,6 +53,7 @@ impl Store {
         .bind(&facts.version)
         .bind(&facts.env_sha256)
         .bind(&facts.compose_sha256)
+        .bind(std::process::id())
         .execute(&mut *tx)
         .await
         .map_err(query_failed("insert deploy"))?
@@ -144,16 +146,30 @@ impl Store {
         Ok(())
     }
 
-    /// Deploys a previous process left running become interrupted, and the compose commands they left
-    /// running are stopped; returns their ids.
+    /// The deploy running now (in this process or another one): id, who, when.
+    pub async fn running_deploy(&self) -> Result<Option<(i64, String, String)>, StoreError> {
+        sqlx::query_as("SELECT id, actor, started_at FROM deploys WHERE outcome = 'running'")
+            .fetch_optional(self.pool())
+            .await
+            .map_err(query_failed("find the running deploy"))
+    }
+
+    /// Deploys a process that is gone left running become interrupted, and the compose commands they
+    /// left running are stopped; returns their ids. A deploy another live epsm-ops process runs (the
+    /// server, or `epsm-ops deploy`) is left alone.
     pub async fn interrupt_running_deploys(&self) -> Result<Vec<i64>, StoreError> {
-        let groups: Vec<(i64,)> = sqlx::query_as(
-            "SELECT child_group FROM deploys WHERE outcome = 'running' AND child_group IS NOT NULL",
+        let running: Vec<(i64, Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT id, owner_pid, child_group FROM deploys WHERE outcome = 'running'",
         )
         .fetch_all(self.pool())
         .await
-        .map_err(query_failed("find deploy children"))?;
-        for (group,) in groups {
+        .map_err(query_failed("find running deploys"))?;
+        let orphaned: Vec<(i64, Option<i64>)> = running
+            .into_iter()
+            .filter(|(_, owner, _)| !owner.is_some_and(owner_alive))
+            .map(|(id, _, group)| (id, group))
+            .collect();
+        for group in orphaned.iter().filter_map(|(_, g)| *g) {
             // Only if that process is still a compose command (after a reboot the number may be reused).
             let cmdline = std::fs::read(format!("/proc/{group}/cmdline")).unwrap_or_default();
             let is_compose = String::from_utf8_lossy(&cmdline).contains("compose");
@@ -164,21 +180,46 @@ impl Store {
                 drop(ProcessGroup(Some(pid)));
             }
         }
-        let ids: Vec<(i64,)> = sqlx::query_as(
-            "UPDATE deploys SET outcome = 'interrupted', finished_at = ?,
-                    summary = 'interrupted: the console stopped while it ran; the stack may be in any state of the step that ran',
-                    child_group = NULL
-             WHERE outcome = 'running' RETURNING id",
+        let mut ids = Vec::new();
+        for (id, _) in orphaned {
+            let done: Option<(i64,)> = sqlx::query_as(
+                "UPDATE deploys SET outcome = 'interrupted', finished_at = ?,
+                        summary = 'interrupted: the console stopped while it ran; the stack may be in any state of the step that ran',
+                        child_group = NULL
+                 WHERE id = ? AND outcome = 'running' RETURNING id",
+            )
+            .bind(now_text())
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(query_failed("interrupt running deploys"))?;
+            if let Some((id,)) = done {
+                sqlx::query(
+                    "UPDATE deploy_steps SET status = 'cancelled' WHERE deploy_id = ? AND status = 'running'",
+                )
+                .bind(id)
+                .execute(self.pool())
+                .await
+                .map_err(query_failed("interrupt running steps"))?;
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// The lines of a deploy's log after `seq`, in order (a viewer following a deploy another process
+    /// runs reads them as they are written).
+    pub async fn deploy_log_after(&self, id: i64, seq: u64) -> Result<Vec<DeployLine>, StoreError> {
+        let rows: Vec<(i64, i64, bool, String)> = sqlx::query_as(
+            "SELECT seq, step, stderr, text FROM deploy_log WHERE deploy_id = ? AND seq > ?
+             ORDER BY seq LIMIT 10000",
         )
-        .bind(now_text())
+        .bind(id)
+        .bind(seq as i64)
         .fetch_all(self.pool())
         .await
-        .map_err(query_failed("interrupt running deploys"))?;
-        sqlx::query("UPDATE deploy_steps SET status = 'cancelled' WHERE status = 'running'")
-            .execute(self.pool())
-            .await
-            .map_err(query_failed("interrupt running steps"))?;
-        Ok(ids.into_iter().map(|(id,)| id).collect())
+        .map_err(query_failed("read deploy log"))?;
+        Ok(rows.into_iter().map(log_line).collect())
     }
 
     /// The newest deploys, newest first, with their steps.
@@ -266,16 +307,28 @@ impl Store {
         .fetch_all(self.pool())
         .await
         .map_err(query_failed("read deploy log"))?;
-        Ok(rows
-            .into_iter()
-            .map(|(seq, step, stderr, text)| DeployLine {
-                seq: seq.max(0) as u64,
-                step: step.max(0) as usize,
-                stderr,
-                text,
-            })
-            .collect())
+        Ok(rows.into_iter().map(log_line).collect())
     }
+}
+
+fn log_line((seq, step, stderr, text): (i64, i64, bool, String)) -> DeployLine {
+    DeployLine {
+        seq: seq.max(0) as u64,
+        step: step.max(0) as usize,
+        stderr,
+        text,
+    }
+}
+
+/// Whether the process that owns a running deploy is still an epsm-ops process (after a reboot the
+/// number may belong to another program).
+fn owner_alive(pid: i64) -> bool {
+    if pid == i64::from(std::process::id()) {
+        // This process is starting: whatever it ran before is gone.
+        return false;
+    }
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains("epsm-ops"))
 }
 
 fn deploy_from_row(row: DeployRow, steps: Vec<DeployStep>) -> Deploy {

@@ -53,10 +53,15 @@ pub fn DeploysPage() -> impl IntoView {
         <section class="card" data-testid="deploy-form">
             <h2>"Deploy"</h2>
             <p class="muted small">
-                "The deployment guide's procedure: pre-flight, down (volumes kept), build cache prune, build --no-cache, "
-                "up --force-recreate, wait for healthy, migrate, seed, collectstatic, verify. One deploy at a time."
+                "The deployment guide's procedure: pre-flight, the newest code from git, down (volumes kept), build "
+                "cache prune, build --no-cache, up --force-recreate, wait for healthy, migrate, seed, collectstatic, "
+                "verify. One deploy at a time."
             </p>
             <ActionForm action=start attr:class="deploy-form">
+                <label class="wide">"Deploy "
+                    <input type="text" name="options[git_ref]" data-testid="deploy-ref" autocomplete="off"
+                        placeholder="the configured branch (or a branch, tag or commit)"/>
+                </label>
                 <label><input type="checkbox" name="options[skip_migrations]" value="true"/>" skip migrations"</label>
                 <label><input type="checkbox" name="options[skip_seed]" value="true"/>" skip seed"</label>
                 <label><input type="checkbox" name="options[no_pull]" value="true"/>" no --pull (no registry)"</label>
@@ -64,8 +69,10 @@ pub fn DeploysPage() -> impl IntoView {
                 <label><input type="checkbox" name="options[backup_first]" value="true"/>" back up the database first"</label>
                 <crate::auth::RoleGate role=crate::auth::Role::Admin>
                     <details class="danger">
-                        <summary>"Recreate volumes (DELETES ALL DATA, admin only)"</summary>
-                        <label><input type="checkbox" name="options[recreate_volumes]" value="true"/>" remove the named volumes with the stack"</label>
+                        <summary>"Destructive options (admin only)"</summary>
+                        <label><input type="checkbox" name="options[discard_local_changes]" value="true" data-testid="deploy-discard"/>
+                            " discard local changes on the server (changed tracked files, untracked files in the way)"</label>
+                        <label><input type="checkbox" name="options[recreate_volumes]" value="true"/>" recreate volumes: DELETES ALL DATA"</label>
                         <input type="text" name="confirm" placeholder="type the project name to confirm" autocomplete="off"/>
                     </details>
                 </crate::auth::RoleGate>
@@ -115,7 +122,7 @@ fn HistoryTable(deploys: Vec<Deploy>) -> impl IntoView {
                         <td>{d.actor.clone()}</td>
                         <td><span class=format!("tag {}", outcome_class(d.outcome))>{d.outcome.as_str()}</span></td>
                         <td class="nowrap">{d.duration_ms().map(seconds)}</td>
-                        <td><code>{d.git_commit.as_deref().map(|c| c.chars().take(10).collect::<String>())}</code></td>
+                        <td class="nowrap"><code>{commits(&d)}</code></td>
                         <td class="small">{d.summary.clone()}</td>
                     </tr>
                 }).collect_view()}
@@ -237,7 +244,7 @@ fn DeployView(deploy: Deploy) -> impl IntoView {
             <dl class="facts">
                 <dt>"Started"</dt><dd>{format!("{} UTC by {}", deploy.started_at.format("%Y-%m-%d %H:%M:%S"), deploy.actor)}</dd>
                 <dt>"Options"</dt><dd>{options}</dd>
-                <dt>"Commit"</dt><dd><code>{deploy.git_commit.clone().unwrap_or_else(|| "—".into())}</code>{deploy.version.clone().map(|v| format!(" · VERSION {v}"))}</dd>
+                <dt>"Commit"</dt><dd><code data-testid="deploy-commits">{commits(&deploy)}</code>{deploy.version.clone().map(|v| format!(" · VERSION {v}"))}</dd>
                 <dt>"Env file"</dt><dd><code>{deploy.env_sha256.clone().map(|h| format!("sha256 {}", &h[..h.len().min(16)]))}</code></dd>
                 <dt>"Compose file"</dt><dd><code>{deploy.compose_sha256.clone().map(|h| format!("sha256 {}", &h[..h.len().min(16)]))}</code></dd>
             </dl>
@@ -288,6 +295,17 @@ fn DeployView(deploy: Deploy) -> impl IntoView {
                 </tbody>
             </table>
         })}
+    }
+}
+
+/// "from -> to" when the deploy checked out another commit, else the one commit it ran.
+fn commits(d: &Deploy) -> String {
+    let short = |c: &str| c.chars().take(10).collect::<String>();
+    match (d.git_commit.as_deref(), d.to_commit.as_deref()) {
+        (Some(from), Some(to)) if from != to => format!("{} → {}", short(from), short(to)),
+        (_, Some(to)) => short(to),
+        (Some(from), None) => short(from),
+        (None, None) => "—".into(),
     }
 }
 

@@ -69,6 +69,16 @@ pub struct AuditInput<'a> {
     pub retired_files: &'a [String],
     /// What makes a variable secret by name (`secrets::secret_name_parts`).
     pub secret_name_parts: &'a [String],
+    /// How the project's git checkout holds the env file (None: not a git checkout).
+    pub env_file_in_git: Option<GitTracking>,
+}
+
+/// How a git checkout holds the env file: it must be neither committed nor committable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GitTracking {
+    Tracked,
+    NotIgnored,
+    Ignored,
 }
 
 /// Values shipped in templates that must never reach production: whole values...
@@ -330,6 +340,27 @@ pub fn audit(input: &AuditInput) -> Vec<Finding> {
             &format!("chmod 600 {ef}"),
         ));
     }
+    match input.env_file_in_git {
+        Some(GitTracking::Tracked) => out.push(finding(
+            Severity::Error,
+            "env-file-in-git",
+            "",
+            ef,
+            None,
+            "is tracked by the project's git repository: its secrets are in the history, and a deploy's checkout could overwrite it (the console refuses to)",
+            &format!("git rm --cached {ef}, add it to .gitignore, and change every secret it held"),
+        )),
+        Some(GitTracking::NotIgnored) => out.push(finding(
+            Severity::Warning,
+            "env-file-not-ignored",
+            "",
+            ef,
+            None,
+            "is not ignored by the project's git repository: one `git add -A` commits its secrets",
+            &format!("add {ef} to .gitignore"),
+        )),
+        Some(GitTracking::Ignored) | None => {}
+    }
     for retired in input.retired_files {
         out.push(finding(
             Severity::Warning,
@@ -392,7 +423,39 @@ mod tests {
             env_file_mode: mode,
             retired_files: &retired,
             secret_name_parts: &super::super::secrets::secret_name_parts(&[]),
+            env_file_in_git: None,
         })
+    }
+
+    #[test]
+    fn an_env_file_in_git_is_an_error_and_one_not_ignored_a_warning() {
+        let env = parse("DEBUG=False\n", &|_| None).unwrap();
+        let with = |tracking| {
+            audit(&AuditInput {
+                env: &env,
+                env_file_name: ".env.production",
+                compose: &[],
+                compose_file_name: "docker-compose.production.yml",
+                env_file_mode: Some(0o600),
+                retired_files: &[],
+                secret_name_parts: &super::super::secrets::secret_name_parts(&[]),
+                env_file_in_git: tracking,
+            })
+            .into_iter()
+            .filter(|f| f.rule.starts_with("env-file-"))
+            .map(|f| (f.rule, f.severity))
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            with(Some(GitTracking::Tracked)),
+            [("env-file-in-git".to_string(), Severity::Error)]
+        );
+        assert_eq!(
+            with(Some(GitTracking::NotIgnored)),
+            [("env-file-not-ignored".to_string(), Severity::Warning)]
+        );
+        assert!(with(Some(GitTracking::Ignored)).is_empty());
+        assert!(with(None).is_empty(), "no git checkout, nothing to say");
     }
 
     fn rules(findings: &[Finding]) -> Vec<(String, String, Severity)> {

@@ -156,6 +156,7 @@ pub fn audit_project(
         env_file_mode: mode,
         retired_files: &retired,
         secret_name_parts,
+        env_file_in_git: env_file_in_git(dir, env_file),
     });
     let env = match syntax {
         Some(syntax) => {
@@ -167,6 +168,47 @@ pub fn audit_project(
         None => Some(env),
     };
     Ok(ProjectAudit { findings, env })
+}
+
+/// How the project's git checkout holds the env file (two quick git commands; None when the directory
+/// is not a git checkout or git is not there).
+fn env_file_in_git(dir: &Path, env_file: &Path) -> Option<super::audit::GitTracking> {
+    use super::audit::GitTracking;
+    let command = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("git");
+        cmd.arg("-C")
+            .arg(dir)
+            .args(args)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        cmd
+    };
+    // Only the project's own repository counts, not one the directory happens to sit in (the bundled
+    // stack inside this repository, say).
+    let top = command(&["rev-parse", "--show-toplevel"]).output().ok()?;
+    let top = String::from_utf8_lossy(&top.stdout);
+    let canonical = |p: &Path| std::fs::canonicalize(p).ok();
+    if !top.trim().is_empty() && canonical(Path::new(top.trim())) != canonical(dir) {
+        return None;
+    }
+    let git = |args: &[&str]| {
+        command(args)
+            .arg(env_file)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .ok()
+    };
+    // `ls-files --error-unmatch` exits 1 for an untracked file, 128 outside a repository.
+    match git(&["ls-files", "--error-unmatch", "--"])?.code()? {
+        0 => Some(GitTracking::Tracked),
+        1 => match git(&["check-ignore", "--quiet", "--"])?.code()? {
+            0 => Some(GitTracking::Ignored),
+            1 => Some(GitTracking::NotIgnored),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 fn read(path: &Path) -> Result<String, AuditError> {
