@@ -55,6 +55,8 @@ pub struct ComposeModel {
     pub container_names: BTreeMap<String, String>,
     /// Service -> the host ports it publishes, as `127.0.0.1:8080/tcp` (`0.0.0.0` when no address).
     pub published: BTreeMap<String, Vec<String>>,
+    /// Service -> the registry image it runs, for services with `image:` and no `build:`.
+    pub registry_images: BTreeMap<String, String>,
 }
 
 impl ComposeCli {
@@ -119,12 +121,22 @@ impl ComposeCli {
     /// The project's services as compose resolves them (so an error in either file is compose's own
     /// sentence), ordered as the compose file lists them.
     pub async fn model(&self, scrubber: &Scrubber) -> Result<ComposeModel, ComposeError> {
+        self.model_with_profiles(&[], scrubber).await
+    }
+
+    /// `model`, with the services of these profiles too.
+    pub async fn model_with_profiles(
+        &self,
+        profiles: &[String],
+        scrubber: &Scrubber,
+    ) -> Result<ComposeModel, ComposeError> {
+        let mut args: Vec<&str> = profiles
+            .iter()
+            .flat_map(|p| ["--profile", p.as_str()])
+            .collect();
+        args.extend(["config", "--format", "json"]);
         let json = self
-            .output(
-                &["config", "--format", "json"],
-                Duration::from_secs(20),
-                scrubber,
-            )
+            .output(&args, Duration::from_secs(20), scrubber)
             .await?;
         let text = std::fs::read_to_string(&self.compose_file).unwrap_or_default();
         parse_model(&json, &text).map_err(|reason| ComposeError::Output {
@@ -226,11 +238,19 @@ pub fn parse_model(json: &str, compose_text: &str) -> Result<ComposeModel, Strin
         })
         .filter(|(_, ports): &(String, Vec<String>)| !ports.is_empty())
         .collect();
+    let registry_images = services
+        .iter()
+        .filter(|(_, service)| service.get("build").is_none())
+        .filter_map(|(name, service)| {
+            Some((name.clone(), service.get("image")?.as_str()?.to_string()))
+        })
+        .collect();
     Ok(ComposeModel {
         services: names,
         environment,
         container_names,
         published,
+        registry_images,
     })
 }
 
@@ -472,6 +492,20 @@ mod tests {
             "nginx":{"container_name":"epsm_nginx_prod","ports":[{"target":80,"published":"80"},{"target":443,"published":443,"protocol":"tcp"}]},
             "worker":{"ports":[{"target":9000}]}}}"#;
         let model = parse_model(json, "").unwrap();
+        assert!(
+            model.registry_images.is_empty(),
+            "no service without a build"
+        );
+        let tools = r#"{"services":{"energyplus":{"image":"nrel/energyplus:23.2.0","profiles":["tools"]},
+            "backend":{"image":"epsm-backend","build":{"context":"."}}}}"#;
+        assert_eq!(
+            parse_model(tools, "").unwrap().registry_images,
+            [(
+                "energyplus".to_string(),
+                "nrel/energyplus:23.2.0".to_string()
+            )]
+            .into()
+        );
         assert_eq!(model.container_names["database"], "epsm_database_prod");
         assert_eq!(model.published["database"], ["127.0.0.1:5432/tcp"]);
         assert_eq!(

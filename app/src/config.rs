@@ -150,6 +150,9 @@ pub struct ProjectConfig {
     pub public_url: Url,
     /// Where a deploy takes the code from (the workflow's "Pull latest code").
     pub git: GitConfig,
+    /// Compose profiles whose registry images a deploy pulls too (EPSM's `energyplus` is under `tools`);
+    /// their services are not started.
+    pub profiles: Vec<String>,
 }
 
 /// The project directory's git checkout: what a deploy fetches and checks out before it builds.
@@ -254,6 +257,7 @@ impl Default for Config {
                 env_file: PathBuf::from(".env.production"),
                 public_url: Url::parse("http://127.0.0.1:8080/").expect("constant URL parses"),
                 git: GitConfig::default(),
+                profiles: Vec::new(),
             },
             docker: DockerConfig {
                 host: default_docker_host(std::env::var("DOCKER_HOST").ok()),

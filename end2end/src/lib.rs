@@ -339,12 +339,17 @@ impl Console {
     /// Runs the same binary with `args` and the configuration this console was started with (the
     /// same store and project), to completion: the command-line side of the console.
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(&self.bin)
+        self.command(args).output().expect("run epsm-ops")
+    }
+
+    /// The command `run` runs, to start it in the background.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.bin);
+        command
             .args(args)
             .current_dir(repo_root())
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .expect("run epsm-ops")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
     }
 
     /// Asks the process to stop (SIGTERM) and waits for it.
@@ -490,8 +495,9 @@ impl StackProject {
     }
 
     /// A copy shaped like EPSM's real files on the host: the env file sets `COMPOSE_PROJECT_NAME`
-    /// (`<hint><pid>_prod`, like EPSM's `epsm_prod`) and every service has a fixed `container_name`
-    /// (`<hint><pid>_<service>_prod`). `compose` then runs without `-p`, as EPSM's workflow does.
+    /// (`<hint><pid>_prod`, like EPSM's `epsm_prod`), every service has a fixed `container_name`
+    /// (`<hint><pid>_<service>_prod`), and `energyplus` (a registry image) sits under the profile
+    /// `tools`. `compose` then runs without `-p`, as EPSM's workflow does.
     pub fn real_host_shape(name_hint: &str) -> StackProject {
         let mut project = StackProject::new(name_hint);
         let base = project.name.clone();
@@ -515,6 +521,20 @@ impl StackProject {
                 out.push_str(&format!("    container_name: {base}_{service}_prod\n"));
             }
         }
+        // EPSM's simulation engine: a registry image under the `tools` profile, never built, not started
+        // by `up` (the backend starts simulations in it through the Docker socket).
+        let out = out.replacen(
+            "\nvolumes:\n",
+            &format!(
+                "\n  energyplus:\n    image: nrel/energyplus:23.2.0\n    container_name: \
+                 {base}_energyplus_prod\n    profiles: [\"tools\"]\n\nvolumes:\n"
+            ),
+            1,
+        );
+        assert!(
+            out.contains("energyplus:"),
+            "the compose file has a volumes section"
+        );
         fs::write(project.compose_file(), out).expect("write compose file");
         // The real host's files are the repository's: commit the change, as EPSM's repository has it.
         git(

@@ -45,6 +45,32 @@ enum Command {
     /// Back up the project's database now, as the Backups page does (same directory, records, checks,
     /// retention and audit log), e.g. from a cron job on the host. Exits 1 when the backup failed.
     Backup(BackupArgs),
+    /// Deploy as the Deploy button does (same plan, one-at-a-time lock, history and audit log), printing
+    /// the steps as they run, e.g. from EPSM's own runner. Exits 0 when the deploy ended verified, 1
+    /// when it failed, 2 when another deploy runs (named) or it could not start.
+    Deploy(DeployArgs),
+}
+
+#[derive(Args)]
+struct DeployArgs {
+    #[command(flatten)]
+    config: ServeArgs,
+    /// What to deploy: a branch of the remote, a tag or a commit (default: the configured branch).
+    #[arg(long = "ref", value_name = "REF")]
+    git_ref: Option<String>,
+    #[arg(long)]
+    skip_migrations: bool,
+    #[arg(long)]
+    skip_seed: bool,
+    /// Build without `--pull` (where there is no registry).
+    #[arg(long)]
+    no_pull: bool,
+    /// Back up the database before anything is stopped.
+    #[arg(long)]
+    backup_first: bool,
+    /// Do not ask before deploying (needed without a terminal to ask on).
+    #[arg(long, short = 'y')]
+    yes: bool,
 }
 
 #[derive(Args)]
@@ -117,6 +143,8 @@ enum StartError {
     Serve(std::io::Error),
     #[error("{0}")]
     Backup(String),
+    #[error("{0}")]
+    Deploy(String),
     #[error("login: {0}")]
     Auth(#[from] app::auth::ssr::AuthError),
     #[error("session store: {0}")]
@@ -137,6 +165,10 @@ async fn main() -> ExitCode {
         Command::Serve(args) => serve(args).await,
         Command::Audit(args) => return audit(args),
         Command::Backup(args) => backup(args).await,
+        Command::Deploy(args) => match deploy(args).await {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -243,16 +275,13 @@ async fn backup(args: BackupArgs) -> Result<(), StartError> {
         DumpFormat::Custom => BackupFormat::Custom,
         DumpFormat::Plain => BackupFormat::Plain,
     };
-    let user = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown user".into());
     let backups = app::backup::ssr::Backups {
         config: &config,
         store: &store,
         engine: &engine,
         masker: &masker,
     };
-    let done = app::backup::ssr::backup_now(&backups, &format!("command line ({user})"), format)
+    let done = app::backup::ssr::backup_now(&backups, &command_line_actor(), format)
         .await
         .map_err(|e| StartError::Backup(e.to_string()))?;
     println!(
@@ -267,6 +296,99 @@ async fn backup(args: BackupArgs) -> Result<(), StartError> {
         done.duration_ms.unwrap_or(0)
     );
     Ok(())
+}
+
+/// The one who runs a command on the host, as the audit log names them.
+fn command_line_actor() -> String {
+    let user = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown user".into());
+    format!("command line ({user})")
+}
+
+async fn deploy(args: DeployArgs) -> Result<ExitCode, StartError> {
+    use app::deploy::{DeployEvent, DeployOptions, Outcome, StepStatus};
+    use std::io::{IsTerminal, Write};
+    let (config, store, engine, masker) = open(&args.config).await?;
+    let options = DeployOptions {
+        skip_migrations: args.skip_migrations,
+        skip_seed: args.skip_seed,
+        no_pull: args.no_pull,
+        backup_first: args.backup_first,
+        git_ref: args.git_ref,
+        ..DeployOptions::default()
+    };
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(StartError::Deploy(
+                "no terminal to ask on: pass --yes to deploy without asking".into(),
+            ));
+        }
+        print!(
+            "Deploy {} to compose project {} ({})? [y/N] ",
+            options.wanted_ref().unwrap_or(&config.project.git.branch),
+            config.project_name(),
+            options.describe()
+        );
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Err(StartError::Deploy("not deployed: not confirmed".into()));
+        }
+    }
+    let config = Arc::new(config);
+    // Rounds only when the deploy asks (verify): the command line needs no live page.
+    let health = HealthMonitor::new(engine.clone(), config.clone(), masker.clone());
+    let deployer = Deployer::new(config, store, engine, masker, health).await?;
+    let actor = app::auth::Actor {
+        name: command_line_actor(),
+        role: app::auth::Role::Deployer,
+    };
+    let id = deployer
+        .start(&actor, options, None)
+        .await
+        .map_err(|e| StartError::Deploy(e.to_string()))?;
+    let Some((history, mut live)) = deployer.follow(id) else {
+        return Err(StartError::Deploy(format!(
+            "deploy #{id} ended before it could be followed"
+        )));
+    };
+    println!("deploy #{id} started");
+    let mut events = std::collections::VecDeque::from(history);
+    loop {
+        let event = match events.pop_front() {
+            Some(event) => event,
+            None => match live.recv().await {
+                Ok(event) => event,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    return Err(StartError::Deploy(format!("lost deploy #{id}")));
+                }
+            },
+        };
+        match event {
+            DeployEvent::Line(line) if line.stderr => eprintln!("  {}", line.text),
+            DeployEvent::Line(line) => println!("  {}", line.text),
+            DeployEvent::Step { step, .. } if step.status != StepStatus::Pending => println!(
+                "==> {}: {}{}",
+                step.name,
+                step.status.as_str(),
+                step.duration_ms
+                    .map(|ms| format!(" ({:.1} s)", ms as f64 / 1000.0))
+                    .unwrap_or_default()
+            ),
+            DeployEvent::Step { .. } => {}
+            DeployEvent::Finished { outcome, summary } => {
+                println!("deploy #{id} {}: {summary}", outcome.as_str());
+                return Ok(if outcome == Outcome::Succeeded {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                });
+            }
+        }
+    }
 }
 
 async fn serve(args: ServeArgs) -> Result<(), StartError> {

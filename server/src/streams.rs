@@ -170,19 +170,65 @@ async fn deploy_events(
         Ok(lines) => lines,
         Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     };
+    let running = deploy.outcome == app::deploy::Outcome::Running;
+    let last_seq = lines.last().map_or(0, |l| l.seq);
     let mut events: Vec<DeployEvent> = deploy
         .steps
-        .into_iter()
+        .iter()
+        .cloned()
         .enumerate()
         .map(|(position, step)| DeployEvent::Step { position, step })
         .collect();
     events.extend(lines.into_iter().map(DeployEvent::Line));
-    events.push(DeployEvent::Finished {
-        outcome: deploy.outcome,
-        summary: deploy.summary,
-    });
-    sse(stream::iter(events).map(to_sse), shutdown)
+    if !running {
+        events.push(DeployEvent::Finished {
+            outcome: deploy.outcome,
+            summary: deploy.summary,
+        });
+        return sse(stream::iter(events).map(to_sse), shutdown);
+    }
+    // Another process runs it (`epsm-ops deploy`): follow what it writes to the store.
+    let follow = stream::unfold(
+        (state.store.clone(), deploy.steps, last_seq, false),
+        move |(store, mut steps, mut seq, done)| async move {
+            if done {
+                return None;
+            }
+            tokio::time::sleep(STORE_POLL).await;
+            let mut out = Vec::new();
+            let now = match store.deploy(id).await {
+                Ok(Some(now)) => now,
+                _ => return None,
+            };
+            if let Ok(lines) = store.deploy_log_after(id, seq).await {
+                seq = lines.last().map_or(seq, |l| l.seq);
+                out.extend(lines.into_iter().map(DeployEvent::Line));
+            }
+            for (position, step) in now.steps.iter().enumerate() {
+                if steps.get(position) != Some(step) {
+                    out.push(DeployEvent::Step {
+                        position,
+                        step: step.clone(),
+                    });
+                }
+            }
+            steps = now.steps;
+            let done = now.outcome != app::deploy::Outcome::Running;
+            if done {
+                out.push(DeployEvent::Finished {
+                    outcome: now.outcome,
+                    summary: now.summary,
+                });
+            }
+            Some((stream::iter(out), (store, steps, seq, done)))
+        },
+    )
+    .flatten();
+    sse(stream::iter(events).chain(follow).map(to_sse), shutdown)
 }
+
+/// How often a viewer of a deploy another process runs reads the store for what is new.
+const STORE_POLL: Duration = Duration::from_secs(1);
 
 fn sse<S>(events: S, shutdown: CancellationToken) -> Response
 where

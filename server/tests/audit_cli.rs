@@ -106,13 +106,19 @@ fn a_broken_env_file_fails_the_audit_with_its_findings() {
 #[test]
 fn a_malformed_env_file_is_an_error_with_its_line() {
     let dir = project(|env| env.replacen("DB_NAME=epsm_db", "DB_NAME=\"epsm_db", 1));
+    let line = std::fs::read_to_string(dir.path().join(".env.production"))
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("DB_NAME="))
+        .unwrap()
+        + 1;
     let (code, stdout, _) = audit(dir.path(), "json");
     assert_eq!(code, Some(1));
     let findings: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(findings[0]["rule"], "env-file-syntax");
     assert_eq!(
-        findings[0]["line"], 12,
-        "DB_NAME is on line 12 of the stack's env file: {stdout}"
+        findings[0]["line"], line,
+        "DB_NAME is on line {line} of the stack's env file: {stdout}"
     );
 }
 

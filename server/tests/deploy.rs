@@ -115,7 +115,7 @@ async fn a_full_deploy_ends_green_with_every_step_recorded_and_a_second_is_refus
 
     let d = deploy(&console, id).await;
     assert_eq!(d.outcome, Outcome::Succeeded);
-    assert_eq!(d.steps.len(), 13);
+    assert_eq!(d.steps.len(), 14);
     let not_run: Vec<&str> = d
         .steps
         .iter()
@@ -124,8 +124,12 @@ async fn a_full_deploy_ends_green_with_every_step_recorded_and_a_second_is_refus
         .collect();
     assert_eq!(
         not_run,
-        ["back up database"],
-        "only the option not chosen is skipped"
+        ["back up database", "pull images"],
+        "only the option not chosen is skipped, and the pull with nothing to pull"
+    );
+    assert!(
+        log.contains("no service runs a registry image: nothing to pull"),
+        "{log}"
     );
     let skipped = |s: &&app::deploy::DeployStep| s.status == StepStatus::Skipped;
     assert!(
@@ -408,6 +412,7 @@ async fn a_stack_started_as_epsms_workflow_leaves_it_is_found_deployed_over_and_
     let found_as = [
         ("EPSM_OPS_PROJECT_DIR", dir.as_str()),
         ("EPSM_OPS_PROJECT_PUBLIC_URL", public.as_str()),
+        ("EPSM_OPS_PROJECT_PROFILES", "[\"tools\"]"),
         ("EPSM_OPS_HEALTH_INTERVAL_SECS", "2"),
     ];
 
@@ -478,6 +483,28 @@ async fn a_stack_started_as_epsms_workflow_leaves_it_is_found_deployed_over_and_
     assert_eq!(report.project, project.name);
     assert_eq!(report.project_source, NameSource::EnvFile);
 
+    // The registry image of the `tools` profile is pulled before anything stops; with no registry
+    // here the pull fails, naming the image, and the stack keeps running.
+    let summary = {
+        let id = start(&console, &[("options[skip_seed]", "true")]).await;
+        let (_, events) = follow_to_end(&console, id).await;
+        match events.last() {
+            Some(DeployEvent::Finished { outcome, summary }) => {
+                assert_eq!(*outcome, Outcome::Failed, "{summary}");
+                summary.clone()
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(
+        summary.starts_with(
+            "failed at step pull images: pulling nrel/energyplus:23.2.0 (service energyplus) failed"
+        ) && summary.ends_with("(nothing was stopped)"),
+        "{summary}"
+    );
+    let running = project.compose_ok(&["ps", "--status", "running", "--quiet"]);
+    assert_eq!(String::from_utf8_lossy(&running.stdout).lines().count(), 7);
+
     // Its deploy takes the stack over without a name conflict and ends verified.
     let id = start(
         &console,
@@ -515,6 +542,71 @@ async fn a_stack_started_as_epsms_workflow_leaves_it_is_found_deployed_over_and_
         .collect();
     want.sort();
     assert_eq!(names, want, "the same containers, recreated by the deploy");
+
+    // EPSM's runner keeps its own button: `epsm-ops deploy` writes into the same history.
+    let unasked = console.run(&["deploy", "--no-pull"]);
+    assert_eq!(unasked.status.code(), Some(2), "{unasked:?}");
+    assert!(
+        String::from_utf8_lossy(&unasked.stderr).contains("pass --yes"),
+        "{unasked:?}"
+    );
+    let runner = console
+        .command(&["deploy", "--yes", "--no-pull", "--skip-seed"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + with_margin(Duration::from_secs(10));
+    let cli_id = loop {
+        let (_, list) = console.call("deploy_list", &[]).await;
+        let list: Vec<Deploy> = serde_json::from_str(&list).unwrap();
+        if let Some(d) = list.iter().find(|d| d.outcome == Outcome::Running) {
+            break d.id;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no deploy running: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // One deploy at a time, across processes: a second command and the button are told which runs.
+    let second = console.run(&["deploy", "--yes", "--no-pull"]);
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(&format!("deploy #{cli_id} started by command line (")),
+        "{said}"
+    );
+    let (status, body) = console.call("deploy_start", &[]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains(&format!("deploy #{cli_id} started by command line (")),
+        "{body}"
+    );
+    // The console's page follows the runner's deploy live, to its end.
+    let (_, events) = follow_to_end(&console, cli_id).await;
+    match events.last() {
+        Some(DeployEvent::Finished { outcome, summary }) => {
+            assert_eq!(*outcome, Outcome::Succeeded, "{summary}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(lines(&events).contains("nginx: healthy"));
+    let out = runner.wait_with_output().unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(printed.contains("==> verify: succeeded"), "{printed}");
+    assert!(
+        printed.contains(&format!("deploy #{cli_id} succeeded")),
+        "{printed}"
+    );
+    let d = deploy(&console, cli_id).await;
+    assert!(d.actor.starts_with("command line ("), "{}", d.actor);
+    assert_eq!(d.steps.len(), 14);
 }
 
 /// Reads the console's health report until `done` holds for it.

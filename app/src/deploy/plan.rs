@@ -16,6 +16,9 @@ pub enum Action {
     Compose(Vec<String>),
     /// The engine's build cache, removed through the API (`docker builder prune -af`).
     PruneBuildCache,
+    /// The registry images of services that are not built (those of the configured profiles too),
+    /// pulled one by one while the old version still runs.
+    PullImages,
     /// Until these services' containers are healthy (bounded).
     WaitHealthy(Vec<String>),
     /// A command in a service's container through the API; its exit code decides.
@@ -69,6 +72,10 @@ pub fn plan(options: &DeployOptions, seed: &[String]) -> Vec<PlannedStep> {
         PlannedStep {
             skipped: !options.backup_first,
             ..step("back up database", Action::Backup)
+        },
+        PlannedStep {
+            skipped: options.no_pull,
+            ..step("pull images", Action::PullImages)
         },
         step("down", Action::Compose(down)),
         step("prune build cache", Action::PruneBuildCache),
@@ -150,6 +157,7 @@ mod tests {
                 "preflight",
                 "source",
                 "back up database",
+                "pull images",
                 "down",
                 "prune build cache",
                 "build",
@@ -184,7 +192,7 @@ mod tests {
         };
         let steps = plan(&options, &seed());
         let skipped: Vec<&str> = steps.iter().filter(|s| s.skipped).map(|s| s.name).collect();
-        assert_eq!(skipped, ["migrate", "seed"]);
+        assert_eq!(skipped, ["pull images", "migrate", "seed"]);
         assert_eq!(compose_args(&steps, "build"), ["build", "--no-cache"]);
         assert_eq!(
             compose_args(&steps, "down"),

@@ -398,6 +398,7 @@ impl Deployer {
         match action {
             Action::Preflight => self.preflight(options, position, out).await.map(none),
             Action::Source => self.source(position, out).await,
+            Action::PullImages => self.pull_images(position, out).await,
             Action::Compose(args) => self
                 .compose_step(args, position, out)
                 .await
@@ -555,6 +556,47 @@ impl Deployer {
             force: options.discard_local_changes,
         });
         Ok(())
+    }
+
+    /// Pulls each registry image (services without a build, those of `project.profiles` too), one
+    /// service at a time so a failure names its image; the running version is not touched.
+    async fn pull_images(
+        &self,
+        position: usize,
+        out: &mut Output<'_>,
+    ) -> Result<Done, StepFailure> {
+        let profiles = &self.config.project.profiles;
+        let model = self
+            .compose
+            .model_with_profiles(profiles, &out.scrubber)
+            .await
+            .map_err(|e| StepFailure::new(e.to_string()))?;
+        if model.registry_images.is_empty() {
+            out.line(
+                position,
+                false,
+                "no service runs a registry image: nothing to pull",
+            )
+            .await;
+            return Ok(Done::Skipped);
+        }
+        for (service, image) in &model.registry_images {
+            let mut args: Vec<String> = profiles
+                .iter()
+                .flat_map(|p| ["--profile".to_string(), p.clone()])
+                .collect();
+            args.extend(["pull".to_string(), service.clone()]);
+            self.compose_step(&args, position, out)
+                .await
+                .map_err(|failure| StepFailure {
+                    reason: format!(
+                        "pulling {image} (service {service}) failed: {}",
+                        failure.reason
+                    ),
+                    ..failure
+                })?;
+        }
+        Ok(Done::Code(Some(0)))
     }
 
     /// Checks out the commit preflight resolved; skipped when the project is not a git checkout.
@@ -1223,6 +1265,7 @@ fn left_state(step: &str) -> &'static str {
     match step {
         "preflight" | "back up database" => " (nothing was changed)",
         "source" => " (nothing was stopped; the working tree is as git left it)",
+        "pull images" => " (nothing was stopped)",
         "down" | "prune build cache" | "build" => {
             " (the stack is down: run a deploy again, or roll back)"
         }
