@@ -118,6 +118,75 @@ impl ComposeCli {
         .await
     }
 
+    /// `docker compose config --no-interpolate --format json` of a compose file's text (the file at
+    /// another commit), read in the project directory: compose's own model of it, values left as
+    /// `${VAR}`. Returns the JSON.
+    pub async fn config_of_text(
+        &self,
+        text: &str,
+        scrubber: &Scrubber,
+    ) -> Result<String, ComposeError> {
+        use tokio::io::AsyncWriteExt;
+        let what = "config --no-interpolate (another commit's file)".to_string();
+        let from_stdin = ComposeCli {
+            compose_file: PathBuf::from("-"),
+            ..self.clone()
+        };
+        let dir = self.dir.display().to_string();
+        let mut child = from_stdin
+            .command(&[
+                "--project-directory",
+                &dir,
+                "config",
+                "--no-interpolate",
+                "--format",
+                "json",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| ComposeError::Spawn {
+                program: self.program.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        let mut stdin = child.stdin.take().ok_or_else(|| ComposeError::Output {
+            what: what.clone(),
+            reason: "no stdin".into(),
+        })?;
+        let text = text.to_string();
+        // Written beside the wait: a big file must not block on a full pipe while compose writes.
+        let writer = tokio::spawn(async move {
+            let _ = stdin.write_all(text.as_bytes()).await;
+        });
+        let timeout = Duration::from_secs(20);
+        let out = tokio::time::timeout(timeout, child.wait_with_output())
+            .await
+            .map_err(|_| ComposeError::Timeout {
+                what: what.clone(),
+                after: timeout,
+            })?
+            .map_err(|e| ComposeError::Spawn {
+                program: self.program.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        let _ = writer.await;
+        if !out.status.success() {
+            return Err(ComposeError::Failed {
+                what,
+                code: out
+                    .status
+                    .code()
+                    .map_or_else(|| "by signal".into(), |c| c.to_string()),
+                stderr: scrubber.scrub(String::from_utf8_lossy(&out.stderr).trim()),
+            });
+        }
+        String::from_utf8(out.stdout).map_err(|_| ComposeError::Output {
+            what,
+            reason: "not UTF-8".into(),
+        })
+    }
+
     /// The project's services as compose resolves them (so an error in either file is compose's own
     /// sentence), ordered as the compose file lists them.
     pub async fn model(&self, scrubber: &Scrubber) -> Result<ComposeModel, ComposeError> {

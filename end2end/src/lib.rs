@@ -572,6 +572,29 @@ impl StackProject {
         ])
     }
 
+    /// Rewrites origin's history: `main` goes back one commit and gets `message` instead, force-pushed
+    /// (what a rebase and `push --force` do); returns the new commit's id.
+    pub fn rewrite_origin(&self, message: &str) -> String {
+        let clone = tempfile::tempdir().expect("temp dir");
+        let origin = self.origin.path().display().to_string();
+        git(clone.path(), &["clone", "--quiet", &origin, "."]);
+        git(clone.path(), &["reset", "--quiet", "--hard", "HEAD~1"]);
+        git(
+            clone.path(),
+            &["commit", "--quiet", "--allow-empty", "-m", message],
+        );
+        git(
+            clone.path(),
+            &["push", "--quiet", "--force", "origin", "main"],
+        );
+        self.git(&[
+            "-C",
+            &clone.path().display().to_string(),
+            "rev-parse",
+            "HEAD",
+        ])
+    }
+
     /// Runs git in the project directory (`-C` elsewhere first, if given) and returns its trimmed
     /// output.
     pub fn git(&self, args: &[&str]) -> String {
@@ -876,6 +899,12 @@ impl SseReader {
     }
 }
 
+/// How long the browser waits for an element to appear or be clickable. Pages answer in milliseconds
+/// on a quiet machine, but hydrating the debug build's wasm took over 20 s with both cores busy
+/// (a stack build and a CPU hog beside the test): the wait ends when the element is there, so a
+/// generous bound costs only a failing test's time.
+pub const BROWSER_WAIT: Duration = Duration::from_secs(90);
+
 /// Headless Chromium through chromedriver, both from Debian's packages. Killed (with every child
 /// process) on drop, so a failing test leaves no browser behind. (fantoccini's `close()` would wait for
 /// every clone of the client to be dropped first; the process-group kill needs no such care.)
@@ -955,9 +984,9 @@ impl Browser {
     }
 
     /// Clicks `css` once it can be clicked: a list that is re-read (a live page) may replace the
-    /// element between finding and clicking it; each try finds it anew, for up to 20 s.
+    /// element between finding and clicking it; each try finds it anew, for up to `BROWSER_WAIT`.
     pub async fn click_when_ready(&self, css: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + BROWSER_WAIT;
         loop {
             let clicked = match self.client.find(fantoccini::Locator::Css(css)).await {
                 Ok(element) => element.click().await.map_err(|e| e.to_string()),
@@ -976,14 +1005,14 @@ impl Browser {
         self.wait_for("[data-hydrated=true]").await;
     }
 
-    /// Waits up to 20 s for an element matching `css`.
+    /// Waits up to `BROWSER_WAIT` for an element matching `css`.
     pub async fn wait_for(&self, css: &str) -> fantoccini::elements::Element {
         self.client
             .wait()
-            .at_most(Duration::from_secs(20))
+            .at_most(BROWSER_WAIT)
             .for_element(fantoccini::Locator::Css(css))
             .await
-            .unwrap_or_else(|e| panic!("no element {css:?} within 20 s: {e}"))
+            .unwrap_or_else(|e| panic!("no element {css:?} within {BROWSER_WAIT:?}: {e}"))
     }
 
     /// Waits up to `within` until `css` matches exactly `count` elements.

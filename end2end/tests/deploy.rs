@@ -8,12 +8,54 @@ use end2end::{ADMIN, Browser, Console, StackProject, console_binary, stack_secre
 #[tokio::test]
 async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history() {
     let project = StackProject::new("epsmclick");
+    // A developer merged a change: the backend gets a new setting from the compose file.
+    let compose = std::fs::read_to_string(project.compose_file())
+        .unwrap()
+        .replacen(
+            "  EPSM_FAILURE: ${EPSM_FAILURE:-}\n",
+            "  EPSM_FAILURE: ${EPSM_FAILURE:-}\n  EPSM_RELEASE: \"2\"\n",
+            1,
+        );
+    assert!(compose.contains("EPSM_RELEASE"));
+    project.push_to_origin(
+        &[
+            ("docker-compose.production.yml", Some(&compose)),
+            ("docs/release-notes.md", Some("# Release 2\n")),
+        ],
+        "Release 2: EPSM_RELEASE for the backend",
+    );
     let console = Console::for_stack(&console_binary(), &project, &[]).await;
     let browser = Browser::start().await;
     browser.login(&console, ADMIN).await;
     browser
         .open_hydrated(&format!("{}/deploys", console.url))
         .await;
+
+    // Before the click: "Check for updates" fetches, and the card says what the deploy brings.
+    browser
+        .click_when_ready("[data-testid=check-updates]")
+        .await;
+    let commit = browser
+        .wait_for_text("[data-testid=card-commit]", Duration::from_secs(30), |t| {
+            t.contains("Release 2: EPSM_RELEASE for the backend")
+        })
+        .await;
+    assert!(commit.contains("Dana Developer"), "{commit}");
+    let compose_part = browser
+        .wait_for("[data-testid=card-compose]")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        compose_part.contains("backend changed")
+            && compose_part.contains("environment: + EPSM_RELEASE"),
+        "{compose_part}"
+    );
+    browser
+        .wait_for("[data-testid=change-card][data-ahead=\"1\"][data-backup-advised=false]")
+        .await;
+    browser.screenshot("deploy-change-card").await;
     browser
         .wait_for("[data-testid=deploy-button]")
         .await

@@ -81,6 +81,13 @@ async fn every_page_function_and_route_gives_each_role_exactly_its_outcome() {
         ("POST", "/api/backup_list", &[], everyone),
         ("POST", "/api/backup_policy", &[], everyone),
         ("POST", "/api/overview", &[], everyone),
+        ("POST", "/api/deploy_changes", &[], everyone),
+        (
+            "POST",
+            "/api/deploy_changes",
+            &[("fetch", "true")],
+            deployers,
+        ),
         ("GET", "/api/health/events", &[], everyone),
         ("GET", "/api/logs/backend", &[], everyone),
         ("GET", "/api/deploys/1/events", &[], everyone),
@@ -93,6 +100,12 @@ async fn every_page_function_and_route_gives_each_role_exactly_its_outcome() {
             "POST",
             "/api/deploy_start",
             &[("options[recreate_volumes]", "true")],
+            admins,
+        ),
+        (
+            "POST",
+            "/api/deploy_start",
+            &[("options[discard_local_changes]", "true")],
             admins,
         ),
         (

@@ -649,6 +649,19 @@ class Migration(migrations.Migration):
     operations = [migrations.RemoveField(model_name="simulation", name="created_at")]
 "#;
 
+/// The Deploys page's card for the configured branch (`fetch`: "Check for updates" first).
+async fn change_card(console: &Console, fetch: bool) -> app::deploy::changes::ChangeCard {
+    let fetch = fetch.to_string();
+    let (status, body) = console
+        .call("deploy_changes", &[("fetch", fetch.as_str())])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    match serde_json::from_str(&body).unwrap() {
+        app::deploy::changes::SourceView::Card(card) => *card,
+        other => panic!("no card: {other:?}"),
+    }
+}
+
 /// Ends a deploy that preflight must refuse: its summary, after checking nothing was stopped.
 async fn refused_at_preflight(
     console: &Console,
@@ -729,6 +742,40 @@ async fn a_deploy_brings_what_origin_has_and_refuses_what_would_overwrite_the_se
         "Report the version; drop Simulation.created_at",
     );
 
+    // Before the click: "Check for updates" fetches, and the card shows the commit, flags the migration
+    // and advises a backup.
+    let card = change_card(&console, true).await;
+    assert_eq!(card.ahead, 1);
+    assert!(card.descends);
+    assert_eq!(card.target.id, target);
+    assert_eq!(
+        card.running.as_ref().map(|r| r.id.as_str()),
+        Some(running_before.as_str())
+    );
+    assert_eq!(card.commits.len(), 1);
+    assert_eq!(
+        card.commits[0].subject,
+        "Report the version; drop Simulation.created_at"
+    );
+    assert_eq!(card.commits[0].author, "Dana Developer");
+    assert_eq!(
+        card.migrations,
+        [app::deploy::changes::MigrationChange {
+            path: "backend/app/simulations/migrations/0003_remove_simulation_created_at.py".into(),
+            data_losing: vec!["RemoveField".into()],
+        }]
+    );
+    assert!(card.backup_advised);
+    assert_eq!(card.files_total, 3);
+    assert_eq!(card.folders.len(), 1, "{:?}", card.folders);
+    assert_eq!(card.folders[0].folder, "backend");
+    assert!(
+        card.compose.is_empty(),
+        "the compose file did not change: {:?}",
+        card.compose
+    );
+    assert!(card.fetched_at.is_some());
+
     // Someone edited a tracked file on the server: the deploy names it and does not touch it.
     let settings = project.dir.path().join("backend/app/config/settings.py");
     let edited = std::fs::read_to_string(&settings).unwrap() + "# hotfix made on the server\n";
@@ -806,6 +853,22 @@ async fn a_deploy_brings_what_origin_has_and_refuses_what_would_overwrite_the_se
     let d = deploy(&console, id).await;
     assert_eq!(d.git_commit.as_deref(), Some(running_before.as_str()));
     assert_eq!(d.to_commit.as_deref(), Some(target.as_str()));
+    let kept = d.change_card.expect("the deploy keeps its card");
+    assert_eq!((kept.target.id.as_str(), kept.ahead), (target.as_str(), 1));
+    assert!(log.contains("a migration it adds can lose data"), "{log}");
+
+    // Production now runs the target; a force-push rewrites origin: the card warns.
+    let card = change_card(&console, false).await;
+    assert!(card.up_to_date(), "{card:?}");
+    let rewritten = project.rewrite_origin("Rewritten: the version without the migration");
+    let card = change_card(&console, true).await;
+    assert_eq!(card.target.id, rewritten);
+    assert!(!card.descends, "{card:?}");
+    let (_, audit_so_far) = console.call("audit_log", &[]).await;
+    assert!(
+        audit_so_far.contains("deploy.check_updates"),
+        "{audit_so_far}"
+    );
     assert_eq!(project.git(&["rev-parse", "HEAD"]), target);
     assert_eq!(project.git(&["status", "--porcelain"]), "", "a clean tree");
     let (_, audit) = console.call("audit_log", &[]).await;

@@ -25,6 +25,7 @@ const SERVER_FNS: &[&str] = &[
     "deploy_list",
     "backup_list",
     "overview",
+    "deploy_changes",
 ];
 
 #[tokio::test]

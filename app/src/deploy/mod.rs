@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
 
+pub mod changes;
 #[cfg(feature = "ssr")]
 pub mod git;
 pub mod plan;
@@ -184,6 +185,8 @@ pub struct Deploy {
     /// The commit its source step checked out (None: no source step, e.g. not a git checkout).
     pub to_commit: Option<String>,
     pub version: Option<String>,
+    /// What the deploy changes, as its preflight saw it (None: not a git checkout, or before it).
+    pub change_card: Option<changes::ChangeCard>,
     pub env_sha256: Option<String>,
     pub compose_sha256: Option<String>,
     /// The image id of every service after the deploy.

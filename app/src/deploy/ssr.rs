@@ -11,6 +11,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use super::changes::{ChangeCard, SourceView, env_changes};
 use super::git::{Git, some_paths};
 use super::plan::{Action, PlannedStep, plan};
 use super::{DeployEvent, DeployLine, DeployOptions, DeployStep, Outcome, StepStatus};
@@ -79,7 +80,14 @@ pub struct Deployer {
     compose: ComposeCli,
     git: Git,
     running: Mutex<Option<Running>>,
+    /// The git and compose parts of the last change card, by (running, target) commit.
+    card_cache: Mutex<Option<(CardKey, ChangeCard)>>,
+    /// When the console last fetched the remote.
+    last_fetch: Mutex<Option<DateTime<Utc>>>,
 }
+
+/// What a change card's git and compose parts depend on: the commit that runs and the target.
+type CardKey = (Option<String>, String);
 
 impl Deployer {
     /// Marks deploys a previous process left running as interrupted (the lock is free again).
@@ -105,6 +113,8 @@ impl Deployer {
         Ok(Arc::new(Deployer {
             compose: ComposeCli::from_config(&config),
             git: Git::from_config(&config),
+            card_cache: Mutex::new(None),
+            last_fetch: Mutex::new(None),
             config,
             store,
             engine,
@@ -466,6 +476,7 @@ impl Deployer {
         git.fetch(&scrubber)
             .await
             .map_err(|e| StepFailure::new(format!("cannot fetch from {}: {e}", git.remote)))?;
+        *self.last_fetch.lock().expect("fetch time") = Some(Utc::now());
         let target = git.resolve(&wanted, &scrubber).await.ok_or_else(|| {
             StepFailure::new(format!(
                 "unknown ref {wanted:?}: not a branch of {}, a tag or a commit",
@@ -537,6 +548,33 @@ impl Deployer {
             )
             .await;
         }
+        match self
+            .card(&wanted, from.clone(), target.clone(), &scrubber)
+            .await
+        {
+            Ok(card) => {
+                if card.backup_advised && !options.backup_first {
+                    out.line(
+                        position,
+                        true,
+                        "a migration it adds can lose data, and \"back up the database first\" is not ticked",
+                    )
+                    .await;
+                }
+                if !card.descends && card.running.is_some() {
+                    out.line(
+                        position,
+                        true,
+                        "the target does not contain what production runs (rewritten history, or older)",
+                    )
+                    .await;
+                }
+                let _ = self.store.set_change_card(out.id, &card).await;
+            }
+            Err(e) => {
+                out.line(position, true, &format!("change card: {e}")).await;
+            }
+        }
         let on_branch = options.wanted_ref().is_none_or(|r| r == git.branch);
         out.line(
             position,
@@ -556,6 +594,120 @@ impl Deployer {
             force: options.discard_local_changes,
         });
         Ok(())
+    }
+
+    /// The env file's keys with their values' fingerprints (never a value).
+    fn env_fingerprints(&self) -> std::collections::BTreeMap<String, String> {
+        crate::environment::ssr::env_values(&self.config)
+            .into_iter()
+            .map(|(k, v)| {
+                let fingerprint = self.masker.fingerprint(&v);
+                (k, fingerprint)
+            })
+            .collect()
+    }
+
+    /// "What this deploy changes" for `wanted` (the configured branch when None); `fetch` fetches the
+    /// remote first ("Check for updates", audited). Nothing is checked out.
+    pub async fn change_card(
+        &self,
+        actor: &Actor,
+        wanted: Option<&str>,
+        fetch: bool,
+    ) -> SourceView {
+        let scrubber = self.scrubber();
+        if !self.git.is_checkout(&scrubber).await {
+            return SourceView::NotGit {
+                dir: self.config.project.dir.display().to_string(),
+            };
+        }
+        if fetch {
+            let fetched = self.git.fetch(&scrubber).await;
+            let _ = self
+                .audit(
+                    actor,
+                    "deploy.check_updates",
+                    &self.git.remote,
+                    if fetched.is_ok() {
+                        AuditOutcome::Ok
+                    } else {
+                        AuditOutcome::Failed
+                    },
+                    &fetched
+                        .as_ref()
+                        .err()
+                        .map(|e| e.to_string())
+                        .unwrap_or_default(),
+                )
+                .await;
+            if let Err(e) = fetched {
+                return SourceView::Unavailable {
+                    reason: format!("cannot fetch from {}: {e}", self.git.remote),
+                };
+            }
+            *self.last_fetch.lock().expect("fetch time") = Some(Utc::now());
+        }
+        let wanted = wanted.unwrap_or(&self.git.branch).to_string();
+        let Some(target) = self.git.resolve(&wanted, &scrubber).await else {
+            return SourceView::Unavailable {
+                reason: format!(
+                    "unknown ref {wanted:?}: not a branch of {}, a tag or a commit",
+                    self.git.remote
+                ),
+            };
+        };
+        let running = self.git.head(&scrubber).await;
+        match self.card(&wanted, running, target, &scrubber).await {
+            Ok(card) => SourceView::Card(Box::new(card)),
+            Err(reason) => SourceView::Unavailable { reason },
+        }
+    }
+
+    /// The card for `running -> target`: git and compose parts from the cache when the pair is the
+    /// same, the env keys, the deploy number and the fetch time read now.
+    async fn card(
+        &self,
+        wanted: &str,
+        running: Option<String>,
+        target: String,
+        scrubber: &Scrubber,
+    ) -> Result<ChangeCard, String> {
+        let key: CardKey = (running.clone(), target.clone());
+        let cached = self
+            .card_cache
+            .lock()
+            .expect("card cache")
+            .as_ref()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, card)| card.clone());
+        let mut card = match cached {
+            Some(card) => card,
+            None => {
+                let compose_file = self.config.project.compose_file.display().to_string();
+                let card = super::changes::ssr::card_for(
+                    &self.git,
+                    &self.compose,
+                    &compose_file,
+                    wanted,
+                    running.as_deref(),
+                    &target,
+                    scrubber,
+                )
+                .await?;
+                *self.card_cache.lock().expect("card cache") = Some((key, card.clone()));
+                card
+            }
+        };
+        card.wanted = wanted.to_string();
+        card.commit_url = self.config.project.git.commit_url.clone();
+        card.fetched_at = *self.last_fetch.lock().expect("fetch time");
+        let last = self.store.last_env_fingerprints().await.ok().flatten();
+        card.running_deploy = last.as_ref().map(|(id, _)| *id);
+        card.env = match last {
+            Some((id, before)) => env_changes(&before, &self.env_fingerprints(), id),
+            None => Default::default(),
+        };
+        Ok(card)
     }
 
     /// Pulls each registry image (services without a build, those of `project.profiles` too), one
@@ -1194,6 +1346,7 @@ impl Deployer {
             version,
             env_sha256: file_sha256(&self.config.env_file()),
             compose_sha256: file_sha256(&self.config.compose_file()),
+            env_fingerprints: self.env_fingerprints(),
         }
     }
 
@@ -1239,6 +1392,8 @@ pub struct ProjectFacts {
     pub version: Option<String>,
     pub env_sha256: Option<String>,
     pub compose_sha256: Option<String>,
+    /// The env file's keys, each with its value's fingerprint (never a value).
+    pub env_fingerprints: std::collections::BTreeMap<String, String>,
 }
 
 /// `name` with `:latest` when it has no tag (a `:` in its last path segment).

@@ -18,6 +18,7 @@ struct DeployRow {
     summary: String,
     git_commit: Option<String>,
     to_commit: Option<String>,
+    change_card: Option<String>,
     version: Option<String>,
     env_sha256: Option<String>,
     compose_sha256: Option<String>,
@@ -26,7 +27,7 @@ struct DeployRow {
 
 /// The columns `DeployRow` reads.
 const DEPLOY_COLUMNS: &str = "id, actor, started_at, finished_at, options, outcome, summary, git_commit, \
-     to_commit, version, env_sha256, compose_sha256, images";
+     to_commit, change_card, version, env_sha256, compose_sha256, images";
 
 impl Store {
     pub(super) async fn insert_deploy(
@@ -43,8 +44,8 @@ impl Store {
             .map_err(query_failed("begin deploy"))?;
         let id = sqlx::query(
             "INSERT INTO deploys (actor, started_at, options, outcome, git_commit, version, env_sha256,
-                                  compose_sha256, owner_pid)
-             VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+                                  compose_sha256, owner_pid, env_fingerprints)
+             VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
         )
         .bind(actor)
         .bind(now_text())
@@ -54,6 +55,7 @@ impl Store {
         .bind(&facts.env_sha256)
         .bind(&facts.compose_sha256)
         .bind(std::process::id())
+        .bind(serde_json::to_string(&facts.env_fingerprints).unwrap_or_default())
         .execute(&mut *tx)
         .await
         .map_err(query_failed("insert deploy"))?
@@ -287,6 +289,35 @@ impl Store {
             .collect())
     }
 
+    /// The change card the deploy's preflight made.
+    pub(super) async fn set_change_card(
+        &self,
+        id: i64,
+        card: &super::changes::ChangeCard,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE deploys SET change_card = ? WHERE id = ?")
+            .bind(serde_json::to_string(card).unwrap_or_default())
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .map_err(query_failed("record the deploy's change card"))?;
+        Ok(())
+    }
+
+    /// The env file's keys and value fingerprints the last successful deploy recorded, with its id.
+    pub(super) async fn last_env_fingerprints(
+        &self,
+    ) -> Result<Option<(i64, std::collections::BTreeMap<String, String>)>, StoreError> {
+        let row: Option<(i64, Option<String>)> = sqlx::query_as(
+            "SELECT id, env_fingerprints FROM deploys WHERE outcome = 'succeeded'
+             AND env_fingerprints IS NOT NULL ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_optional(self.pool())
+        .await
+        .map_err(query_failed("read the last deploy's env keys"))?;
+        Ok(row.and_then(|(id, keys)| Some((id, serde_json::from_str(keys.as_deref()?).ok()?))))
+    }
+
     /// The commit the deploy's source step checked out.
     pub(super) async fn set_to_commit(&self, id: i64, commit: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE deploys SET to_commit = ? WHERE id = ?")
@@ -342,6 +373,10 @@ fn deploy_from_row(row: DeployRow, steps: Vec<DeployStep>) -> Deploy {
         summary: row.summary,
         git_commit: row.git_commit,
         to_commit: row.to_commit,
+        change_card: row
+            .change_card
+            .as_deref()
+            .and_then(|c| serde_json::from_str(c).ok()),
         version: row.version,
         env_sha256: row.env_sha256,
         compose_sha256: row.compose_sha256,
@@ -362,6 +397,7 @@ mod tests {
             version: None,
             env_sha256: None,
             compose_sha256: None,
+            env_fingerprints: [("DEBUG".to_string(), "ab12".to_string())].into(),
         }
     }
 

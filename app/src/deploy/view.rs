@@ -5,6 +5,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 
+use super::changes::{ChangeCardView, DeployChanges, SourceView, deploy_changes};
 use super::{
     CancelDeploy, Deploy, DeployEvent, DeployLine, DeployStep, Outcome, RollbackDeploy,
     StartDeploy, StepStatus, get_deploy, list_deploys,
@@ -46,9 +47,53 @@ pub fn DeploysPage() -> impl IntoView {
             navigate(&format!("/deploys/{id}"), Default::default());
         }
     });
+    // The card follows the ref typed in the form; "Check for updates" fetches, then the card is read again.
+    let git_ref = RwSignal::new(String::new());
+    let check = ServerAction::<DeployChanges>::new();
+    let card = Resource::new(
+        move || (git_ref.get(), check.version().get()),
+        |(r, _)| deploy_changes(Some(r), false),
+    );
+    let backup_advised = move || {
+        card.get()
+            .and_then(|c| c.ok())
+            .is_some_and(|v| matches!(v, SourceView::Card(c) if c.backup_advised))
+    };
     view! {
         <Title text="Deploys"/>
         <h1>"Deploys"</h1>
+        <section class="card" data-testid="change-section">
+            <h2>"What this deploy changes"</h2>
+            <Suspense fallback=|| view! { <p class="muted">"Comparing with what runs…"</p> }>
+                <ErrorBoundary fallback=|errors| view! { <crate::error::ErrorList errors/> }>
+                    {move || Suspend::new(async move {
+                        card.await.map(|view| match view {
+                            SourceView::Card(c) => view! { <ChangeCardView card=*c/> }.into_any(),
+                            SourceView::NotGit { dir } => view! {
+                                <p class="muted" data-testid="change-not-git">
+                                    {format!("{dir} is not a git checkout: a deploy builds what is on disk.")}
+                                </p>
+                            }.into_any(),
+                            SourceView::Unavailable { reason } => view! {
+                                <p class="error-box" data-testid="change-error">{reason}</p>
+                            }.into_any(),
+                        })
+                    })}
+                </ErrorBoundary>
+            </Suspense>
+            <crate::auth::RoleGate role=crate::auth::Role::Deployer>
+                <ActionForm action=check attr:class="inline">
+                    <input type="hidden" name="git_ref" prop:value=move || git_ref.get()/>
+                    <input type="hidden" name="fetch" value="true"/>
+                    <button type="submit" data-testid="check-updates" disabled=move || check.pending().get()>
+                        {move || if check.pending().get() { "Fetching…" } else { "Check for updates" }}
+                    </button>
+                </ActionForm>
+                {move || check.value().get().and_then(|r| r.err()).map(|e| view! {
+                    <p class="error-box" role="alert">{e.to_string()}</p>
+                })}
+            </crate::auth::RoleGate>
+        </section>
         <crate::auth::RoleGate role=crate::auth::Role::Deployer>
         <section class="card" data-testid="deploy-form">
             <h2>"Deploy"</h2>
@@ -60,13 +105,15 @@ pub fn DeploysPage() -> impl IntoView {
             <ActionForm action=start attr:class="deploy-form">
                 <label class="wide">"Deploy "
                     <input type="text" name="options[git_ref]" data-testid="deploy-ref" autocomplete="off"
-                        placeholder="the configured branch (or a branch, tag or commit)"/>
+                        placeholder="the configured branch (or a branch, tag or commit)"
+                        on:change=move |ev| git_ref.set(event_target_value(&ev))/>
                 </label>
                 <label><input type="checkbox" name="options[skip_migrations]" value="true"/>" skip migrations"</label>
                 <label><input type="checkbox" name="options[skip_seed]" value="true"/>" skip seed"</label>
                 <label><input type="checkbox" name="options[no_pull]" value="true"/>" no --pull (no registry)"</label>
                 <label><input type="checkbox" name="options[ignore_audit_errors]" value="true"/>" deploy despite audit errors"</label>
-                <label><input type="checkbox" name="options[backup_first]" value="true"/>" back up the database first"</label>
+                <label><input type="checkbox" name="options[backup_first]" value="true" data-testid="deploy-backup-first"
+                    prop:checked=backup_advised/>" back up the database first"</label>
                 <crate::auth::RoleGate role=crate::auth::Role::Admin>
                     <details class="danger">
                         <summary>"Destructive options (admin only)"</summary>
@@ -273,6 +320,12 @@ fn DeployView(deploy: Deploy) -> impl IntoView {
                 <p class="error-box" role="alert">{e.to_string()}</p>
             })}
         </section>
+        {deploy.change_card.clone().map(|card| view! {
+            <section class="card">
+                <h2>"What this deploy changed"</h2>
+                <ChangeCardView card/>
+            </section>
+        })}
         <div class="deploy-body">
             <ol class="steps" data-testid="deploy-steps">
                 {move || steps.get().into_iter().map(step_item).collect_view()}
