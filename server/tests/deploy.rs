@@ -467,9 +467,8 @@ async fn a_stack_started_as_epsms_workflow_leaves_it_is_found_deployed_over_and_
         other => panic!("{other:?}"),
     }
     drop(wrong);
-    let running = project.compose_ok(&["ps", "--status", "running", "--quiet"]);
     assert_eq!(
-        String::from_utf8_lossy(&running.stdout).lines().count(),
+        running_containers(&project),
         7,
         "a refused deploy touches nothing"
     );
@@ -485,40 +484,23 @@ async fn a_stack_started_as_epsms_workflow_leaves_it_is_found_deployed_over_and_
 
     // The registry image of the `tools` profile is pulled before anything stops; with no registry
     // here the pull fails, naming the image, and the stack keeps running.
-    let summary = {
-        let id = start(&console, &[("options[skip_seed]", "true")]).await;
-        let (_, events) = follow_to_end(&console, id).await;
-        match events.last() {
-            Some(DeployEvent::Finished { outcome, summary }) => {
-                assert_eq!(*outcome, Outcome::Failed, "{summary}");
-                summary.clone()
-            }
-            other => panic!("{other:?}"),
-        }
-    };
+    let (outcome, summary, _) = deploy_to_end(&console, &[("options[skip_seed]", "true")]).await;
+    assert_eq!(outcome, Outcome::Failed, "{summary}");
     assert!(
         summary.starts_with(
             "failed at step pull images: pulling nrel/energyplus:23.2.0 (service energyplus) failed"
         ) && summary.ends_with("(nothing was stopped)"),
         "{summary}"
     );
-    let running = project.compose_ok(&["ps", "--status", "running", "--quiet"]);
-    assert_eq!(String::from_utf8_lossy(&running.stdout).lines().count(), 7);
+    assert_eq!(running_containers(&project), 7);
 
     // Its deploy takes the stack over without a name conflict and ends verified.
-    let id = start(
+    let (outcome, summary, log) = deploy_to_end(
         &console,
         &[("options[no_pull]", "true"), ("options[skip_seed]", "true")],
     )
     .await;
-    let (_, events) = follow_to_end(&console, id).await;
-    let log = lines(&events);
-    match events.last() {
-        Some(DeployEvent::Finished { outcome, summary }) => {
-            assert_eq!(*outcome, Outcome::Succeeded, "{summary}\n{log}")
-        }
-        other => panic!("no end: {other:?}"),
-    }
+    assert_eq!(outcome, Outcome::Succeeded, "{summary}\n{log}");
     assert!(
         log.contains(&format!(
             "compose project {} (from COMPOSE_PROJECT_NAME in the env file)",
@@ -668,27 +650,37 @@ async fn refused_at_preflight(
     project: &StackProject,
     form: &[(&str, &str)],
 ) -> String {
-    let id = start(console, form).await;
-    let (_, events) = follow_to_end(console, id).await;
-    let summary = match events.last() {
-        Some(DeployEvent::Finished { outcome, summary }) => {
-            assert_eq!(*outcome, Outcome::Failed, "{summary}");
-            summary.clone()
-        }
-        other => panic!("{other:?}"),
-    };
+    let (outcome, summary, _) = deploy_to_end(console, form).await;
+    assert_eq!(outcome, Outcome::Failed, "{summary}");
     assert!(
         summary.starts_with("failed at step preflight: "),
         "{summary}"
     );
     assert!(summary.ends_with("(nothing was changed)"), "{summary}");
-    let running = project.compose_ok(&["ps", "--status", "running", "--quiet"]);
     assert_eq!(
-        String::from_utf8_lossy(&running.stdout).lines().count(),
+        running_containers(project),
         7,
         "a refused deploy stops nothing: {summary}"
     );
     summary
+}
+
+/// Starts a deploy and follows it to its end: its outcome, summary and log.
+async fn deploy_to_end(console: &Console, form: &[(&str, &str)]) -> (Outcome, String, String) {
+    let id = start(console, form).await;
+    let (_, events) = follow_to_end(console, id).await;
+    match events.last() {
+        Some(DeployEvent::Finished { outcome, summary }) => {
+            (*outcome, summary.clone(), lines(&events))
+        }
+        other => panic!("deploy #{id} has no end: {other:?}"),
+    }
+}
+
+/// How many of the project's containers run.
+fn running_containers(project: &StackProject) -> usize {
+    let out = project.compose_ok(&["ps", "--status", "running", "--quiet"]);
+    String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
 #[tokio::test]

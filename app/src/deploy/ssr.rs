@@ -178,17 +178,7 @@ impl Deployer {
         };
         let cancel = match claimed {
             Ok(cancel) => cancel,
-            Err(busy) => {
-                self.audit(
-                    actor,
-                    "deploy.start",
-                    "",
-                    AuditOutcome::Refused,
-                    &busy.to_string(),
-                )
-                .await?;
-                return Err(busy);
-            }
+            Err(busy) => return Err(self.refused(actor, busy).await),
         };
         let facts = self.project_facts().await;
         let inserted = self
@@ -208,15 +198,7 @@ impl Deployer {
                             .format("%Y-%m-%d %H:%M:%S")
                             .to_string(),
                     };
-                    self.audit(
-                        actor,
-                        "deploy.start",
-                        "",
-                        AuditOutcome::Refused,
-                        &busy.to_string(),
-                    )
-                    .await?;
-                    return Err(busy);
+                    return Err(self.refused(actor, busy).await);
                 }
                 return Err(e.into());
             }
@@ -236,6 +218,23 @@ impl Deployer {
         let actor = actor.clone();
         tokio::spawn(async move { me.run(id, actor, options, plan, cancel).await });
         Ok(id)
+    }
+
+    /// A start refused because another deploy runs: in the audit log, then the error to return.
+    async fn refused(&self, actor: &Actor, busy: DeployError) -> DeployError {
+        match self
+            .audit(
+                actor,
+                "deploy.start",
+                "",
+                AuditOutcome::Refused,
+                &busy.to_string(),
+            )
+            .await
+        {
+            Ok(()) => busy,
+            Err(e) => e.into(),
+        }
     }
 
     /// Cancels the running deploy `id`: its current step is stopped (a child process with its whole
