@@ -93,9 +93,11 @@ fn our_env_file_values_agree_with_docker_compose() {
             }
             Ok(file) => {
                 let resolved = file.resolved();
+                // `${COMPOSE_PROJECT_NAME}` is the project's name as compose settled it (`-p` here),
+                // whatever the file says: compose's own variable, not the file's value.
                 let keys: Vec<String> = resolved
                     .keys()
-                    .filter(|k| is_name(k))
+                    .filter(|k| is_name(k) && **k != "COMPOSE_PROJECT_NAME")
                     .map(|k| k.to_string())
                     .collect();
                 let config = compose_resolves(&text, &keys)
