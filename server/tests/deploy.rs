@@ -332,6 +332,19 @@ async fn a_rollback_brings_back_the_images_of_an_earlier_deploy_without_building
         log.contains("does not undo") || log.contains("migrations applied since stay applied"),
         "{log}"
     );
+    // It names the commit whose images it brings back, and leaves the files alone.
+    let commit = second
+        .to_commit
+        .as_deref()
+        .expect("the deploy checked out a commit");
+    assert!(
+        log.contains(&format!(
+            "bringing back the images of deploy #{} (commit {}); the working tree is left alone",
+            second.id,
+            &commit[..10]
+        )),
+        "{log}"
+    );
     assert_eq!(d.options.rollback_of, Some(second.id));
 }
 
