@@ -145,24 +145,8 @@ impl Engine {
         &self,
         project: &str,
     ) -> Result<Vec<ContainerSummary>, EngineError> {
-        let docker = self.client().await?;
-        let filters = [(
-            "label".to_string(),
-            vec![format!("{PROJECT_LABEL}={project}")],
-        )]
-        .into();
-        let options = ListContainersOptions {
-            all: true,
-            filters: Some(filters),
-            ..Default::default()
-        };
-        let list = self
-            .request(
-                "list containers",
-                CALL_TIMEOUT,
-                docker.list_containers(Some(options)),
-            )
-            .await?;
+        let label = format!("{PROJECT_LABEL}={project}");
+        let list = self.list_containers(Some(label)).await?;
         Ok(list
             .into_iter()
             .filter(|c| {
@@ -177,19 +161,27 @@ impl Engine {
     /// Every container on the engine, running or not, as the project checks read them (which other
     /// projects hold a service's name or a port).
     pub async fn all_containers(&self) -> Result<Vec<SeenContainer>, EngineError> {
+        let list = self.list_containers(None).await?;
+        Ok(list.into_iter().map(seen_container).collect())
+    }
+
+    /// The engine's container list, running or not, with this label filter if one is given.
+    async fn list_containers(
+        &self,
+        label: Option<String>,
+    ) -> Result<Vec<ContainerSummary>, EngineError> {
         let docker = self.client().await?;
         let options = ListContainersOptions {
             all: true,
+            filters: label.map(|l| [("label".to_string(), vec![l])].into()),
             ..Default::default()
         };
-        let list = self
-            .request(
-                "list containers",
-                CALL_TIMEOUT,
-                docker.list_containers(Some(options)),
-            )
-            .await?;
-        Ok(list.into_iter().map(seen_container).collect())
+        self.request(
+            "list containers",
+            CALL_TIMEOUT,
+            docker.list_containers(Some(options)),
+        )
+        .await
     }
 
     /// The container of a compose service, running or not.
