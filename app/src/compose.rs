@@ -171,20 +171,7 @@ impl ComposeCli {
                 reason: e.to_string(),
             })?;
         let _ = writer.await;
-        if !out.status.success() {
-            return Err(ComposeError::Failed {
-                what,
-                code: out
-                    .status
-                    .code()
-                    .map_or_else(|| "by signal".into(), |c| c.to_string()),
-                stderr: scrubber.scrub(String::from_utf8_lossy(&out.stderr).trim()),
-            });
-        }
-        String::from_utf8(out.stdout).map_err(|_| ComposeError::Output {
-            what,
-            reason: "not UTF-8".into(),
-        })
+        stdout_of(out, what, scrubber)
     }
 
     /// The project's services as compose resolves them (so an error in either file is compose's own
@@ -243,15 +230,23 @@ async fn run_to_end(
         }
         Ok(Ok(out)) => out,
     };
+    stdout_of(out, what, scrubber)
+}
+
+/// A finished compose command's stdout, or its exit code and scrubbed stderr as the error.
+fn stdout_of(
+    out: std::process::Output,
+    what: String,
+    scrubber: &Scrubber,
+) -> Result<String, ComposeError> {
     if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
         return Err(ComposeError::Failed {
             what,
             code: out
                 .status
                 .code()
                 .map_or_else(|| "by signal".into(), |c| c.to_string()),
-            stderr: scrubber.scrub(stderr.trim()),
+            stderr: scrubber.scrub(String::from_utf8_lossy(&out.stderr).trim()),
         });
     }
     String::from_utf8(out.stdout).map_err(|_| ComposeError::Output {

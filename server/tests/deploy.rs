@@ -497,7 +497,7 @@ async fn a_stack_started_as_epsms_workflow_leaves_it_is_found_deployed_over_and_
 
     // The registry image of the `tools` profile is pulled before anything stops; with no registry
     // here the pull fails, naming the image, and the stack keeps running.
-    let (outcome, summary, _) = deploy_to_end(&console, &[("options[skip_seed]", "true")]).await;
+    let (_, outcome, summary, _) = deploy_to_end(&console, &[("options[skip_seed]", "true")]).await;
     assert_eq!(outcome, Outcome::Failed, "{summary}");
     assert!(
         summary.starts_with(
@@ -508,7 +508,7 @@ async fn a_stack_started_as_epsms_workflow_leaves_it_is_found_deployed_over_and_
     assert_eq!(running_containers(&project), 7);
 
     // Its deploy takes the stack over without a name conflict and ends verified.
-    let (outcome, summary, log) = deploy_to_end(
+    let (_, outcome, summary, log) = deploy_to_end(
         &console,
         &[("options[no_pull]", "true"), ("options[skip_seed]", "true")],
     )
@@ -663,7 +663,7 @@ async fn refused_at_preflight(
     project: &StackProject,
     form: &[(&str, &str)],
 ) -> String {
-    let (outcome, summary, _) = deploy_to_end(console, form).await;
+    let (_, outcome, summary, _) = deploy_to_end(console, form).await;
     assert_eq!(outcome, Outcome::Failed, "{summary}");
     assert!(
         summary.starts_with("failed at step preflight: "),
@@ -678,13 +678,13 @@ async fn refused_at_preflight(
     summary
 }
 
-/// Starts a deploy and follows it to its end: its outcome, summary and log.
-async fn deploy_to_end(console: &Console, form: &[(&str, &str)]) -> (Outcome, String, String) {
+/// Starts a deploy and follows it to its end: its id, outcome, summary and log.
+async fn deploy_to_end(console: &Console, form: &[(&str, &str)]) -> (i64, Outcome, String, String) {
     let id = start(console, form).await;
     let (_, events) = follow_to_end(console, id).await;
     match events.last() {
         Some(DeployEvent::Finished { outcome, summary }) => {
-            (*outcome, summary.clone(), lines(&events))
+            (id, *outcome, summary.clone(), lines(&events))
         }
         other => panic!("deploy #{id} has no end: {other:?}"),
     }
@@ -814,15 +814,8 @@ async fn a_deploy_brings_what_origin_has_and_refuses_what_would_overwrite_the_se
         "{body}"
     );
     discard.push(("confirm", project.name.as_str()));
-    let id = start(&console, &discard).await;
-    let (_, events) = follow_to_end(&console, id).await;
-    let log = lines(&events);
-    match events.last() {
-        Some(DeployEvent::Finished { outcome, summary }) => {
-            assert_eq!(*outcome, Outcome::Succeeded, "{summary}\n{log}")
-        }
-        other => panic!("no end: {other:?}"),
-    }
+    let (id, outcome, summary, log) = deploy_to_end(&console, &discard).await;
+    assert_eq!(outcome, Outcome::Succeeded, "{summary}\n{log}");
     assert!(
         log.contains(
             "local changes on the server will be discarded: backend/app/config/settings.py"
