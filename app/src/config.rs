@@ -57,6 +57,9 @@ pub struct AuthConfig {
     pub sign_requests: bool,
     /// Accept rsa-sha1 / sha1 signatures (ADFS may still use them).
     pub allow_sha1: bool,
+    /// Accept RSA PKCS#1 v1.5 key transport in encrypted assertions (open to padding oracles; only
+    /// for an IdP that can do nothing else).
+    pub allow_rsa15: bool,
     pub clock_skew_secs: u64,
     /// Accept IdP-initiated logins (responses to no request of ours).
     pub allow_unsolicited: bool,
@@ -284,6 +287,7 @@ impl Default for Config {
                 sp_cert: PathBuf::from("saml/sp.crt"),
                 sign_requests: true,
                 allow_sha1: false,
+                allow_rsa15: false,
                 clock_skew_secs: 60,
                 allow_unsolicited: false,
                 session_idle_minutes: 60,

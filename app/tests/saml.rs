@@ -10,7 +10,7 @@ use app::auth::saml::{
     SpSettings, Verified, validate_response,
 };
 use chrono::{Duration, Utc};
-use end2end::saml_attacks::{evil_copy, signature_wrapping, split_assertion};
+use end2end::saml_attacks::{evil_copy, reference_attacks, signature_wrapping, split_assertion};
 
 const IDP: &str = "http://idp.chalmers.se/adfs/services/trust";
 const SP: &str = "https://ops.epsm.chalmers.se/saml/metadata";
@@ -39,6 +39,7 @@ fn fixture() -> Fixture {
             entity_id: SP.into(),
             acs_url: ACS.into(),
             allow_sha1: false,
+            allow_rsa15: false,
             clock_skew: Duration::seconds(60),
             allow_unsolicited: false,
         },
@@ -124,7 +125,14 @@ fn a_signed_response_is_accepted_with_or_without_a_signed_assertion() {
 
 #[test]
 fn an_encrypted_assertion_is_accepted_with_each_supported_algorithm() {
-    let f = fixture();
+    let mut f = fixture();
+    // RSA 1.5 key transport only when configured (padding oracles).
+    let rsa15 = Shape {
+        encrypt: Some((RSA_1_5, AES256_GCM)),
+        ..Shape::ADFS
+    };
+    assert_eq!(f.check(&f.spec(), rsa15).unwrap_err(), SamlError::Decrypt);
+    f.sp.allow_rsa15 = true;
     for transport in [RSA_OAEP_MGF1P, RSA_1_5] {
         for content in [AES128_CBC, AES256_CBC, AES128_GCM, AES256_GCM] {
             let shape = Shape {
@@ -247,7 +255,10 @@ fn signature_wrapping_shapes_are_refused() {
     let (head, signed, tail) = split_assertion(&xml);
     let bad = evil_copy(&signed, "_evil", "anna@chalmers.se", "mallory@chalmers.se");
     let alone = format!("{head}{bad}{tail}");
-    assert_eq!(f.check_xml(&alone).unwrap_err(), SamlError::Unsigned);
+    assert!(matches!(
+        f.check_xml(&alone).unwrap_err(),
+        SamlError::SignatureForm(_)
+    ));
 }
 
 #[test]
@@ -388,5 +399,115 @@ fn garbage_is_a_clear_error_not_a_panic() {
         let err = validate_response(input, &f.sp, &f.sp_key, &f.trust, Some(REQUEST), Utc::now())
             .unwrap_err();
         assert!(err.to_string().contains(want), "{input}: {err}");
+    }
+}
+
+#[test]
+fn a_signed_response_covers_an_unsigned_encrypted_assertion_and_only_its_own() {
+    // Shibboleth's default (and ADFS signing the message): the Response is signed, the assertion
+    // inside is encrypted and unsigned.
+    let f = fixture();
+    let shape = Shape {
+        sign_response: true,
+        sign_assertion: false,
+        ..Shape::ADFS_ENCRYPTED
+    };
+    let v = accepted(f.check(&f.spec(), shape));
+    assert_eq!(v.identity.id, "anna@chalmers.se");
+    // Anyone can encrypt for the SP (its certificate is public): an assertion for mallory,
+    // encrypted and put in place of the signed one, breaks the Response's signature.
+    let genuine = f.xml(&f.spec(), shape);
+    let mut evil_spec = f.spec();
+    evil_spec.user.subject_id = "mallory@chalmers.se".into();
+    let evil = f.xml(&evil_spec, shape);
+    let encrypted = |xml: &str| {
+        let start = xml.find("<saml:EncryptedAssertion").unwrap();
+        let end =
+            xml.find("</saml:EncryptedAssertion>").unwrap() + "</saml:EncryptedAssertion>".len();
+        xml[start..end].to_string()
+    };
+    let swapped = genuine.replace(&encrypted(&genuine), &encrypted(&evil));
+    assert_ne!(swapped, genuine);
+    assert_eq!(f.check_xml(&swapped).unwrap_err(), SamlError::Unsigned);
+}
+
+#[test]
+fn every_decryption_failure_gives_the_same_answer() {
+    let f = fixture();
+    let xml = f.xml(&f.spec(), Shape::ADFS_ENCRYPTED);
+    // The text of each CipherValue element: the wrapped key, then the data.
+    let values: Vec<&str> = xml
+        .match_indices("CipherValue>")
+        .map(|(at, tag)| {
+            let rest = &xml[at + tag.len()..];
+            &rest[..rest.find('<').unwrap()]
+        })
+        .filter(|v| !v.is_empty())
+        .collect();
+    assert_eq!(values.len(), 2, "the key and the data: {values:?}");
+    let (key, data) = (values[0], values[1]);
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut data_bytes = b64.decode(data).unwrap();
+    let last = data_bytes.len() - 1;
+    data_bytes[last] ^= 0x55; // the padding byte of the last block, scrambled
+    let other_key = openssl::rsa::Rsa::generate(2048).unwrap();
+    let mut wrapped = vec![0u8; 256];
+    let n = other_key
+        .public_encrypt(&[7u8; 32], &mut wrapped, openssl::rsa::Padding::PKCS1_OAEP)
+        .unwrap();
+    wrapped.truncate(n);
+    let cases = [
+        ("bad padding", xml.replace(data, &b64.encode(&data_bytes))),
+        (
+            "a key for another SP",
+            xml.replace(key, &b64.encode(&wrapped)),
+        ),
+        (
+            "a short ciphertext",
+            xml.replace(data, &b64.encode([1u8; 16])),
+        ),
+        ("not base64", xml.replace(data, "!!!")),
+        ("an unknown cipher", xml.replace(AES256_CBC, "urn:x")),
+    ];
+    for (what, attack) in cases {
+        let err = f.check_xml(&attack).unwrap_err();
+        assert_eq!(err, SamlError::Decrypt, "{what}");
+        assert_eq!(
+            err.to_string(),
+            "the response could not be decrypted",
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn a_signature_that_reaches_outside_the_document_is_refused_before_xmlsec() {
+    let f = fixture();
+    let xml = f.xml(&f.spec(), Shape::ADFS);
+    // A path that does not exist: were it opened, xmlsec would fail with "unsigned", not refuse
+    // the form.
+    let attacks = reference_attacks(&xml, "/nonexistent/epsm-ops-fifo");
+    assert_eq!(attacks.len(), 10);
+    for (what, attack) in attacks {
+        assert_ne!(attack, xml, "{what}: the attack changed nothing");
+        let err = f.check_xml(&attack).unwrap_err();
+        assert!(matches!(err, SamlError::SignatureForm(_)), "{what}: {err}");
+    }
+    // The same checks pass every shape the IdP sends.
+    for shape in [
+        Shape::ADFS,
+        Shape::ADFS_ENCRYPTED,
+        Shape {
+            sign_response: true,
+            ..Shape::ADFS
+        },
+        Shape {
+            sign_response: true,
+            sign_assertion: false,
+            ..Shape::ADFS_ENCRYPTED
+        },
+    ] {
+        accepted(f.check(&f.spec(), shape));
     }
 }

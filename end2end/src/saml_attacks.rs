@@ -82,3 +82,76 @@ pub fn signature_wrapping(
         ),
     ]
 }
+
+/// Signatures whose form asks xmlsec to reach outside the document or run code before the
+/// SignatureValue is checked, made of a genuine ADFS-shaped `response` (signed Assertion, unsigned
+/// Response): a reference to `file://{fifo}` (a FIFO the caller made: a console that opens it is
+/// seen as a reader), an http reference, XSLT and XPath transforms, two references, a reference to
+/// another element, inclusive canonicalization, a `ds:Object`, a `RetrievalMethod` and a `KeyName`.
+/// Each must be refused before xmlsec sees it.
+pub fn reference_attacks(response: &str, fifo: &str) -> Vec<(&'static str, String)> {
+    let uri_at = response.find("URI=\"#").expect("a Reference URI") + "URI=\"".len();
+    let uri = &response[uri_at..uri_at + response[uri_at..].find('"').expect("a closing quote")];
+    let response_id = response
+        .split("<samlp:Response")
+        .nth(1)
+        .and_then(|r| r.split("ID=\"").nth(1))
+        .and_then(|r| r.split('"').next())
+        .expect("the response has an ID");
+    let reference_start = response.find("<ds:Reference").expect("a ds:Reference");
+    let reference_end = response
+        .find("</ds:Reference>")
+        .expect("a closing ds:Reference")
+        + "</ds:Reference>".len();
+    let reference = &response[reference_start..reference_end];
+    let enveloped =
+        r#"<ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/>"#;
+    let with_uri =
+        |new: &str| response.replacen(&format!("URI=\"{uri}\""), &format!("URI=\"{new}\""), 1);
+    let with_transform = |new: &str| response.replacen(enveloped, new, 1);
+    vec![
+        ("a reference to a file (a FIFO)", with_uri(&format!("file://{fifo}"))),
+        ("a reference to an http URL", with_uri("http://127.0.0.1:9/x")),
+        (
+            "an XSLT transform",
+            with_transform(
+                r#"<ds:Transform Algorithm="http://www.w3.org/TR/1999/REC-xslt-19991116"><xsl:stylesheet xmlns:xsl="http://www.w3.org/1999/XSL/Transform" version="1.0"><xsl:template match="/"><xsl:value-of select="document('file:///etc/passwd')"/></xsl:template></xsl:stylesheet></ds:Transform>"#,
+            ),
+        ),
+        (
+            "an XPath transform",
+            with_transform(
+                r#"<ds:Transform Algorithm="http://www.w3.org/TR/1999/REC-xpath-19991116"><ds:XPath>count(//. | //@* | //namespace::*)</ds:XPath></ds:Transform>"#,
+            ),
+        ),
+        (
+            "two references",
+            response.replacen(reference, &format!("{reference}{reference}"), 1),
+        ),
+        ("a reference to another element", with_uri(&format!("#{response_id}"))),
+        (
+            "inclusive canonicalization",
+            response.replacen(
+                r#"<ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>"#,
+                r#"<ds:CanonicalizationMethod Algorithm="http://www.w3.org/TR/2001/REC-xml-c14n-20010315"/>"#,
+                1,
+            ),
+        ),
+        (
+            "a ds:Object in the signature",
+            response.replacen("</ds:Signature>", "<ds:Object><x/></ds:Object></ds:Signature>", 1),
+        ),
+        (
+            "a RetrievalMethod in the KeyInfo",
+            response.replacen(
+                "<ds:KeyInfo>",
+                &format!(r#"<ds:KeyInfo><ds:RetrievalMethod URI="file://{fifo}"/>"#),
+                1,
+            ),
+        ),
+        (
+            "a KeyName in the KeyInfo",
+            response.replacen("<ds:KeyInfo>", "<ds:KeyInfo><ds:KeyName>idp</ds:KeyName>", 1),
+        ),
+    ]
+}

@@ -24,7 +24,12 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/saml/metadata", get(metadata))
         .route("/saml/login", get(login))
-        .route("/saml/acs", axum::routing::post(acs))
+        .route(
+            "/saml/acs",
+            axum::routing::post(acs).layer(axum::extract::DefaultBodyLimit::max(
+                app::auth::saml::MAX_ACS_BODY,
+            )),
+        )
         .route("/saml/logout", axum::routing::post(logout))
         .route("/logged-out", get(logged_out))
         .route("/dev-idp/sso", get(dev_idp_form).post(dev_idp_issue))

@@ -364,52 +364,148 @@ async fn pending_login(console: &Console) -> (reqwest::Client, String) {
     (client, id)
 }
 
-#[tokio::test]
-async fn attacks_posted_to_the_acs_are_refused_and_each_refusal_is_in_the_audit_log() {
-    use app::auth::idp::{AssertionSpec, IdentityProvider, Shape, TestUser, encode};
-    use app::auth::keys::KeyPair;
-    use chrono::{Duration, Utc};
-    use end2end::saml_attacks::signature_wrapping;
-    const EVE: &str = "eve@evil.example";
-    let console = Console::start(Path::new(env!("CARGO_BIN_EXE_epsm-ops")), &[]).await;
-    // The attacker here holds what a real attacker does not: the IdP's key, to show that a
-    // response signed by the trusted key is still refused when anything else is wrong.
-    let data = console.data_path();
-    let key = |name: &str| {
-        KeyPair::load_or_generate(
-            &data.join(format!("saml/{name}.key")),
-            &data.join(format!("saml/{name}.crt")),
-            "unused",
-        )
-        .unwrap()
-        .0
-    };
-    let idp = IdentityProvider {
-        entity_id: format!("{}/dev-idp", console.url),
-        signing: key("dev-idp"),
-    };
-    let sp_cert = key("sp").cert;
-    let stranger = IdentityProvider {
-        entity_id: idp.entity_id.clone(),
-        signing: KeyPair::generate("stranger").unwrap(),
-    };
-    let spec = |request_id: &str| {
-        AssertionSpec::new(
-            &idp.entity_id,
-            &format!("{}/saml/metadata", console.url),
-            &format!("{}/saml/acs", console.url),
+/// What the attacks below hold that a real attacker does not: the development IdP's own key (read
+/// from the console's data directory), to show that a response signed by the trusted key is still
+/// refused when anything else is wrong; and the SP's encryption certificate (public anyway).
+struct TrustedIdp {
+    idp: app::auth::idp::IdentityProvider,
+    sp_cert: openssl::x509::X509,
+    base: String,
+}
+
+impl TrustedIdp {
+    fn of(console: &Console) -> TrustedIdp {
+        use app::auth::keys::KeyPair;
+        let data = console.data_path();
+        let key = |name: &str| {
+            KeyPair::load_or_generate(
+                &data.join(format!("saml/{name}.key")),
+                &data.join(format!("saml/{name}.crt")),
+                "unused",
+            )
+            .unwrap()
+            .0
+        };
+        TrustedIdp {
+            idp: app::auth::idp::IdentityProvider {
+                entity_id: format!("{}/dev-idp", console.url),
+                signing: key("dev-idp"),
+            },
+            sp_cert: key("sp").cert,
+            base: console.url.clone(),
+        }
+    }
+
+    /// An assertion for the admin answering `request_id`.
+    fn spec(&self, request_id: &str) -> app::auth::idp::AssertionSpec {
+        app::auth::idp::AssertionSpec::new(
+            &self.idp.entity_id,
+            &format!("{}/saml/metadata", self.base),
+            &format!("{}/saml/acs", self.base),
             Some(request_id),
-            TestUser {
+            app::auth::idp::TestUser {
                 subject_id: ADMIN.into(),
                 display_name: "Ada Admin".into(),
                 mail: ADMIN.into(),
                 affiliations: vec![],
             },
-            Utc::now(),
+            chrono::Utc::now(),
         )
+    }
+
+    fn signed(&self, spec: &app::auth::idp::AssertionSpec, shape: app::auth::idp::Shape) -> String {
+        self.idp
+            .response_xml(spec, shape, Some(&self.sp_cert))
+            .unwrap()
+    }
+}
+
+/// The `auth.login` refusals in the audit log, oldest first.
+async fn login_refusals(console: &Console) -> Vec<String> {
+    let (_, audit) = console.call("audit_log", &[]).await;
+    let audit: Vec<serde_json::Value> = serde_json::from_str(&audit).unwrap();
+    let mut refusals: Vec<String> = audit
+        .iter()
+        .filter(|e| e["action"] == "auth.login" && e["outcome"] == "Refused")
+        .map(|e| e["detail"].as_str().unwrap().to_string())
+        .collect();
+    refusals.reverse();
+    refusals
+}
+
+#[tokio::test]
+async fn a_signature_that_reaches_outside_the_document_opens_nothing_and_is_refused() {
+    use app::auth::idp::{Shape, encode};
+    use end2end::saml_attacks::reference_attacks;
+    use std::os::unix::fs::OpenOptionsExt;
+    let console = Console::start(Path::new(env!("CARGO_BIN_EXE_epsm-ops")), &[]).await;
+    let trusted = TrustedIdp::of(&console);
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    // A non-blocking open for writing succeeds only while somebody has the FIFO open for reading:
+    // the console, had xmlsec followed the reference.
+    let reader_seen = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .is_ok()
     };
-    let signed =
-        |s: &AssertionSpec, shape: Shape| idp.response_xml(s, shape, Some(&sp_cert)).unwrap();
+    let sample = trusted.signed(&trusted.spec("_sample"), Shape::ADFS);
+    let count = reference_attacks(&sample, &fifo.display().to_string()).len();
+    for i in 0..count {
+        let (client, request_id) = pending_login(&console).await;
+        let response = trusted.signed(&trusted.spec(&request_id), Shape::ADFS);
+        let (what, attack) =
+            reference_attacks(&response, &fifo.display().to_string()).swap_remove(i);
+        let post = tokio::spawn(
+            client
+                .post(format!("{}/saml/acs", console.url))
+                .form(&[("SAMLResponse", encode(&attack))])
+                .send(),
+        );
+        let mut opened = false;
+        while !post.is_finished() {
+            opened |= reader_seen();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        opened |= reader_seen();
+        let reply = post.await.unwrap().unwrap();
+        assert!(!opened, "{what}: the console opened the FIFO");
+        assert_eq!(reply.status(), 400, "{what}");
+    }
+    let refusals = login_refusals(&console).await;
+    assert_eq!(refusals.len(), count, "{refusals:#?}");
+    for detail in refusals {
+        assert!(
+            detail.contains("signature's form is not allowed"),
+            "{detail}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn attacks_posted_to_the_acs_are_refused_and_each_refusal_is_in_the_audit_log() {
+    use app::auth::idp::{IdentityProvider, Shape, encode};
+    use app::auth::keys::KeyPair;
+    use chrono::{Duration, Utc};
+    use end2end::saml_attacks::signature_wrapping;
+    const EVE: &str = "eve@evil.example";
+    let console = Console::start(Path::new(env!("CARGO_BIN_EXE_epsm-ops")), &[]).await;
+    let trusted = TrustedIdp::of(&console);
+    let stranger = IdentityProvider {
+        entity_id: trusted.idp.entity_id.clone(),
+        signing: KeyPair::generate("stranger").unwrap(),
+    };
+    let spec = |request_id: &str| trusted.spec(request_id);
+    let signed = |s: &_, shape: Shape| trusted.signed(s, shape);
     type Attack<'a> = Box<dyn Fn(&str) -> String + 'a>;
     let mut cases: Vec<(&str, Attack, &str)> = vec![
         (
@@ -552,16 +648,9 @@ async fn attacks_posted_to_the_acs_are_refused_and_each_refusal_is_in_the_audit_
             reply.text().await.unwrap()
         );
     }
-    let (_, audit) = console.call("audit_log", &[]).await;
-    let audit: Vec<serde_json::Value> = serde_json::from_str(&audit).unwrap();
-    let refusals: Vec<&str> = audit
-        .iter()
-        .filter(|e| e["action"] == "auth.login" && e["outcome"] == "Refused")
-        .map(|e| e["detail"].as_str().unwrap())
-        .collect();
+    let refusals = login_refusals(&console).await;
     assert_eq!(refusals.len(), cases.len(), "{refusals:#?}");
-    // Newest first: the refusals in the reverse order of the attacks.
-    for ((what, _, reason), detail) in cases.iter().zip(refusals.iter().rev()) {
+    for ((what, _, reason), detail) in cases.iter().zip(refusals.iter()) {
         assert!(detail.contains(reason), "{what}: {detail}");
     }
 }

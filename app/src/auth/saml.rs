@@ -26,8 +26,18 @@ pub const NS_XENC: &str = "http://www.w3.org/2001/04/xmlenc#";
 pub const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 pub const BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
 
-/// A response larger than this is refused before it is parsed.
-pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
+/// A response larger than this is refused before it is parsed (real ones are 5-20 KB; the ACS
+/// takes at most `MAX_ACS_BODY` bytes of form body, so this is what fits in it as base64).
+pub const MAX_RESPONSE_BYTES: usize = 160 * 1024;
+/// The most the ACS reads of a posted form.
+pub const MAX_ACS_BODY: usize = 256 * 1024;
+
+/// The only canonicalizations and transforms a signature may name: exclusive c14n (with or without
+/// comments) and the enveloped-signature transform. XSLT, XPath, inclusive c14n and base64 are
+/// refused before xmlsec sees the document.
+const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
+const EXC_C14N_COMMENTS: &str = "http://www.w3.org/2001/10/xml-exc-c14n#WithComments";
+const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
 
 const RSA_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
 const SHA1: &str = "http://www.w3.org/2000/09/xmldsig#sha1";
@@ -58,8 +68,12 @@ pub enum SamlError {
     Algorithm(String),
     #[error("the assertion is not covered by a valid signature of the IdP")]
     Unsigned,
-    #[error("cannot decrypt the assertion: {0}")]
-    Decrypt(String),
+    /// One sentence for every decryption failure (key unwrap, key length, padding, UTF-8, XML of
+    /// the plaintext): a different answer per failure is an oracle. The detail is logged at debug.
+    #[error("the response could not be decrypted")]
+    Decrypt,
+    #[error("the signature's form is not allowed: {0}")]
+    SignatureForm(&'static str),
     #[error("the assertion cannot be read: {0}")]
     Assertion(String),
     #[error("issuer {found:?} is not the IdP ({expected})")]
@@ -94,6 +108,9 @@ pub struct SpSettings {
     pub acs_url: String,
     /// Accept rsa-sha1 / sha1 (ADFS may still use them).
     pub allow_sha1: bool,
+    /// Accept RSA PKCS#1 v1.5 key transport for encrypted assertions (padding-oracle prone; off
+    /// unless the IdP can do nothing else).
+    pub allow_rsa15: bool,
     pub clock_skew: Duration,
     pub allow_unsolicited: bool,
 }
@@ -203,25 +220,49 @@ pub fn validate_xml(
         // Never "no certificate, no check".
         return Err(SamlError::Unsigned);
     }
-    let signed = if is(assertions[0], NS_ASSERTION, "EncryptedAssertion") {
-        let plain = decrypt_assertion(assertions[0], sp_key)?;
-        let inner = parse_xml(&plain)?;
-        let inner_root = inner.root_element();
-        let count = inner_root
-            .descendants()
-            .filter(|n| is(*n, NS_ASSERTION, "Assertion"))
-            .count();
-        if !is(inner_root, NS_ASSERTION, "Assertion") || count != 1 {
-            return Err(SamlError::AssertionCount(count));
-        }
-        check_algorithms(&inner, sp.allow_sha1)?;
-        // The decrypted assertion must carry its own signature (the IdP signs, then encrypts).
-        reduce(&plain, &certs, allowed)?
+    check_signature_form(&doc)?;
+    if !is(assertions[0], NS_ASSERTION, "EncryptedAssertion") {
+        let signed = reduce(xml, &certs, allowed)?;
+        let assertion = signed_assertion(&signed, assertions[0].attribute("ID"))?;
+        return check_assertion(&assertion, sp, idp, request_id, now);
+    }
+    // Encrypted. A signed Response (Shibboleth's default, ADFS signing the message) covers the
+    // EncryptedAssertion: its signature is checked first and the assertion decrypted from what it
+    // signed. Otherwise the decrypted assertion must carry its own signature.
+    let response_signed = child(root, NS_DSIG, "Signature").is_some();
+    let plain = if response_signed {
+        let signed = reduce(xml, &certs, allowed)?;
+        let signed_doc = parse_xml(&signed)?;
+        let encrypted = signed_doc
+            .root_element()
+            .children()
+            .find(|n| is(*n, NS_ASSERTION, "EncryptedAssertion"))
+            .ok_or(SamlError::Unsigned)?;
+        decrypt_assertion(encrypted, sp_key, sp.allow_rsa15)?
     } else {
-        reduce(xml, &certs, allowed)?
+        decrypt_assertion(assertions[0], sp_key, sp.allow_rsa15)?
     };
-    let wanted_id = assertions[0].attribute("ID");
-    let assertion = signed_assertion(&signed, wanted_id)?;
+    let inner = parse_xml(&plain).map_err(|e| decryption_failed(&e.to_string()))?;
+    let inner_root = inner.root_element();
+    let count = inner_root
+        .descendants()
+        .filter(|n| is(*n, NS_ASSERTION, "Assertion"))
+        .count();
+    if !is(inner_root, NS_ASSERTION, "Assertion") || count != 1 {
+        return Err(SamlError::AssertionCount(count));
+    }
+    check_algorithms(&inner, sp.allow_sha1)?;
+    check_signature_form(&inner)?;
+    let wanted_id = inner_root.attribute("ID");
+    let assertion = if child(inner_root, NS_DSIG, "Signature").is_some() {
+        signed_assertion(&reduce(&plain, &certs, allowed)?, wanted_id)?
+    } else if response_signed {
+        plain
+            .parse::<Assertion>()
+            .map_err(|e| SamlError::Assertion(e.to_string()))?
+    } else {
+        return Err(SamlError::Unsigned);
+    };
     check_assertion(&assertion, sp, idp, request_id, now)
 }
 
@@ -308,6 +349,123 @@ fn check_algorithms(doc: &roxmltree::Document, allow_sha1: bool) -> Result<(), S
         let sha1 = algorithm == RSA_SHA1 || algorithm == SHA1;
         if !(strong || (sha1 && allow_sha1)) {
             return Err(SamlError::Algorithm(algorithm.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// What xmlsec may see. xmlsec dereferences every `ds:Reference` and runs its transforms before it
+/// checks the SignatureValue, and by default it allows any URI (file, http, ftp) and any transform
+/// (XSLT, XPath): an anonymous post could make the console open a FIFO, read `/dev/zero` or call a
+/// URL of the poster's choosing. So, before xmlsec: every `ds:Signature` is enveloped in the element
+/// it signs and has exactly one Reference whose URI is `#<that element's ID>` (or empty when it
+/// signs the whole document), exclusive c14n and enveloped-signature only, KeyInfo of X.509 data
+/// only; no `ds:Object`, `ds:Manifest` or `RetrievalMethod`; and no ID used twice.
+pub fn check_signature_form(doc: &roxmltree::Document) -> Result<(), SamlError> {
+    use SamlError::SignatureForm as Form;
+    let mut ids = std::collections::HashSet::new();
+    for node in doc.descendants().filter(|n| n.is_element()) {
+        if let Some(id) = node.attribute("ID")
+            && !ids.insert(id)
+        {
+            return Err(Form("an ID is used twice"));
+        }
+        if is(node, NS_DSIG, "Object") || is(node, NS_DSIG, "Manifest") {
+            return Err(Form("ds:Object and ds:Manifest are refused"));
+        }
+    }
+    for signature in doc.descendants().filter(|n| is(*n, NS_DSIG, "Signature")) {
+        let signed = signature
+            .parent_element()
+            .ok_or(Form("a signature signs no element"))?;
+        let elements = |n: roxmltree::Node<'_, '_>| -> Vec<(String, Option<String>)> {
+            n.children()
+                .filter(|c| c.is_element())
+                .map(|c| {
+                    (
+                        c.tag_name().name().to_string(),
+                        c.tag_name().namespace().map(String::from),
+                    )
+                })
+                .collect()
+        };
+        let dsig = |names: &[&str], n: roxmltree::Node<'_, '_>| {
+            elements(n)
+                .iter()
+                .all(|(name, ns)| ns.as_deref() == Some(NS_DSIG) && names.contains(&name.as_str()))
+        };
+        if !dsig(&["SignedInfo", "SignatureValue", "KeyInfo"], signature) {
+            return Err(Form(
+                "a signature may hold only SignedInfo, SignatureValue and KeyInfo",
+            ));
+        }
+        let info = child(signature, NS_DSIG, "SignedInfo").ok_or(Form("no SignedInfo"))?;
+        if !dsig(
+            &["CanonicalizationMethod", "SignatureMethod", "Reference"],
+            info,
+        ) {
+            return Err(Form("SignedInfo holds an element it may not"));
+        }
+        let c14n = child(info, NS_DSIG, "CanonicalizationMethod")
+            .and_then(|c| c.attribute("Algorithm"))
+            .ok_or(Form("no CanonicalizationMethod"))?;
+        if ![EXC_C14N, EXC_C14N_COMMENTS].contains(&c14n) {
+            return Err(Form("only exclusive canonicalization is allowed"));
+        }
+        let references: Vec<_> = info
+            .children()
+            .filter(|c| is(*c, NS_DSIG, "Reference"))
+            .collect();
+        let [reference] = references[..] else {
+            return Err(Form("a signature must have exactly one Reference"));
+        };
+        let uri = reference
+            .attribute("URI")
+            .ok_or(Form("a Reference has no URI"))?;
+        let own = match uri.strip_prefix('#') {
+            Some(id) => signed.attribute("ID") == Some(id),
+            None => uri.is_empty() && signed == doc.root_element(),
+        };
+        if !own {
+            return Err(Form(
+                "a Reference must point to the element its signature is in",
+            ));
+        }
+        if !dsig(&["Transforms", "DigestMethod", "DigestValue"], reference) {
+            return Err(Form("a Reference holds an element it may not"));
+        }
+        for transform in child(reference, NS_DSIG, "Transforms")
+            .into_iter()
+            .flat_map(|t| t.children().filter(|c| c.is_element()))
+        {
+            if !is(transform, NS_DSIG, "Transform") {
+                return Err(Form("Transforms holds an element it may not"));
+            }
+            let algorithm = transform.attribute("Algorithm").unwrap_or("");
+            let exclusive = [EXC_C14N, EXC_C14N_COMMENTS].contains(&algorithm);
+            if !(exclusive || algorithm == ENVELOPED) {
+                return Err(Form(
+                    "only the enveloped-signature and exclusive c14n transforms are allowed",
+                ));
+            }
+            // Exclusive c14n may name its inclusive namespace prefixes; nothing else is inside.
+            let inner_ok = transform.children().filter(|c| c.is_element()).all(|c| {
+                exclusive
+                    && c.tag_name().name() == "InclusiveNamespaces"
+                    && c.tag_name().namespace() == Some(EXC_C14N)
+                    && !c.children().any(|g| g.is_element())
+            });
+            if !inner_ok {
+                return Err(Form("a transform holds an element it may not"));
+            }
+        }
+        if let Some(key_info) = child(signature, NS_DSIG, "KeyInfo")
+            && (!dsig(&["X509Data"], key_info)
+                || key_info.descendants().any(|d| {
+                    d != key_info && d.is_element() && d.tag_name().namespace() != Some(NS_DSIG)
+                }))
+        {
+            return Err(Form("KeyInfo may hold only X.509 data"));
         }
     }
     Ok(())
@@ -521,8 +679,26 @@ pub const AES256_GCM: &str = "http://www.w3.org/2009/xmlenc11#aes256-gcm";
 
 /// The plaintext `<Assertion>` of an `<EncryptedAssertion>`. The EncryptedKey may sit in the
 /// EncryptedData's KeyInfo (in the dsig or, as ADFS writes it, the default namespace) or beside it.
-fn decrypt_assertion(encrypted: roxmltree::Node, sp_key: &KeyPair) -> Result<String, SamlError> {
-    let fail = |m: &str| SamlError::Decrypt(m.to_string());
+fn decrypt_assertion(
+    encrypted: roxmltree::Node,
+    sp_key: &KeyPair,
+    allow_rsa15: bool,
+) -> Result<String, SamlError> {
+    decrypt(encrypted, sp_key, allow_rsa15).map_err(|detail| decryption_failed(&detail))
+}
+
+/// The one answer to every decryption failure; the detail goes to the server log at debug only.
+fn decryption_failed(detail: &str) -> SamlError {
+    tracing::debug!(detail, "an encrypted assertion did not decrypt");
+    SamlError::Decrypt
+}
+
+fn decrypt(
+    encrypted: roxmltree::Node,
+    sp_key: &KeyPair,
+    allow_rsa15: bool,
+) -> Result<String, String> {
+    let fail = |m: &str| m.to_string();
     let data = encrypted
         .descendants()
         .find(|n| is(*n, NS_XENC, "EncryptedData"))
@@ -537,7 +713,7 @@ fn decrypt_assertion(encrypted: roxmltree::Node, sp_key: &KeyPair) -> Result<Str
             .unwrap_or("")
             .to_string()
     };
-    let cipher_value = |n: roxmltree::Node| -> Result<Vec<u8>, SamlError> {
+    let cipher_value = |n: roxmltree::Node| -> Result<Vec<u8>, String> {
         use base64::Engine;
         let text: String = child(n, NS_XENC, "CipherData")
             .and_then(|c| child(c, NS_XENC, "CipherValue"))
@@ -555,53 +731,49 @@ fn decrypt_assertion(encrypted: roxmltree::Node, sp_key: &KeyPair) -> Result<Str
         .and_then(|d| d.attribute("Algorithm"))
         && digest != SHA1
     {
-        return Err(SamlError::Decrypt(format!(
+        return Err(format!(
             "key transport digest {digest} is not supported (only SHA-1, the mgf1p default)"
-        )));
+        ));
     }
-    let content_key = unwrap_key(&method(key), &cipher_value(key)?, sp_key)?;
+    let content_key = unwrap_key(&method(key), &cipher_value(key)?, sp_key, allow_rsa15)?;
     let plain = decrypt_content(&method(data), &content_key, &cipher_value(data)?)?;
     String::from_utf8(plain).map_err(|_| fail("the plaintext is not UTF-8"))
 }
 
-fn unwrap_key(method: &str, wrapped: &[u8], sp_key: &KeyPair) -> Result<Vec<u8>, SamlError> {
+fn unwrap_key(
+    method: &str,
+    wrapped: &[u8],
+    sp_key: &KeyPair,
+    allow_rsa15: bool,
+) -> Result<Vec<u8>, String> {
     use openssl::rsa::Padding;
     let padding = match method {
         RSA_OAEP_MGF1P => Padding::PKCS1_OAEP,
-        RSA_1_5 => Padding::PKCS1,
-        other => {
-            return Err(SamlError::Decrypt(format!(
-                "key transport {other:?} is not supported"
-            )));
-        }
+        RSA_1_5 if allow_rsa15 => Padding::PKCS1,
+        RSA_1_5 => return Err("RSA 1.5 key transport is off (auth.allow_rsa15)".into()),
+        other => return Err(format!("key transport {other:?} is not supported")),
     };
     let rsa = sp_key
         .key
         .rsa()
-        .map_err(|_| SamlError::Decrypt("the SP key is not RSA".into()))?;
+        .map_err(|_| "the SP key is not RSA".to_string())?;
     let mut out = vec![0u8; rsa.size() as usize];
     let n = rsa
         .private_decrypt(wrapped, &mut out, padding)
-        .map_err(|_| {
-            SamlError::Decrypt("the content key does not decrypt with the SP key".into())
-        })?;
+        .map_err(|_| "the content key does not decrypt with the SP key".to_string())?;
     out.truncate(n);
     Ok(out)
 }
 
-fn decrypt_content(method: &str, key: &[u8], data: &[u8]) -> Result<Vec<u8>, SamlError> {
+fn decrypt_content(method: &str, key: &[u8], data: &[u8]) -> Result<Vec<u8>, String> {
     use openssl::symm::{Cipher, Crypter, Mode, decrypt_aead};
-    let fail = |m: &str| SamlError::Decrypt(m.to_string());
+    let fail = |m: &str| m.to_string();
     let (cipher, gcm) = match method {
         AES128_CBC => (Cipher::aes_128_cbc(), false),
         AES256_CBC => (Cipher::aes_256_cbc(), false),
         AES128_GCM => (Cipher::aes_128_gcm(), true),
         AES256_GCM => (Cipher::aes_256_gcm(), true),
-        other => {
-            return Err(SamlError::Decrypt(format!(
-                "content cipher {other:?} is not supported"
-            )));
-        }
+        other => return Err(format!("content cipher {other:?} is not supported")),
     };
     if key.len() != cipher.key_len() {
         return Err(fail("the content key has the wrong length for its cipher"));

@@ -43,6 +43,8 @@ pub enum AuthError {
     Store(#[from] StoreError),
     #[error("SAML keys: {0}")]
     Keys(#[from] KeyError),
+    #[error("too many logins are being checked at once; try again in a moment")]
+    Busy,
     #[error("IdP metadata {source_name}: {reason}")]
     Metadata { source_name: String, reason: String },
 }
@@ -96,7 +98,14 @@ pub struct ServiceProvider {
     idp: RwLock<IdpInfo>,
     pub dev_idp: Option<IdentityProvider>,
     sign_requests: bool,
+    /// Responses checked at once (xmlsec and RSA are CPU work, run off the async runtime); more wait
+    /// up to `VALIDATION_WAIT`, then get "busy".
+    validations: tokio::sync::Semaphore,
 }
+
+/// How many responses are checked at once, and how long one waits for its turn.
+const VALIDATIONS: usize = 2;
+const VALIDATION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl std::fmt::Debug for ServiceProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -148,6 +157,7 @@ impl ServiceProvider {
                 entity_id: format!("{base}/saml/metadata"),
                 acs_url: format!("{base}/saml/acs"),
                 allow_sha1: auth.allow_sha1,
+                allow_rsa15: auth.allow_rsa15,
                 clock_skew: Duration::seconds(auth.clock_skew_secs as i64),
                 allow_unsolicited: auth.allow_unsolicited,
             },
@@ -155,6 +165,7 @@ impl ServiceProvider {
             idp: RwLock::new(idp),
             dev_idp,
             sign_requests: auth.sign_requests,
+            validations: tokio::sync::Semaphore::new(VALIDATIONS),
         }))
     }
 
@@ -347,15 +358,9 @@ impl ServiceProvider {
         saml_response: &str,
         pending: Option<&PendingLogin>,
     ) -> Result<(User, String), AuthError> {
-        let idp = self.idp();
-        let verified = saml::validate_response(
-            saml_response,
-            &self.settings,
-            &self.keys,
-            &idp.trust,
-            pending.map(|p| p.id.as_str()),
-            Utc::now(),
-        )?;
+        let verified = self
+            .validate(saml_response, pending.map(|p| p.id.clone()))
+            .await?;
         if !state
             .store
             .first_use_of_assertion(&verified.assertion_id, verified.valid_until)
@@ -393,6 +398,39 @@ impl ServiceProvider {
             user,
             pending.map_or_else(|| "/".to_string(), |p| p.return_to.clone()),
         ))
+    }
+}
+
+impl ServiceProvider {
+    /// `saml::validate_response` on a blocking thread, at most `VALIDATIONS` at once.
+    async fn validate(
+        &self,
+        saml_response: &str,
+        request_id: Option<String>,
+    ) -> Result<saml::Verified, AuthError> {
+        let _turn = tokio::time::timeout(VALIDATION_WAIT, self.validations.acquire())
+            .await
+            .map_err(|_| AuthError::Busy)?
+            .map_err(|_| AuthError::Busy)?;
+        let (response, settings, keys, trust) = (
+            saml_response.to_string(),
+            self.settings.clone(),
+            self.keys.clone(),
+            self.idp().trust,
+        );
+        let checked = tokio::task::spawn_blocking(move || {
+            saml::validate_response(
+                &response,
+                &settings,
+                &keys,
+                &trust,
+                request_id.as_deref(),
+                Utc::now(),
+            )
+        })
+        .await
+        .map_err(|_| AuthError::Busy)?;
+        Ok(checked?)
     }
 }
 
