@@ -149,10 +149,14 @@ enum StartError {
     Auth(#[from] app::auth::ssr::AuthError),
     #[error("session store: {0}")]
     Sessions(String),
+    #[error("private files: {0}")]
+    Private(#[from] app::files::TooOpen),
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Everything this process creates (store, keys, dumps) is its owner's alone.
+    app::files::restrict_umask();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -238,6 +242,7 @@ fn audit(args: AuditArgs) -> ExitCode {
 /// the masker; backups a stopped process left running are marked interrupted.
 async fn open(args: &ServeArgs) -> Result<(Config, Store, Arc<Engine>, Arc<Masker>), StartError> {
     let mut config = Config::load(args.config.as_deref())?;
+    app::files::check_private_paths(&config)?;
     let store = Store::open(&config.data_dir).await?;
     let engine = Arc::new(Engine::new(config.docker.host.clone()));
     let key = fingerprint_key(&config.data_dir).map_err(|source| StartError::FingerprintKey {

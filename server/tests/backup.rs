@@ -298,6 +298,10 @@ async fn a_backup_restores_with_the_same_tables_downloads_intact_and_a_stopped_d
     let file = dir.join(backup.file_name.as_deref().unwrap());
     let bytes = std::fs::read(&file).unwrap();
     assert_eq!(Some(bytes.len() as u64), backup.size_bytes);
+    // A dump is the console's alone, in a directory that is too.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!((mode(&dir), mode(&file)), (0o700, 0o600));
     assert_eq!(
         backup.sha256.as_deref(),
         Some(hex::encode(Sha256::digest(&bytes)).as_str())

@@ -200,3 +200,63 @@ fn bad_configuration_stops_the_start_with_a_message_naming_the_problem() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+/// The mode bits of `path` (without the file type).
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+#[tokio::test]
+async fn private_files_are_the_owners_alone_and_a_looser_data_directory_stops_the_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut console = Console::start(bin(), &[]).await;
+    let data = console.data_path();
+    // The test bed has logged in: the store holds a session by now.
+    let expected = [
+        ("", 0o700),
+        ("epsm-ops.sqlite", 0o600),
+        ("epsm-ops.sqlite-wal", 0o600),
+        ("epsm-ops.sqlite-shm", 0o600),
+        ("saml", 0o700),
+        ("saml/sp.key", 0o600),
+        ("saml/sp.crt", 0o600),
+        ("saml/dev-idp.key", 0o600),
+        ("fingerprint.key", 0o600),
+        ("backups", 0o700),
+        ("backups/.lock", 0o600),
+    ];
+    for (path, want) in expected {
+        assert_eq!(
+            mode(&data.join(path)),
+            want,
+            "{path}: {:o}",
+            mode(&data.join(path))
+        );
+    }
+    assert!(console.stop().success());
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = console.command(&["backup"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{} is open to other local users (mode 0755)",
+            data.display()
+        )) && stderr.contains(&format!("chmod 700 {}", data.display())),
+        "{stderr}"
+    );
+    // A dump made readable by others is found too.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let dump = data.join("backups/epsm-20261201T000000Z-1.dump");
+    std::fs::write(&dump, "x").unwrap();
+    std::fs::set_permissions(&dump, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = console.command(&["backup"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("holds a database dump"), "{stderr}");
+}

@@ -68,7 +68,7 @@ fn lock_path(dir: &Path) -> PathBuf {
 /// Waits for the backups directory's lock; held until the returned file is dropped.
 async fn lock_dir(dir: &Path) -> Result<std::fs::File, String> {
     let path = lock_path(dir);
-    let file = std::fs::File::create(&path)
+    let file = crate::files::open_lock_file(&path)
         .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     tokio::task::spawn_blocking(move || file.lock().map(|()| file))
         .await
@@ -84,7 +84,7 @@ pub async fn recover_interrupted(config: &Config, store: &Store) -> Result<usize
         // The first backup reports the directory problem with its reason.
         return Ok(0);
     }
-    let Ok(lock) = std::fs::File::create(lock_path(&dir)) else {
+    let Ok(lock) = crate::files::open_lock_file(&lock_path(&dir)) else {
         return Ok(0);
     };
     if lock.try_lock().is_err() {
@@ -455,7 +455,11 @@ async fn dump(
         .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let _lock = lock_dir(dir).await?;
     let stamp = Utc::now().format("%Y%m%dT%H%M%SZ");
-    let file_name = format!("{database}-{stamp}-{id}.{}", format.extension());
+    let file_name = format!(
+        "{}-{stamp}-{id}.{}",
+        crate::files::file_name_part(database),
+        format.extension()
+    );
     let partial = dir.join(format!(".partial-{id}"));
     let result = dump_to(state, &container, &partial, id, user, database, format).await;
     match result {
@@ -496,7 +500,7 @@ async fn dump_to(
     database: &str,
     format: BackupFormat,
 ) -> Result<(u64, String), String> {
-    let file = tokio::fs::File::create(partial)
+    let file = crate::files::create_new_private(partial)
         .await
         .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
     let progress = Arc::new(AtomicU64::new(0));
