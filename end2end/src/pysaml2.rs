@@ -1,0 +1,103 @@
+//! An IdP the project did not write: pysaml2 (PyPI) with xmlsec1 (Debian), driven through
+//! `end2end/pysaml2/idp.py` in the virtualenv `scripts/setup.sh` makes at `.tools/pysaml2`. Its own
+//! RSA key and certificate (openssl), its own metadata, and responses to the console's real
+//! AuthnRequest in the shapes ADFS and Shibboleth send.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::repo_root;
+
+/// The person the IdP vouches for.
+pub const EPPN: &str = "anna@chalmers.se";
+
+/// A pysaml2 IdP in a temporary directory.
+pub struct PySaml2Idp {
+    dir: tempfile::TempDir,
+    pub entity_id: String,
+}
+
+/// The shapes `idp.py` makes (see its docstring).
+pub const SHAPES: [&str; 4] = ["adfs", "adfs-encrypted", "shibboleth", "signed-both"];
+
+impl PySaml2Idp {
+    /// A new IdP with a fresh 2048-bit key; `affiliations` go into eduPersonScopedAffiliation.
+    pub fn new(affiliations: &[&str]) -> PySaml2Idp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        let status = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=pysaml2 test IdP", "-keyout"])
+            .arg(path("idp.key"))
+            .arg("-out")
+            .arg(path("idp.crt"))
+            .output()
+            .expect("run openssl");
+        assert!(status.status.success(), "openssl req: {status:?}");
+        let entity_id = "https://idp.example.org/idp/shibboleth".to_string();
+        let config = serde_json::json!({
+            "entity_id": entity_id,
+            "sso_url": "https://idp.example.org/idp/profile/SAML2/Redirect/SSO",
+            "key": path("idp.key"),
+            "cert": path("idp.crt"),
+            "sp_metadata": path("sp-metadata.xml"),
+            "user": {
+                "eppn": EPPN,
+                "mail": "anna.andersson@chalmers.se",
+                "display_name": "Anna Andersson",
+                "affiliations": affiliations,
+            }
+        });
+        std::fs::write(path("config.json"), config.to_string()).expect("write config");
+        PySaml2Idp { dir, entity_id }
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let python = repo_root().join(".tools/pysaml2/bin/python");
+        assert!(
+            python.exists(),
+            "{} is missing: run scripts/setup.sh",
+            python.display()
+        );
+        let out = Command::new(python)
+            .arg(repo_root().join("end2end/pysaml2/idp.py"))
+            .args(args)
+            .output()
+            .expect("run idp.py");
+        assert!(
+            out.status.success(),
+            "idp.py {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("UTF-8")
+            .trim()
+            .to_string()
+    }
+
+    fn config(&self) -> String {
+        self.dir.path().join("config.json").display().to_string()
+    }
+
+    /// Writes the IdP's metadata (as pysaml2 makes it) and returns its path.
+    pub fn metadata_file(&self) -> PathBuf {
+        let xml = self.run(&["metadata", &self.config()]);
+        let file = self.dir.path().join("idp-metadata.xml");
+        std::fs::write(&file, xml).expect("write IdP metadata");
+        file
+    }
+
+    /// Registers the SP (its metadata XML, as `/saml/metadata` serves it).
+    pub fn register_sp(&self, metadata: &str) {
+        std::fs::write(self.dir.path().join("sp-metadata.xml"), metadata)
+            .expect("write SP metadata");
+    }
+
+    /// The base64 SAMLResponse answering `saml_request` (the SAMLRequest query parameter of the
+    /// console's redirect) in `shape`.
+    pub fn respond(&self, shape: &str, saml_request: &str) -> String {
+        self.run(&["respond", &self.config(), shape, saml_request])
+    }
+}
