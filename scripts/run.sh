@@ -12,12 +12,15 @@ step "build (release)"
 cargo leptos build --release
 
 step "serve on http://127.0.0.1:3000 (Ctrl-C stops)"
-# Login through the development IdP (loopback only), with a person for each role to pick. A real
-# installation sets auth.idp_metadata and the role rules in its configuration file instead.
-export EPSM_OPS_AUTH_DEV_IDP=${EPSM_OPS_AUTH_DEV_IDP:-true}
-export EPSM_OPS_AUTH_ADMINS=${EPSM_OPS_AUTH_ADMINS:-'{ids=["admin@dev.idp"]}'}
-export EPSM_OPS_AUTH_DEPLOYERS=${EPSM_OPS_AUTH_DEPLOYERS:-'{ids=["deployer@dev.idp"]}'}
-export EPSM_OPS_AUTH_VIEWERS=${EPSM_OPS_AUTH_VIEWERS:-'{ids=["viewer@dev.idp"]}'}
+# Without a configuration file: login through the development IdP (loopback only), with a person for
+# each role to pick. With `--config FILE` (a real installation: auth.idp_metadata and its role
+# rules), nothing here overrides what the file says about login.
+if [[ " $* " != *" --config "* && " $* " != *" --config="* ]]; then
+  export EPSM_OPS_AUTH_DEV_IDP=${EPSM_OPS_AUTH_DEV_IDP:-true}
+  export EPSM_OPS_AUTH_ADMINS=${EPSM_OPS_AUTH_ADMINS:-'{ids=["admin@dev.idp"]}'}
+  export EPSM_OPS_AUTH_DEPLOYERS=${EPSM_OPS_AUTH_DEPLOYERS:-'{ids=["deployer@dev.idp"]}'}
+  export EPSM_OPS_AUTH_VIEWERS=${EPSM_OPS_AUTH_VIEWERS:-'{ids=["viewer@dev.idp"]}'}
+fi
 EPSM_OPS_SITE_ROOT=target/site target/release/epsm-ops serve "$@" &
 server=$!
 trap 'kill -TERM $server 2>/dev/null; wait $server; engine_stop' EXIT INT TERM

@@ -12,8 +12,8 @@ use url::Url;
 /// Prefix of every environment variable that sets a configuration key (`EPSM_OPS_LISTEN`, ...).
 pub const ENV_PREFIX: &str = "EPSM_OPS_";
 /// Sections of the file; `EPSM_OPS_PROJECT_DIR` sets `project.dir`.
-const SECTIONS: [&str; 7] = [
-    "project", "docker", "health", "deploy", "secrets", "backups", "auth",
+const SECTIONS: [&str; 9] = [
+    "project", "docker", "health", "deploy", "secrets", "backups", "auth", "audit", "limits",
 ];
 /// Sections inside sections; `EPSM_OPS_PROJECT_GIT_BRANCH` sets `project.git.branch`.
 const SUBSECTIONS: [(&str, &str); 1] = [("project", "git")];
@@ -36,6 +36,28 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub backups: BackupsConfig,
     pub auth: AuthConfig,
+    pub audit: AuditConfig,
+    pub limits: LimitsConfig,
+}
+
+/// How long the audit log keeps its entries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Entries older than this many days are deleted (daily; 0: kept for ever).
+    pub keep_days: u32,
+}
+
+/// Bounds on what one client, or everyone together, may hold of the console.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Live streams (health, a service's log, a deploy's output) one session may have open.
+    pub streams_per_session: usize,
+    /// Live streams open at once, all sessions together.
+    pub streams_total: usize,
+    /// Requests to `/saml/*` one client address may make per minute (a burst of as many at once).
+    pub saml_per_minute: u32,
 }
 
 /// SAML login and who may do what (see the README's "Login and roles").
@@ -113,6 +135,30 @@ impl BackupsConfig {
             .filter(|s| !s.is_empty())?;
         parse_cron(pattern).ok()
     }
+}
+
+/// Why the development IdP may not run here: it logs anybody in as anyone, so it is only for a
+/// console nobody else can reach. Behind nginx the console listens on loopback too, so the public
+/// URL must be a plain-http loopback address as well.
+fn dev_idp_problem(listen: std::net::SocketAddr, public_url: &url::Url) -> Option<String> {
+    if !listen.ip().is_loopback() {
+        return Some(format!(
+            "is only allowed when the console listens on loopback, not on {listen}"
+        ));
+    }
+    let loopback_host = match public_url.host() {
+        Some(url::Host::Domain(name)) => name == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if public_url.scheme() != "http" || !loopback_host {
+        return Some(format!(
+            "is only allowed when public_url is a plain-http loopback address, not {public_url} \
+             (a console others reach is a production console)"
+        ));
+    }
+    None
 }
 
 /// Five-field cron, or six with seconds first; `@daily` and the like too.
@@ -300,6 +346,12 @@ impl Default for Config {
                 technical_contact: "epsm-ops@chalmers.se".into(),
                 support_contact: "epsm-ops@chalmers.se".into(),
             },
+            audit: AuditConfig { keep_days: 400 },
+            limits: LimitsConfig {
+                streams_per_session: 6,
+                streams_total: 64,
+                saml_per_minute: 30,
+            },
             backups: BackupsConfig {
                 keep_last: 10,
                 keep_days: 0,
@@ -384,6 +436,15 @@ impl Config {
             ));
         }
         for (key, value) in [
+            (
+                "limits.streams_per_session",
+                self.limits.streams_per_session as u64,
+            ),
+            ("limits.streams_total", self.limits.streams_total as u64),
+            (
+                "limits.saml_per_minute",
+                u64::from(self.limits.saml_per_minute),
+            ),
             ("health.interval_secs", self.health.interval_secs),
             ("health.probe_timeout_secs", self.health.probe_timeout_secs),
             (
@@ -480,14 +541,13 @@ impl Config {
                 "a directory the console may write to",
             ));
         }
-        if self.auth.dev_idp && !self.listen.ip().is_loopback() {
+        if self.auth.dev_idp
+            && let Some(problem) = dev_idp_problem(self.listen, &self.public_url)
+        {
             return Err(value_error(
                 "auth.dev_idp",
                 "true",
-                &format!(
-                    "is only allowed when the console listens on loopback, not on {}",
-                    self.listen
-                ),
+                &problem,
                 "false in production; the development IdP logs anybody in as anyone",
             ));
         }
@@ -841,10 +901,38 @@ mod tests {
                 && msg.contains("only allowed when the console listens on loopback"),
             "{msg}"
         );
-        assert!(
-            load(&toml, &[("AUTH_DEV_IDP", "true")]).is_ok(),
-            "loopback is fine"
-        );
+        // Nor behind a proxy that others reach: listening on loopback is the production shape.
+        for public_url in [
+            "https://127.0.0.1:3000/",
+            "http://ops.epsm.chalmers.se/",
+            "https://ops.epsm.chalmers.se/",
+            "http://10.0.0.5:3000/",
+        ] {
+            let msg = load(
+                &toml,
+                &[("AUTH_DEV_IDP", "true"), ("PUBLIC_URL", public_url)],
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                msg.contains("`auth.dev_idp`") && msg.contains("plain-http loopback"),
+                "{public_url}: {msg}"
+            );
+        }
+        for public_url in [
+            "http://127.0.0.1:3000/",
+            "http://localhost:3000/",
+            "http://[::1]:3000/",
+        ] {
+            assert!(
+                load(
+                    &toml,
+                    &[("AUTH_DEV_IDP", "true"), ("PUBLIC_URL", public_url)]
+                )
+                .is_ok(),
+                "{public_url} is fine"
+            );
+        }
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub struct AppState {
     pub deployer: Arc<Deployer>,
     /// SAML login: the service provider and the IdP it trusts.
     pub saml: Arc<crate::auth::ssr::ServiceProvider>,
+    /// The session store (the same the session layer uses): live streams check their session in it.
+    pub sessions: Arc<dyn tower_sessions::SessionStore>,
+    /// Open live streams, per session and in total.
+    pub streams: Arc<crate::streams::StreamLimits>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

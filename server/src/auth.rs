@@ -52,6 +52,37 @@ impl FromRequestParts<AppState> for SignedIn {
     }
 }
 
+/// A logged-in person admitted to a live stream: their place within the stream limits (held while
+/// the stream is open) and the session the stream ends with. 401 without a login; 429 with the
+/// limit's sentence over one.
+pub struct LiveViewer {
+    pub ticket: app::streams::StreamTicket,
+    pub session: tower_sessions::session::Id,
+}
+
+impl FromRequestParts<AppState> for LiveViewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let session = Session::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let unauthorized = || (StatusCode::UNAUTHORIZED, "log in first").into_response();
+        auth::signed_in(state, &session)
+            .await
+            .ok_or_else(unauthorized)?;
+        let id = session.id().ok_or_else(unauthorized)?;
+        let ticket = state
+            .streams
+            .admit(&id.to_string())
+            .map_err(|e| (StatusCode::TOO_MANY_REQUESTS, e.to_string()).into_response())?;
+        Ok(LiveViewer {
+            ticket,
+            session: id,
+        })
+    }
+}
+
 impl SignedIn {
     /// The user when they hold at least `role`; else 403 (recorded in the audit log).
     pub async fn at_least(

@@ -454,6 +454,7 @@ async fn serve(args: ServeArgs) -> Result<(), StartError> {
             .clone()
             .continuously_delete_expired(std::time::Duration::from_secs(600))
     });
+    let config_limits = config.limits.clone();
     let state = AppState {
         leptos_options,
         config,
@@ -463,6 +464,11 @@ async fn serve(args: ServeArgs) -> Result<(), StartError> {
         health,
         deployer,
         saml,
+        sessions: Arc::new(sessions.clone()),
+        streams: app::streams::StreamLimits::new(
+            config_limits.streams_per_session,
+            config_limits.streams_total,
+        ),
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(app::backup::ssr::run_schedule(

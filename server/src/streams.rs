@@ -1,13 +1,14 @@
 //! Streaming routes, outside the request timeout: the live health reports and a service's log as
 //! server-sent events, and the console's own counters for monitoring (`/metrics`). Every stream ends
-//! when the server shuts down, so a graceful shutdown never waits on an open page.
+//! when the server shuts down, so a graceful shutdown never waits on an open page, and when its
+//! session ends (logout, expiry, a role rule removed); each holds a place within the stream limits.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use app::auth::Role;
 
-use crate::auth::SignedIn;
+use crate::auth::{LiveViewer, SignedIn};
 use app::health::LogEvent;
 use app::state::AppState;
 use axum::Router;
@@ -47,7 +48,7 @@ pub fn routes(shutdown: CancellationToken) -> Router<AppState> {
 /// The newest health report at once, then every new one.
 async fn health_events(
     State(state): State<AppState>,
-    _viewer: SignedIn,
+    viewer: LiveViewer,
     shutdown: CancellationToken,
 ) -> Response {
     let receiver = state.health.subscribe();
@@ -59,7 +60,7 @@ async fn health_events(
         let event = Event::default().json_data(&*report).ok()?;
         Some((Ok::<_, Infallible>(event), (rx, false)))
     });
-    sse(reports, shutdown)
+    sse(reports, shutdown, viewer, state)
 }
 
 #[derive(Deserialize)]
@@ -70,7 +71,7 @@ struct LogQuery {
 /// A service's log: the last `tail` lines, then new ones as they are written, every line scrubbed.
 async fn service_logs(
     State(state): State<AppState>,
-    _viewer: SignedIn,
+    viewer: LiveViewer,
     Path(service): Path<String>,
     Query(query): Query<LogQuery>,
     shutdown: CancellationToken,
@@ -123,14 +124,14 @@ async fn service_logs(
     })
     .flatten()
     .map(|event| Ok::<_, Infallible>(Event::default().json_data(&event).unwrap_or_default()));
-    sse(lines, shutdown)
+    sse(lines, shutdown, viewer, state)
 }
 
 /// A deploy's events: everything so far, then (while it runs) each new one until it finishes. A
 /// finished deploy's stream is its steps, its stored log and its outcome.
 async fn deploy_events(
     State(state): State<AppState>,
-    _viewer: SignedIn,
+    viewer: LiveViewer,
     Path(id): Path<i64>,
     shutdown: CancellationToken,
 ) -> Response {
@@ -157,7 +158,12 @@ async fn deploy_events(
                 }
             }
         });
-        return sse(stream::iter(history).chain(rest).map(to_sse), shutdown);
+        return sse(
+            stream::iter(history).chain(rest).map(to_sse),
+            shutdown,
+            viewer,
+            state,
+        );
     }
     let deploy = match state.store.deploy(id).await {
         Ok(Some(deploy)) => deploy,
@@ -185,7 +191,7 @@ async fn deploy_events(
             outcome: deploy.outcome,
             summary: deploy.summary,
         });
-        return sse(stream::iter(events).map(to_sse), shutdown);
+        return sse(stream::iter(events).map(to_sse), shutdown, viewer, state);
     }
     // Another process runs it (`epsm-ops deploy`): follow what it writes to the store.
     let follow = stream::unfold(
@@ -224,17 +230,46 @@ async fn deploy_events(
         },
     )
     .flatten();
-    sse(stream::iter(events).chain(follow).map(to_sse), shutdown)
+    sse(
+        stream::iter(events).chain(follow).map(to_sse),
+        shutdown,
+        viewer,
+        state,
+    )
 }
 
 /// How often a viewer of a deploy another process runs reads the store for what is new.
 const STORE_POLL: Duration = Duration::from_secs(1);
 
-fn sse<S>(events: S, shutdown: CancellationToken) -> Response
+/// How often an open stream asks the session store whether its session still holds.
+const SESSION_CHECK: Duration = Duration::from_secs(5);
+
+/// `events` as server-sent events, until the server shuts down or the viewer's session ends; the
+/// viewer's place within the stream limits is held as long as the stream is.
+fn sse<S>(events: S, shutdown: CancellationToken, viewer: LiveViewer, state: AppState) -> Response
 where
     S: Stream<Item = Result<Event, Infallible>> + Send + 'static,
 {
-    let events = events.take_until(shutdown.cancelled_owned());
+    let LiveViewer { ticket, session } = viewer;
+    let session_over = async move {
+        loop {
+            tokio::time::sleep(SESSION_CHECK).await;
+            if !app::auth::ssr::session_holds(&state, &session, Role::Viewer).await {
+                tracing::info!("a live stream ended with its session");
+                return;
+            }
+        }
+    };
+    let end = async move {
+        tokio::select! {
+            () = shutdown.cancelled_owned() => {}
+            () = session_over => {}
+        }
+    };
+    let events = events.take_until(end).map(move |event| {
+        let _held = &ticket;
+        event
+    });
     let mut response = Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response();

@@ -654,3 +654,106 @@ async fn attacks_posted_to_the_acs_are_refused_and_each_refusal_is_in_the_audit_
         assert!(detail.contains(reason), "{what}: {detail}");
     }
 }
+
+/// POSTs `login_state` with `cookie` and `console`'s Origin: the role the console gives that
+/// session now, or None when it is no login.
+async fn role_now(console: &Console, cookie: &str) -> Option<String> {
+    let reply = reqwest::Client::new()
+        .post(format!("{}/api/login_state", console.url))
+        .header("cookie", cookie)
+        .header("origin", &console.url)
+        .send()
+        .await
+        .unwrap();
+    let state: serde_json::Value = serde_json::from_str(&reply.text().await.unwrap()).unwrap();
+    state["user"]["role"].as_str().map(String::from)
+}
+
+#[tokio::test]
+async fn a_changed_role_rule_takes_effect_at_the_next_request_not_at_the_next_login() {
+    let (mut console, project) = start().await;
+    let (_, cookies) = console.login_trace(DEPLOYER).await.unwrap();
+    let cookie = cookies.last().unwrap().clone();
+    assert_eq!(
+        role_now(&console, &cookie).await.as_deref(),
+        Some("Deployer")
+    );
+    let data = console.data_path().display().to_string();
+    let dir = project.path().display().to_string();
+    console.stop();
+    // The same store (the session is in it), the rules changed: the deployer is a viewer now.
+    let restart = |deployers: &'static str, viewers: &'static str| {
+        let (data, dir) = (data.clone(), dir.clone());
+        async move {
+            Console::start(
+                Path::new(env!("CARGO_BIN_EXE_epsm-ops")),
+                &[
+                    ("EPSM_OPS_PROJECT_DIR", dir.as_str()),
+                    ("EPSM_OPS_DATA_DIR", data.as_str()),
+                    ("EPSM_OPS_AUTH_DEPLOYERS", deployers),
+                    ("EPSM_OPS_AUTH_VIEWERS", viewers),
+                ],
+            )
+            .await
+        }
+    };
+    let mut demoted = restart("{ids=[]}", "{ids=[\"deployer@dev.idp\"]}").await;
+    assert_eq!(role_now(&demoted, &cookie).await.as_deref(), Some("Viewer"));
+    demoted.stop();
+    // No rule admits them any more: the session is over.
+    let removed = restart("{ids=[]}", "{ids=[]}").await;
+    assert_eq!(role_now(&removed, &cookie).await, None);
+}
+
+/// Reads `response`'s body until it ends; Err when it has not ended within `bound`.
+async fn ends_within(response: reqwest::Response, bound: std::time::Duration) -> Result<(), ()> {
+    use futures::StreamExt;
+    let mut body = response.bytes_stream();
+    tokio::time::timeout(bound, async { while body.next().await.is_some() {} })
+        .await
+        .map_err(|_| ())
+}
+
+#[tokio::test]
+async fn live_streams_end_with_their_session_and_each_session_has_a_limit() {
+    let console = Console::start(
+        Path::new(env!("CARGO_BIN_EXE_epsm-ops")),
+        &[("EPSM_OPS_LIMITS_STREAMS_PER_SESSION", "2")],
+    )
+    .await;
+    let viewer = console.login(VIEWER).await.unwrap();
+    let open = |client: &reqwest::Client| {
+        client
+            .get(format!("{}/api/health/events", console.url))
+            .send()
+    };
+    let first = open(&viewer).await.unwrap();
+    let second = open(&viewer).await.unwrap();
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
+    let third = open(&viewer).await.unwrap();
+    assert_eq!(third.status(), 429);
+    assert!(third.text().await.unwrap().contains("close one"));
+    // Another session has its own places.
+    let other = console.login(VIEWER).await.unwrap();
+    assert_eq!(open(&other).await.unwrap().status(), 200);
+    // The health stream never ends on its own; logout ends both of this session's.
+    let out = viewer
+        .post(format!("{}/saml/logout", console.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    // Bound: two session checks (5 s each) and a margin; the stream ends at the first check.
+    let bound = std::time::Duration::from_secs(30);
+    assert!(
+        ends_within(first, bound).await.is_ok(),
+        "the stream outlived its session"
+    );
+    assert!(
+        ends_within(second, bound).await.is_ok(),
+        "the stream outlived its session"
+    );
+}

@@ -67,13 +67,31 @@ fn session_error(e: tower_sessions::session::Error) -> AuthError {
     AuthError::Session(e.to_string())
 }
 
-/// What the session keeps of a login.
+/// What the session keeps of a login. The role is not believed from here: it is worked out again
+/// from the IdP's attributes (`identity`) and the current role rules on every request, so a rule
+/// removed takes effect at the person's next request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct SessionUser {
     user: User,
     login_at: DateTime<Utc>,
     name_id: String,
     session_index: Option<String>,
+    /// None in sessions of versions that did not keep it: such a session is over.
+    #[serde(default)]
+    identity: Option<saml::Identity>,
+}
+
+impl SessionUser {
+    /// The user as the current rules see them: None when the login is past its absolute lifetime
+    /// or no rule admits them any more.
+    fn current(self, config: &Config) -> Option<User> {
+        let max = Duration::hours(config.auth.session_max_hours as i64);
+        if Utc::now() - self.login_at > max {
+            return None;
+        }
+        let role = role_for(self.identity.as_ref()?, &config.auth)?;
+        Some(User { role, ..self.user })
+    }
 }
 
 /// The AuthnRequest this browser started: its id and the local page to return to.
@@ -388,8 +406,9 @@ impl ServiceProvider {
                 SessionUser {
                     user: user.clone(),
                     login_at: Utc::now(),
-                    name_id: identity.name_id,
-                    session_index: identity.session_index,
+                    name_id: identity.name_id.clone(),
+                    session_index: identity.session_index.clone(),
+                    identity: Some(identity),
                 },
             )
             .await
@@ -462,15 +481,33 @@ pub async fn logout(state: &AppState, session: &Session) -> Result<String, AuthE
     Ok(next)
 }
 
-/// The logged-in user of this session, if the login is still within its absolute lifetime.
+/// The logged-in user of this session with the role the current rules give them, if the login is
+/// still within its absolute lifetime and a rule still admits them (else the session is ended).
 pub async fn signed_in(state: &AppState, session: &Session) -> Option<User> {
     let who: SessionUser = session.get(USER_KEY).await.ok().flatten()?;
-    let max = Duration::hours(state.config.auth.session_max_hours as i64);
-    if Utc::now() - who.login_at > max {
+    let user = who.current(&state.config);
+    if user.is_none() {
         let _ = session.flush().await;
-        return None;
     }
-    Some(who.user)
+    user
+}
+
+/// Whether the session `id` is still a login that holds `role`, read from the session store (not
+/// from a request's copy): what a live stream asks now and then, so it ends with its session
+/// (logout, expiry, a role rule removed).
+pub async fn session_holds(state: &AppState, id: &tower_sessions::session::Id, role: Role) -> bool {
+    let Ok(Some(record)) = state.sessions.load(id).await else {
+        return false;
+    };
+    if record.expiry_date <= tower_sessions::cookie::time::OffsetDateTime::now_utc() {
+        return false;
+    }
+    record
+        .data
+        .get(USER_KEY)
+        .and_then(|v| serde_json::from_value::<SessionUser>(v.clone()).ok())
+        .and_then(|who| who.current(&state.config))
+        .is_some_and(|user| user.role >= role)
 }
 
 /// The one check: a logged-in user with at least `role`. A refusal of a logged-in user is recorded.
