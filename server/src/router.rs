@@ -23,8 +23,10 @@ use tower_http::trace::TraceLayer;
 /// (Streams — live health, logs — are routes outside this layer: `streams.rs`.)
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The session cookie's name.
+/// The session cookie's name; over https with the `__Host-` prefix (the browser then takes it only
+/// when Secure, for the whole host and from no other domain).
 pub const SESSION_COOKIE: &str = "epsm_ops_session";
+pub const SECURE_SESSION_COOKIE: &str = "__Host-epsm_ops_session";
 
 pub fn build(
     state: AppState,
@@ -36,11 +38,17 @@ pub fn build(
     let idle = tower_sessions::cookie::time::Duration::minutes(
         state.config.auth.session_idle_minutes as i64,
     );
+    let https = state.config.public_url.scheme() == "https";
     let session_layer = SessionManagerLayer::new(sessions)
-        .with_name(SESSION_COOKIE)
+        .with_name(if https {
+            SECURE_SESSION_COOKIE
+        } else {
+            SESSION_COOKIE
+        })
+        .with_path("/")
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
-        .with_secure(state.config.public_url.scheme() == "https")
+        .with_secure(https)
         .with_expiry(Expiry::OnInactivity(idle));
     let routes = generate_route_list(App);
     let pages = Router::new()
@@ -54,6 +62,12 @@ pub fn build(
             REQUEST_TIMEOUT,
         ));
 
+    let hsts = https.then(|| {
+        SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        )
+    });
     Router::new()
         .route("/healthz", get(healthz))
         .merge(crate::auth::routes())
@@ -68,6 +82,8 @@ pub fn build(
             crate::auth::origin_guard,
         ))
         .layer(session_layer)
+        .layer(axum::middleware::from_fn(no_store))
+        .layer(tower::util::option_layer(hsts))
         .layer(
             ServiceBuilder::new()
                 .layer(TraceLayer::new_for_http())
@@ -85,6 +101,23 @@ pub fn build(
                 )),
         )
         .with_state(state)
+}
+
+/// Nothing but the compiled site's files may be kept by a browser or a proxy: pages, server-function
+/// replies, streams and downloads carry who is logged in, secrets' fingerprints and database dumps.
+async fn no_store(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = request.uri().path();
+    let static_file = path.starts_with("/pkg/") || path.starts_with("/favicon");
+    let mut response = next.run(request).await;
+    if !static_file {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
 }
 
 fn header_if_absent(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {

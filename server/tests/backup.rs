@@ -337,6 +337,7 @@ async fn a_backup_restores_with_the_same_tables_downloads_intact_and_a_stopped_d
     let url = format!("{}/backups/{}/download", console.url, backup.id);
     let reply = console.client().get(&url).send().await.unwrap();
     assert_eq!(reply.status(), 200);
+    assert_eq!(reply.headers()["cache-control"], "no-store");
     assert_eq!(
         reply.headers()["x-checksum-sha256"].to_str().unwrap(),
         backup.sha256.as_deref().unwrap()

@@ -59,6 +59,56 @@ async fn pages_render_with_the_shell_and_strict_security_headers() {
     let (status, _, body) = get(&console, &format!("{}/no/such/page", console.url)).await;
     assert_eq!(status, 404);
     assert!(body.contains("There is no page at this address"));
+
+    // Nothing a login shows is kept by a browser or proxy; the compiled site's files may be.
+    assert_eq!(headers["cache-control"], "no-store", "a page");
+    let reply = console
+        .client()
+        .post(format!("{}/api/login_state", console.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.headers()["cache-control"],
+        "no-store",
+        "a server function"
+    );
+    let (status, headers, _) = get(&console, &format!("{}/favicon.svg", console.url)).await;
+    assert_eq!(status, 200);
+    assert!(headers.get("cache-control").is_none(), "{headers:?}");
+    // Plain http (development): no HSTS, no __Host- cookie.
+    assert!(reply.headers().get("strict-transport-security").is_none());
+}
+
+#[tokio::test]
+async fn over_https_the_console_sends_hsts_and_a_host_only_secure_session_cookie() {
+    let idp = end2end::pysaml2::PySaml2Idp::new(&[]);
+    let metadata = idp.metadata_file().display().to_string();
+    let console = Console::start_anonymous(
+        bin(),
+        &[
+            ("EPSM_OPS_PUBLIC_URL", "https://ops.epsm.chalmers.se/"),
+            ("EPSM_OPS_AUTH_DEV_IDP", "false"),
+            ("EPSM_OPS_AUTH_IDP_METADATA", metadata.as_str()),
+        ],
+    )
+    .await;
+    let reply = console
+        .anonymous_client()
+        .get(format!("{}/saml/login", console.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 303);
+    let headers = reply.headers();
+    assert_eq!(headers["strict-transport-security"], "max-age=31536000");
+    assert_eq!(headers["cache-control"], "no-store");
+    let cookie = headers["set-cookie"].to_str().unwrap();
+    assert!(cookie.starts_with("__Host-epsm_ops_session="), "{cookie}");
+    for part in ["Secure", "HttpOnly", "Path=/", "SameSite=Lax"] {
+        assert!(cookie.contains(part), "{part} missing: {cookie}");
+    }
+    assert!(!cookie.contains("Domain="), "{cookie}");
 }
 
 #[tokio::test]
