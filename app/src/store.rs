@@ -71,7 +71,6 @@ impl Store {
     }
 }
 
-/// Maps a sqlx error of one named query to the store's error.
 /// How the store writes a time: RFC 3339, UTC, milliseconds.
 pub(crate) fn time_text(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -88,6 +87,7 @@ pub(crate) fn parse_time(text: &str) -> chrono::DateTime<chrono::Utc> {
         .unwrap_or_default()
 }
 
+/// Maps a sqlx error of one named query to the store's error.
 pub(crate) fn query_failed(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { what, source }
 }

@@ -90,8 +90,10 @@ pub const VIEWER: &str = "viewer@dev.idp";
 /// Logs in at the IdP, but no rule admits them.
 pub const OUTSIDER: &str = "outsider@elsewhere.example";
 
-/// The role rules and development IdP every test console runs with.
-pub const AUTH_ENV: [(&str, &str); 4] = [
+/// The role rules and development IdP every test console runs with (and a login rate limit no test
+/// meets unless it sets its own: every test logs in from 127.0.0.1).
+pub const AUTH_ENV: [(&str, &str); 5] = [
+    ("EPSM_OPS_LIMITS_SAML_PER_MINUTE", "100000"),
     ("EPSM_OPS_AUTH_DEV_IDP", "true"),
     ("EPSM_OPS_AUTH_ADMINS", "{ids=[\"admin@dev.idp\"]}"),
     ("EPSM_OPS_AUTH_DEPLOYERS", "{ids=[\"deployer@dev.idp\"]}"),
@@ -247,6 +249,27 @@ impl Console {
         &self,
         subject_id: &str,
     ) -> Result<(reqwest::Client, Vec<String>), String> {
+        self.login_flow(subject_id, "/")
+            .await
+            .map(|(client, cookies, _)| (client, cookies))
+    }
+
+    /// A login that starts at `/saml/login?return_to=<return_to>`: where the ACS sends the browser.
+    pub async fn login_returning_to(
+        &self,
+        subject_id: &str,
+        return_to: &str,
+    ) -> Result<String, String> {
+        self.login_flow(subject_id, return_to)
+            .await
+            .map(|(_, _, location)| location)
+    }
+
+    async fn login_flow(
+        &self,
+        subject_id: &str,
+        return_to: &str,
+    ) -> Result<(reqwest::Client, Vec<String>, String), String> {
         let client = self.anonymous_client();
         let mut cookies = Vec::new();
         let mut keep_cookie = |reply: &reqwest::Response| {
@@ -259,7 +282,8 @@ impl Console {
             }
         };
         let to_idp = client
-            .get(format!("{}/saml/login?return_to=/", self.url))
+            .get(format!("{}/saml/login", self.url))
+            .query(&[("return_to", return_to)])
             .send()
             .await
             .map_err(|e| e.to_string())?;
@@ -289,7 +313,13 @@ impl Console {
                 acs.text().await.unwrap_or_default()
             ));
         }
-        Ok((client, cookies))
+        let location = acs
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        Ok((client, cookies, location))
     }
 
     /// The SAMLResponse the development IdP issues for `subject_id` (with the attributes its page

@@ -20,8 +20,8 @@ use chrono::Utc;
 use serde::Deserialize;
 use tower_sessions::Session;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes(limits: &app::config::LimitsConfig) -> Router<AppState> {
+    let saml = Router::new()
         .route("/saml/metadata", get(metadata))
         .route("/saml/login", get(login))
         .route(
@@ -31,8 +31,55 @@ pub fn routes() -> Router<AppState> {
             )),
         )
         .route("/saml/logout", axum::routing::post(logout))
+        .layer(rate_limit(limits.saml_per_minute));
+    Router::new()
+        .merge(saml)
         .route("/logged-out", get(logged_out))
         .route("/dev-idp/sso", get(dev_idp_form).post(dev_idp_issue))
+}
+
+/// `/saml/*` answers the internet: each client address gets `per_minute` requests a minute (as a
+/// burst, refilled evenly), then 429 saying when to try again. (Each login signs with RSA and
+/// writes a session row; each refused post an audit entry.)
+fn rate_limit(
+    per_minute: u32,
+) -> tower_governor::GovernorLayer<
+    crate::client::ClientKey,
+    governor::middleware::NoOpMiddleware,
+    axum::body::Body,
+> {
+    let config = tower_governor::governor::GovernorConfigBuilder::default()
+        .key_extractor(crate::client::ClientKey)
+        // At least 13 ns for any u32: never zero.
+        .period(std::time::Duration::from_nanos(
+            60_000_000_000 / u64::from(per_minute.max(1)),
+        ))
+        .burst_size(per_minute.max(1))
+        .finish()
+        .expect("period and burst are not zero");
+    // The limiter keeps a cell per address it has seen: forget the quiet ones every minute.
+    let limiter = config.limiter().clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            limiter.retain_recent();
+        }
+    });
+    tower_governor::GovernorLayer::new(config).error_handler(|e| {
+        let wait = match e {
+            tower_governor::GovernorError::TooManyRequests { wait_time, .. } => wait_time.max(1),
+            _ => 60,
+        };
+        let mut response = (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many login requests from your address: try again in {wait} s"),
+        )
+            .into_response();
+        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        response
+    })
 }
 
 /// A logged-in person, for routes that are not server functions. Refuses with 401 otherwise.
@@ -210,11 +257,15 @@ struct AcsForm {
 async fn acs(
     State(state): State<AppState>,
     session: Session,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
     Form(form): Form<AcsForm>,
 ) -> Response {
+    let client = crate::client::client_ip(Some(peer), &headers)
+        .map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
     match state
         .saml
-        .accept(&state, &session, &form.saml_response)
+        .accept(&state, &session, &form.saml_response, &client)
         .await
     {
         Ok((_, return_to)) => Redirect::to(&return_to).into_response(),

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 mod auth;
+mod client;
 mod router;
 mod streams;
 
@@ -471,6 +472,10 @@ async fn serve(args: ServeArgs) -> Result<(), StartError> {
         ),
     };
     let shutdown = CancellationToken::new();
+    tokio::spawn(prune_audit_log(
+        state.store.clone(),
+        state.config.audit.keep_days,
+    ));
     tokio::spawn(app::backup::ssr::run_schedule(
         state.config.clone(),
         state.store.clone(),
@@ -493,14 +498,18 @@ async fn serve(args: ServeArgs) -> Result<(), StartError> {
     )
     .await;
 
-    axum::serve(listener, router::build(state, shutdown.clone(), sessions))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            // Open streams (live pages) end now, so the requests in flight can finish.
-            shutdown.cancel();
-        })
-        .await
-        .map_err(StartError::Serve)?;
+    axum::serve(
+        listener,
+        router::build(state, shutdown.clone(), sessions)
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        // Open streams (live pages) end now, so the requests in flight can finish.
+        shutdown.cancel();
+    })
+    .await
+    .map_err(StartError::Serve)?;
 
     record(
         &store,
@@ -509,6 +518,18 @@ async fn serve(args: ServeArgs) -> Result<(), StartError> {
     .await;
     tracing::info!("EPSM Ops stopped");
     Ok(())
+}
+
+/// Keeps the audit log to `audit.keep_days`: at start, then daily.
+async fn prune_audit_log(store: Store, keep_days: u32) {
+    loop {
+        match store.prune_audit_log(keep_days).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("audit log: {n} entries older than {keep_days} days deleted"),
+            Err(e) => tracing::error!("audit log: pruning failed: {e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(24 * 3600)).await;
+    }
 }
 
 /// The console's own start/stop events must not stop it when the store has trouble: log instead.

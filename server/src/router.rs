@@ -70,7 +70,7 @@ pub fn build(
     });
     Router::new()
         .route("/healthz", get(healthz))
-        .merge(crate::auth::routes())
+        .merge(crate::auth::routes(&state.config.limits))
         .merge(crate::streams::routes(shutdown))
         .merge(pages)
         .layer(axum::middleware::from_fn_with_state(

@@ -465,9 +465,12 @@ async fn a_signature_that_reaches_outside_the_document_opens_nothing_and_is_refu
         let response = trusted.signed(&trusted.spec(&request_id), Shape::ADFS);
         let (what, attack) =
             reference_attacks(&response, &fifo.display().to_string()).swap_remove(i);
+        // Each from its own address (behind the console's nginx): one audit entry each, not
+        // folded.
         let post = tokio::spawn(
             client
                 .post(format!("{}/saml/acs", console.url))
+                .header("x-real-ip", format!("192.0.2.{}", i + 1))
                 .form(&[("SAMLResponse", encode(&attack))])
                 .send(),
         );
@@ -629,14 +632,16 @@ async fn attacks_posted_to_the_acs_are_refused_and_each_refusal_is_in_the_audit_
         Box::new(move |_| unsolicited.clone()),
         "unsolicited responses",
     ));
-    for (what, attack, _) in &cases {
+    for (i, (what, attack, _)) in cases.iter().enumerate() {
         let (client, request_id) = if *what == "unsolicited" {
             (console.anonymous_client(), String::new())
         } else {
             pending_login(&console).await
         };
+        // Each from its own address: one audit entry each (one client's repeats are folded).
         let reply = client
             .post(format!("{}/saml/acs", console.url))
+            .header("x-real-ip", format!("192.0.2.{}", i + 1))
             .form(&[("SAMLResponse", encode(&attack(&request_id)))])
             .send()
             .await
@@ -755,5 +760,88 @@ async fn live_streams_end_with_their_session_and_each_session_has_a_limit() {
     assert!(
         ends_within(second, bound).await.is_ok(),
         "the stream outlived its session"
+    );
+}
+
+#[tokio::test]
+async fn anonymous_flooding_is_rate_limited_per_client_and_folded_in_the_audit_log() {
+    let console = Console::start(
+        Path::new(env!("CARGO_BIN_EXE_epsm-ops")),
+        &[("EPSM_OPS_LIMITS_SAML_PER_MINUTE", "20")],
+    )
+    .await;
+    // Clients behind the console's nginx: the peer is loopback, the client is X-Real-IP.
+    let from = |client: &'static str| {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let url = console.url.clone();
+        move |path: &str| {
+            http.post(format!("{url}{path}"))
+                .header("x-real-ip", client)
+        }
+    };
+    let attacker = from("198.51.100.9");
+    // 150 KB of attacker text per post, quoted by the refusal (the IdP's "status message").
+    use base64::Engine;
+    let junk = base64::engine::general_purpose::STANDARD.encode(format!(
+        "<samlp:Response xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\"><samlp:Status><samlp:StatusCode Value=\"x\"/><samlp:StatusMessage>{}</samlp:StatusMessage></samlp:Status></samlp:Response>",
+        "A".repeat(150_000)
+    ));
+    for i in 0..20 {
+        let reply = attacker("/saml/acs")
+            .form(&[("SAMLResponse", junk.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 400, "post {i}");
+    }
+    let limited = attacker("/saml/acs")
+        .form(&[("SAMLResponse", junk.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(limited.status(), 429);
+    assert!(limited.headers().contains_key("retry-after"));
+    assert!(
+        limited
+            .text()
+            .await
+            .unwrap()
+            .contains("too many login requests from your address")
+    );
+    // Another client has its own allowance.
+    let other = from("203.0.113.5")("/saml/acs")
+        .form(&[("SAMLResponse", "PHg+")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 400);
+
+    let (_, audit) = console.call("audit_log", &[]).await;
+    let audit: Vec<serde_json::Value> = serde_json::from_str(&audit).unwrap();
+    let rows: Vec<&serde_json::Value> = audit
+        .iter()
+        .filter(|e| e["actor"] == "anonymous (198.51.100.9)")
+        .collect();
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0]["repeats"], 19);
+    assert!(rows[0]["detail"].as_str().unwrap().len() < 2200);
+    assert!(
+        audit
+            .iter()
+            .any(|e| e["actor"] == "anonymous (203.0.113.5)")
+    );
+
+    // The page to return to is chosen by an anonymous visitor and stored: a long one is not kept.
+    let long = format!("/deploys?{}", "x".repeat(5000));
+    assert_eq!(console.login_returning_to(ADMIN, &long).await.unwrap(), "/");
+    assert_eq!(
+        console
+            .login_returning_to(ADMIN, "/deploys?page=2")
+            .await
+            .unwrap(),
+        "/deploys?page=2"
     );
 }

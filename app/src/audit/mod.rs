@@ -90,6 +90,11 @@ pub struct AuditEntry {
     pub target: String,
     pub outcome: Outcome,
     pub detail: String,
+    /// Refusals of one client folded into this entry: how many more, and the last one's time.
+    #[serde(default)]
+    pub repeats: u32,
+    #[serde(default)]
+    pub last_at: Option<DateTime<Utc>>,
 }
 
 /// How many entries a page of the log shows.
@@ -240,7 +245,19 @@ fn AuditTable(entries: Vec<AuditEntry>, filter: AuditFilter) -> impl IntoView {
                         <td><code>{e.action.clone()}</code></td>
                         <td>{e.target}</td>
                         <td><span class=format!("tag {}", e.outcome.as_str())>{e.outcome.as_str()}</span></td>
-                        <td>{e.detail}</td>
+                        <td>
+                            {e.detail}
+                            {(e.repeats > 0).then(|| view! {
+                                <span class="muted" data-testid="audit-repeats">
+                                    {format!(
+                                        " (and {} more time{}, the last at {})",
+                                        e.repeats,
+                                        if e.repeats == 1 { "" } else { "s" },
+                                        e.last_at.map(|t| t.format("%H:%M:%S").to_string()).unwrap_or_default(),
+                                    )}
+                                </span>
+                            })}
+                        </td>
                     </tr>
                 }).collect_view()}
             </tbody>

@@ -101,6 +101,35 @@ pub enum SamlError {
     NoSubject,
 }
 
+impl SamlError {
+    /// The kind of refusal, never the poster's words: what repeated refusals are folded by.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SamlError::Encoding => "encoding",
+            SamlError::TooLarge => "too-large",
+            SamlError::Doctype => "doctype",
+            SamlError::Xml(_) => "xml",
+            SamlError::NotAResponse => "not-a-response",
+            SamlError::Status(_) => "status",
+            SamlError::AssertionCount(_) => "assertion-count",
+            SamlError::Algorithm(_) => "algorithm",
+            SamlError::Unsigned => "unsigned",
+            SamlError::Decrypt => "decrypt",
+            SamlError::SignatureForm(_) => "signature-form",
+            SamlError::Assertion(_) => "assertion",
+            SamlError::Issuer { .. } => "issuer",
+            SamlError::Audience(_) => "audience",
+            SamlError::Destination(_) => "destination",
+            SamlError::NotYetValid(_) => "not-yet-valid",
+            SamlError::Expired(_) => "expired",
+            SamlError::NoBearerConfirmation => "no-bearer",
+            SamlError::InResponseTo { .. } => "in-response-to",
+            SamlError::Unsolicited => "unsolicited",
+            SamlError::NoSubject => "no-subject",
+        }
+    }
+}
+
 /// What this SP is, as the IdP knows it.
 #[derive(Debug, Clone)]
 pub struct SpSettings {

@@ -63,6 +63,19 @@ impl AuthError {
     }
 }
 
+impl AuthError {
+    /// The kind of refusal (for folding repeated ones), never the poster's words.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuthError::Saml(e) => e.kind(),
+            AuthError::Replayed => "replayed",
+            AuthError::NoRole(_) => "no-role",
+            AuthError::Busy => "busy",
+            _ => "other",
+        }
+    }
+}
+
 fn session_error(e: tower_sessions::session::Error) -> AuthError {
     AuthError::Session(e.to_string())
 }
@@ -120,6 +133,9 @@ pub struct ServiceProvider {
     /// up to `VALIDATION_WAIT`, then get "busy".
     validations: tokio::sync::Semaphore,
 }
+
+/// Refusals of one client within this long are one audit entry with a count.
+const FOLD_WINDOW: Duration = Duration::minutes(10);
 
 /// How many responses are checked at once, and how long one waits for its turn.
 const VALIDATIONS: usize = 2;
@@ -336,11 +352,14 @@ impl ServiceProvider {
     /// The ACS: checks the posted response against the request this session started, refuses a
     /// replay, finds the role, cycles the session id and logs the person in. Returns the user and
     /// the page to go back to. Every outcome is in the audit log.
+    /// A refusal is recorded as `anonymous (<client address>)`, folded with that client's other
+    /// refusals of the last `FOLD_WINDOW`.
     pub async fn accept(
         &self,
         state: &AppState,
         session: &Session,
         saml_response: &str,
+        client: &str,
     ) -> Result<(User, String), AuthError> {
         // One use: a second post of the same response finds no pending request.
         let pending: Option<PendingLogin> =
@@ -348,24 +367,33 @@ impl ServiceProvider {
         let result = self
             .accept_checked(state, session, saml_response, pending.as_ref())
             .await;
-        let (outcome, actor, detail) = match &result {
-            Ok((user, _)) => (
-                Outcome::Ok,
-                user.actor().name,
-                format!("role {}", user.role.as_str()),
-            ),
-            Err(e) => (Outcome::Refused, "anonymous".to_string(), e.to_string()),
+        let event = |actor, outcome, detail| AuditEvent {
+            actor,
+            action: "auth.login".into(),
+            target: self.idp().trust.entity_id,
+            outcome,
+            detail,
         };
-        state
-            .store
-            .record(AuditEvent {
-                actor,
-                action: "auth.login".into(),
-                target: self.idp().trust.entity_id,
-                outcome,
-                detail,
-            })
-            .await?;
+        match &result {
+            Ok((user, _)) => {
+                let detail = format!("role {}", user.role.as_str());
+                state
+                    .store
+                    .record(event(user.actor().name, Outcome::Ok, detail))
+                    .await?;
+            }
+            Err(e) => {
+                let actor = format!("anonymous ({client})");
+                state
+                    .store
+                    .record_folded(
+                        event(actor, Outcome::Refused, e.to_string()),
+                        e.kind(),
+                        FOLD_WINDOW,
+                    )
+                    .await?;
+            }
+        }
         result
     }
 
@@ -550,10 +578,15 @@ pub async fn permit(
     Err(refusal)
 }
 
+/// The longest page address kept to return to after login (an anonymous visitor chooses it, and it
+/// is stored in a session row).
+pub const MAX_RETURN_TO: usize = 1024;
+
 /// A path on this console to return to after login; anything else (another host, `//host`,
-/// backslashes) becomes `/`.
+/// backslashes, longer than `MAX_RETURN_TO`) becomes `/`.
 pub fn local_path(return_to: &str) -> String {
-    let ok = return_to.starts_with('/')
+    let ok = return_to.len() <= MAX_RETURN_TO
+        && return_to.starts_with('/')
         && !return_to.starts_with("//")
         && !return_to.contains('\\')
         && !return_to.chars().any(char::is_control);
