@@ -58,6 +58,10 @@ pub struct LimitsConfig {
     pub streams_total: usize,
     /// Requests to `/saml/*` one client address may make per minute (a burst of as many at once).
     pub saml_per_minute: u32,
+    /// A connection that has not sent a request's headers within this long is closed.
+    pub header_read_timeout_secs: u64,
+    /// The largest request body accepted (server functions, forms); the ACS takes less.
+    pub request_body_bytes: usize,
 }
 
 /// SAML login and who may do what (see the README's "Login and roles").
@@ -351,6 +355,8 @@ impl Default for Config {
                 streams_per_session: 6,
                 streams_total: 64,
                 saml_per_minute: 30,
+                header_read_timeout_secs: 10,
+                request_body_bytes: 1024 * 1024,
             },
             backups: BackupsConfig {
                 keep_last: 10,
@@ -444,6 +450,14 @@ impl Config {
             (
                 "limits.saml_per_minute",
                 u64::from(self.limits.saml_per_minute),
+            ),
+            (
+                "limits.header_read_timeout_secs",
+                self.limits.header_read_timeout_secs,
+            ),
+            (
+                "limits.request_body_bytes",
+                self.limits.request_body_bytes as u64,
             ),
             ("health.interval_secs", self.health.interval_secs),
             ("health.probe_timeout_secs", self.health.probe_timeout_secs),

@@ -385,6 +385,9 @@ async fn deploy(args: DeployArgs) -> Result<ExitCode, StartError> {
                     .unwrap_or_default()
             ),
             DeployEvent::Step { .. } => {}
+            DeployEvent::Earlier { lines } => {
+                println!("  [{lines} earlier lines: see the raw log]")
+            }
             DeployEvent::Finished { outcome, summary } => {
                 println!("deploy #{id} {}: {summary}", outcome.as_str());
                 return Ok(if outcome == Outcome::Succeeded {
@@ -498,18 +501,30 @@ async fn serve(args: ServeArgs) -> Result<(), StartError> {
     )
     .await;
 
-    axum::serve(
-        listener,
-        router::build(state, shutdown.clone(), sessions)
-            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    // axum-server rather than axum::serve: it lets hyper close a connection that does not send its
+    // request headers in time (a slow client holding connections open).
+    let header_timeout =
+        std::time::Duration::from_secs(state.config.limits.header_read_timeout_secs);
+    let app = router::build(state, shutdown.clone(), sessions);
+    let handle = axum_server::Handle::new();
+    let mut server = axum_server::from_tcp(listener.into_std().map_err(StartError::Serve)?)
+        .map_err(StartError::Serve)?
+        .handle(handle.clone());
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    tokio::spawn(async move {
         shutdown_signal().await;
         // Open streams (live pages) end now, so the requests in flight can finish.
         shutdown.cancel();
-    })
-    .await
-    .map_err(StartError::Serve)?;
+        handle.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+    });
+    server
+        .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .await
+        .map_err(StartError::Serve)?;
 
     record(
         &store,

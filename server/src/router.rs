@@ -82,6 +82,9 @@ pub fn build(
             crate::auth::origin_guard,
         ))
         .layer(session_layer)
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            state.config.limits.request_body_bytes,
+        ))
         .layer(axum::middleware::from_fn(no_store))
         .layer(tower::util::option_layer(hsts))
         .layer(

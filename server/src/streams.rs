@@ -42,6 +42,7 @@ pub fn routes(shutdown: CancellationToken) -> Router<AppState> {
             get(move |state, user, path| deploy_events(state, user, path, for_deploys.clone())),
         )
         .route("/backups/{id}/download", get(download_backup))
+        .route("/deploys/{id}/log.txt", get(deploy_raw_log))
         .route("/metrics", get(metrics))
 }
 
@@ -172,8 +173,13 @@ async fn deploy_events(
         }
         Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     };
-    let lines = match state.store.deploy_log(id).await {
-        Ok(lines) => lines,
+    // The newest lines only; the raw log (`/deploys/{id}/log.txt`) has every one.
+    let (lines, earlier) = match state
+        .store
+        .deploy_log_tail(id, app::deploy::LOG_WINDOW)
+        .await
+    {
+        Ok(tail) => tail,
         Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     };
     let running = deploy.outcome == app::deploy::Outcome::Running;
@@ -185,6 +191,9 @@ async fn deploy_events(
         .enumerate()
         .map(|(position, step)| DeployEvent::Step { position, step })
         .collect();
+    if earlier > 0 {
+        events.push(DeployEvent::Earlier { lines: earlier });
+    }
     events.extend(lines.into_iter().map(DeployEvent::Line));
     if !running {
         events.push(DeployEvent::Finished {
@@ -206,7 +215,10 @@ async fn deploy_events(
                 Ok(Some(now)) => now,
                 _ => return None,
             };
-            if let Ok(lines) = store.deploy_log_after(id, seq).await {
+            if let Ok(lines) = store
+                .deploy_log_after(id, seq, app::deploy::LOG_WINDOW)
+                .await
+            {
                 seq = lines.last().map_or(seq, |l| l.seq);
                 out.extend(lines.into_iter().map(DeployEvent::Line));
             }
@@ -236,6 +248,52 @@ async fn deploy_events(
         viewer,
         state,
     )
+}
+
+/// A deploy's whole log as plain text, read from the store a page at a time while it is sent (a
+/// build log of any length costs one page of memory).
+async fn deploy_raw_log(
+    State(state): State<AppState>,
+    _viewer: SignedIn,
+    Path(id): Path<i64>,
+) -> Response {
+    match state.store.deploy(id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return (StatusCode::NOT_FOUND, format!("there is no deploy #{id}")).into_response();
+        }
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+    let store = state.store.clone();
+    let pages = stream::unfold(Some(0u64), move |after| {
+        let store = store.clone();
+        async move {
+            let seq = after?;
+            match store
+                .deploy_log_after(id, seq, app::deploy::LOG_WINDOW)
+                .await
+            {
+                Ok(lines) if lines.is_empty() => None,
+                Ok(lines) => {
+                    let next = lines.last().map(|l| l.seq);
+                    let text: String = lines
+                        .iter()
+                        .map(|l| format!("{}{}\n", if l.stderr { "! " } else { "  " }, l.text))
+                        .collect();
+                    Some((Ok::<_, std::io::Error>(text), next))
+                }
+                Err(e) => Some((
+                    Ok(format!("\n[the log could not be read further: {e}]\n")),
+                    None,
+                )),
+            }
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        axum::body::Body::from_stream(pages),
+    )
+        .into_response()
 }
 
 /// How often a viewer of a deploy another process runs reads the store for what is new.

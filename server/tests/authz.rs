@@ -91,6 +91,7 @@ async fn every_page_function_and_route_gives_each_role_exactly_its_outcome() {
         ("GET", "/api/health/events", &[], everyone),
         ("GET", "/api/logs/backend", &[], everyone),
         ("GET", "/api/deploys/1/events", &[], everyone),
+        ("GET", "/deploys/1/log.txt", &[], everyone),
         ("POST", "/api/deploy_start", &[], deployers),
         ("POST", "/api/deploy_cancel", &[("id", "999")], deployers),
         ("POST", "/api/deploy_rollback", &[("id", "999")], deployers),

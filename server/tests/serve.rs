@@ -310,3 +310,33 @@ async fn private_files_are_the_owners_alone_and_a_looser_data_directory_stops_th
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("holds a database dump"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_slow_or_oversized_request_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let console = Console::start(bin(), &[("EPSM_OPS_LIMITS_HEADER_READ_TIMEOUT_SECS", "2")]).await;
+    // A client that starts a request and never finishes its headers is disconnected.
+    let address = console.url.trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    // Bound, not target: the console closes after 2 s; an unbounded server never does.
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        slow.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(read.is_ok(), "the connection was still open after 30 s");
+    // A body over the limit (1 MiB by default) is refused before a handler reads it.
+    let reply = console
+        .client()
+        .post(format!("{}/api/deploy_list", console.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![b'a'; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 413);
+}

@@ -213,10 +213,23 @@ pub struct DeployLine {
 /// What a deploy's live stream carries: everything so far first, then each change as it happens.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum DeployEvent {
+    /// This many lines came before the ones that follow and are not sent (the raw log has them).
+    Earlier {
+        lines: u64,
+    },
     Line(DeployLine),
-    Step { position: usize, step: DeployStep },
-    Finished { outcome: Outcome, summary: String },
+    Step {
+        position: usize,
+        step: DeployStep,
+    },
+    Finished {
+        outcome: Outcome,
+        summary: String,
+    },
 }
+
+/// The most log lines a deploy page holds (and is sent): the newest ones; the raw log has them all.
+pub const LOG_WINDOW: usize = 2000;
 
 #[leptos::server(endpoint = "deploy_start")]
 pub async fn start_deploy(

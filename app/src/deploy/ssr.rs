@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +29,7 @@ use crate::store::{Store, StoreError};
 /// Longer lines are cut: one runaway line must not fill the store or a page.
 const MAX_LINE: usize = 8 * 1024;
 
+mod lines;
 mod source;
 
 #[derive(Debug, thiserror::Error)]
@@ -68,9 +68,54 @@ struct Running {
     actor: String,
     started_at: DateTime<Utc>,
     cancel: CancellationToken,
-    /// Everything sent so far, so a viewer who joins late sees it all.
-    history: Vec<DeployEvent>,
+    /// What a viewer who joins late is sent first: the steps and the last `LOG_WINDOW` lines (the
+    /// earlier ones are in the store).
+    history: History,
     live: broadcast::Sender<DeployEvent>,
+}
+
+/// A running deploy's events so far, bounded: each step's latest state, the newest `LOG_WINDOW`
+/// lines and how many came before them, and the end once it came.
+#[derive(Default)]
+struct History {
+    steps: std::collections::BTreeMap<usize, DeployStep>,
+    lines: std::collections::VecDeque<DeployLine>,
+    earlier: u64,
+    finished: Option<DeployEvent>,
+}
+
+impl History {
+    fn push(&mut self, event: &DeployEvent) {
+        match event {
+            DeployEvent::Line(line) => {
+                if self.lines.len() == crate::deploy::LOG_WINDOW {
+                    self.lines.pop_front();
+                    self.earlier += 1;
+                }
+                self.lines.push_back(line.clone());
+            }
+            DeployEvent::Step { position, step } => {
+                self.steps.insert(*position, step.clone());
+            }
+            DeployEvent::Finished { .. } => self.finished = Some(event.clone()),
+            DeployEvent::Earlier { .. } => {}
+        }
+    }
+
+    fn events(&self) -> Vec<DeployEvent> {
+        let steps = self.steps.iter().map(|(position, step)| DeployEvent::Step {
+            position: *position,
+            step: step.clone(),
+        });
+        let earlier = (self.earlier > 0).then_some(DeployEvent::Earlier {
+            lines: self.earlier,
+        });
+        steps
+            .chain(earlier)
+            .chain(self.lines.iter().cloned().map(DeployEvent::Line))
+            .chain(self.finished.clone())
+            .collect()
+    }
 }
 
 pub struct Deployer {
@@ -171,7 +216,7 @@ impl Deployer {
                         actor: actor.name.clone(),
                         started_at: Utc::now(),
                         cancel: cancel.clone(),
-                        history: Vec::new(),
+                        history: History::default(),
                         live: broadcast::channel(1024).0,
                     });
                     Ok(cancel)
@@ -265,7 +310,7 @@ impl Deployer {
     pub fn follow(&self, id: i64) -> Option<(Vec<DeployEvent>, broadcast::Receiver<DeployEvent>)> {
         let running = self.running.lock().expect("deploy lock");
         let r = running.as_ref().filter(|r| r.id == id)?;
-        Some((r.history.clone(), r.live.subscribe()))
+        Some((r.history.events(), r.live.subscribe()))
     }
 
     async fn run(
@@ -588,11 +633,19 @@ impl Deployer {
             let Some(pipe) = pipe else { continue };
             let tx = tx.clone();
             tokio::spawn(async move {
-                let mut lines = BufReader::new(pipe).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if tx.send((stderr, line)).await.is_err() {
-                        break;
+                use tokio::io::AsyncReadExt;
+                let mut pipe = pipe;
+                let mut lines = lines::LineSplitter::new(MAX_LINE);
+                let mut chunk = vec![0u8; 16 * 1024];
+                while let Ok(n @ 1..) = pipe.read(&mut chunk).await {
+                    for line in lines.push(&chunk[..n]) {
+                        if tx.send((stderr, line)).await.is_err() {
+                            return;
+                        }
                     }
+                }
+                if let Some(line) = lines.finish() {
+                    let _ = tx.send((stderr, line)).await;
                 }
             });
         }
@@ -644,26 +697,29 @@ impl Deployer {
             .engine
             .exec_following(&container, &cmd, &[], timeout, Some(tx));
         tokio::pin!(run);
-        let mut partial = [String::new(), String::new()];
+        let mut splitters = [
+            lines::LineSplitter::new(MAX_LINE),
+            lines::LineSplitter::new(MAX_LINE),
+        ];
         let result = loop {
             tokio::select! {
                 result = &mut run => break result,
                 Some((stderr, bytes)) = rx.recv() => {
-                    let buffer = &mut partial[usize::from(stderr)];
-                    buffer.push_str(&String::from_utf8_lossy(&bytes));
-                    while let Some(end) = buffer.find('\n') {
-                        let line: String = buffer.drain(..=end).collect();
+                    for line in splitters[usize::from(stderr)].push(&bytes) {
                         out.line(position, stderr, &line).await;
                     }
                 }
             }
         };
         while let Ok((stderr, bytes)) = rx.try_recv() {
-            partial[usize::from(stderr)].push_str(&String::from_utf8_lossy(&bytes));
+            for line in splitters[usize::from(stderr)].push(&bytes) {
+                out.line(position, stderr, &line).await;
+            }
         }
-        for (stderr, rest) in [(false, &partial[0]), (true, &partial[1])] {
-            for line in rest.lines() {
-                out.line(position, stderr, line).await;
+        let [stdout_rest, stderr_rest] = splitters;
+        for (stderr, rest) in [(false, stdout_rest), (true, stderr_rest)] {
+            if let Some(line) = rest.finish() {
+                out.line(position, stderr, &line).await;
             }
         }
         let result = result.map_err(|e| StepFailure::new(e.to_string()))?;
@@ -1177,15 +1233,8 @@ struct Output<'a> {
 
 impl Output<'_> {
     async fn line(&mut self, step: usize, stderr: bool, text: &str) {
-        let mut text = self.scrubber.scrub(text.trim_end());
-        if text.len() > MAX_LINE {
-            let mut end = MAX_LINE;
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            text.truncate(end);
-            text.push_str(" [line cut]");
-        }
+        // Lines come cut to MAX_LINE from the splitter; scrubbing may lengthen one a little.
+        let text = self.scrubber.scrub(text.trim_end());
         self.seq += 1;
         let line = DeployLine {
             seq: self.seq,
@@ -1229,7 +1278,7 @@ impl Output<'_> {
     fn send(&self, event: DeployEvent) {
         let mut running = self.deployer.running.lock().expect("deploy lock");
         if let Some(r) = running.as_mut().filter(|r| r.id == self.id) {
-            r.history.push(event.clone());
+            r.history.push(&event);
             let _ = r.live.send(event);
         }
     }
@@ -1238,6 +1287,41 @@ impl Output<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_late_viewer_gets_the_steps_the_newest_lines_and_how_many_came_before() {
+        let mut history = History::default();
+        let step = |status| DeployStep {
+            name: "build".into(),
+            status,
+            exit_code: None,
+            started_at: None,
+            duration_ms: None,
+        };
+        history.push(&DeployEvent::Step {
+            position: 2,
+            step: step(StepStatus::Running),
+        });
+        for seq in 1..=(crate::deploy::LOG_WINDOW as u64 + 500) {
+            history.push(&DeployEvent::Line(DeployLine {
+                seq,
+                step: 2,
+                stderr: false,
+                text: "x".into(),
+            }));
+        }
+        history.push(&DeployEvent::Step {
+            position: 2,
+            step: step(StepStatus::Succeeded),
+        });
+        let events = history.events();
+        assert_eq!(events.len(), 2 + crate::deploy::LOG_WINDOW);
+        assert!(
+            matches!(&events[0], DeployEvent::Step { step, .. } if step.status == StepStatus::Succeeded)
+        );
+        assert_eq!(events[1], DeployEvent::Earlier { lines: 500 });
+        assert!(matches!(&events[2], DeployEvent::Line(l) if l.seq == 501));
+    }
 
     #[test]
     fn image_references_keep_registry_ports_apart_from_tags() {

@@ -209,15 +209,21 @@ impl Store {
         Ok(ids)
     }
 
-    /// The lines of a deploy's log after `seq`, in order (a viewer following a deploy another process
-    /// runs reads them as they are written).
-    pub async fn deploy_log_after(&self, id: i64, seq: u64) -> Result<Vec<DeployLine>, StoreError> {
+    /// At most `limit` lines of a deploy's log after `seq`, in order (a viewer following a deploy
+    /// another process runs reads them as they are written; the raw log is read page by page).
+    pub async fn deploy_log_after(
+        &self,
+        id: i64,
+        seq: u64,
+        limit: usize,
+    ) -> Result<Vec<DeployLine>, StoreError> {
         let rows: Vec<(i64, i64, bool, String)> = sqlx::query_as(
             "SELECT seq, step, stderr, text FROM deploy_log WHERE deploy_id = ? AND seq > ?
-             ORDER BY seq LIMIT 10000",
+             ORDER BY seq LIMIT ?",
         )
         .bind(id)
         .bind(seq as i64)
+        .bind(limit as i64)
         .fetch_all(self.pool())
         .await
         .map_err(query_failed("read deploy log"))?;
@@ -339,6 +345,31 @@ impl Store {
         .await
         .map_err(query_failed("read deploy log"))?;
         Ok(rows.into_iter().map(log_line).collect())
+    }
+
+    /// The last `n` lines of a deploy's log, in order, and how many lines come before them.
+    pub async fn deploy_log_tail(
+        &self,
+        id: i64,
+        n: usize,
+    ) -> Result<(Vec<DeployLine>, u64), StoreError> {
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM deploy_log WHERE deploy_id = ?")
+            .bind(id)
+            .fetch_one(self.pool())
+            .await
+            .map_err(query_failed("count deploy log"))?;
+        let mut rows: Vec<(i64, i64, bool, String)> = sqlx::query_as(
+            "SELECT seq, step, stderr, text FROM deploy_log WHERE deploy_id = ?
+             ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(id)
+        .bind(n as i64)
+        .fetch_all(self.pool())
+        .await
+        .map_err(query_failed("read deploy log"))?;
+        rows.reverse();
+        let earlier = (total as u64).saturating_sub(rows.len() as u64);
+        Ok((rows.into_iter().map(log_line).collect(), earlier))
     }
 }
 
@@ -479,5 +510,33 @@ mod tests {
             failed[0].images,
             vec![("backend".to_string(), "sha256:1".to_string())]
         );
+    }
+
+    #[tokio::test]
+    async fn a_long_log_is_read_as_its_tail_and_in_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let options = DeployOptions::default();
+        let steps = plan(&options, &[]);
+        let id = store
+            .insert_deploy("ada", &options, &steps, &facts())
+            .await
+            .unwrap();
+        for seq in 1..=5000u64 {
+            let line = DeployLine {
+                seq,
+                step: 3,
+                stderr: false,
+                text: format!("line {seq}"),
+            };
+            store.append_deploy_line(id, &line).await.unwrap();
+        }
+        let (tail, earlier) = store.deploy_log_tail(id, 2000).await.unwrap();
+        assert_eq!((tail.len(), earlier), (2000, 3000));
+        assert_eq!((tail[0].seq, tail[1999].seq), (3001, 5000));
+        let page = store.deploy_log_after(id, 4500, 2000).await.unwrap();
+        assert_eq!((page.len(), page[0].seq), (500, 4501));
+        let page = store.deploy_log_after(id, 0, 2000).await.unwrap();
+        assert_eq!((page.len(), page[1999].seq), (2000, 2000));
     }
 }

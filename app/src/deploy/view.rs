@@ -240,7 +240,9 @@ pub fn DeployPage() -> impl IntoView {
 fn DeployView(deploy: Deploy) -> impl IntoView {
     let id = deploy.id;
     let steps = RwSignal::new(deploy.steps.clone());
-    let lines = RwSignal::new(Vec::<DeployLine>::new());
+    let lines = RwSignal::new(std::collections::VecDeque::<DeployLine>::new());
+    // Lines before the ones held (the page keeps the newest `LOG_WINDOW`; the raw log has all).
+    let earlier = RwSignal::new(0u64);
     let finished = RwSignal::new(
         (deploy.outcome != Outcome::Running).then(|| (deploy.outcome, deploy.summary.clone())),
     );
@@ -249,9 +251,14 @@ fn DeployView(deploy: Deploy) -> impl IntoView {
             format!("/api/deploys/{id}/events"),
             false,
             move |event| match event {
+                DeployEvent::Earlier { lines: n } => earlier.set(n),
                 DeployEvent::Line(line) => lines.update(|l| {
-                    if l.last().is_none_or(|last| last.seq < line.seq) {
-                        l.push(line)
+                    if l.back().is_none_or(|last| last.seq < line.seq) {
+                        if l.len() == crate::deploy::LOG_WINDOW {
+                            l.pop_front();
+                            earlier.update(|e| *e += 1);
+                        }
+                        l.push_back(line)
                     }
                 }),
                 DeployEvent::Step { position, step } => steps.update(|s| {
@@ -331,6 +338,12 @@ fn DeployView(deploy: Deploy) -> impl IntoView {
                 {move || steps.get().into_iter().map(step_item).collect_view()}
             </ol>
             <div class="log deploy-log" data-testid="deploy-log">
+                {move || (earlier.get() > 0).then(|| view! {
+                    <div class="line muted" data-testid="deploy-earlier">
+                        {format!("{} earlier lines are not shown here: ", earlier.get())}
+                        <a href=format!("/deploys/{id}/log.txt") rel="external">"the whole log"</a>
+                    </div>
+                })}
                 <For each=move || lines.get() key=|l| l.seq let(line)>
                     <div class=if line.stderr { "line err" } else { "line out" } data-testid="deploy-line">
                         <span class="text">{line.text}</span>
