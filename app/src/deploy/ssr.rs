@@ -32,6 +32,8 @@ const MAX_LINE: usize = 8 * 1024;
 mod lines;
 mod source;
 
+pub use lines::LineSplitter;
+
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
     #[error(

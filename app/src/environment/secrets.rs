@@ -29,6 +29,10 @@ pub const DEFAULT_SECRET_NAME_PARTS: &[&str] = &[
     "SALT",
 ];
 
+/// Name endings that make a variable secret (a part too short or common to match anywhere:
+/// `BYPASS_CACHE` is not a password, `SMTP_PASS` is).
+pub const SECRET_NAME_ENDINGS: &[&str] = &["_PASS", "_PWD", "DSN", "_CREDENTIALS"];
+
 /// The default name parts and the installation's own (`secrets.extra_name_parts`).
 pub fn secret_name_parts(extra: &[String]) -> Vec<String> {
     DEFAULT_SECRET_NAME_PARTS
@@ -38,9 +42,11 @@ pub fn secret_name_parts(extra: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// `scheme://user:password@host` - the password is the second group.
+/// `scheme://user:password@host` - the password is the second group. People write passwords with a
+/// raw `@` or `/` in them, so the password runs to the last `@` of the word (masking a little more
+/// than the password in an odd URL, never less).
 static URL_PASSWORD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/:@]*:)([^\s/@]+)(@)").expect("constant regex")
+    Regex::new(r#"(?i)\b([a-z][a-z0-9+.-]*://[^\s/:@"']*:)([^\s"']+)(@)"#).expect("constant regex")
 });
 
 /// A secret value. Use `expose` only where the raw value must reach its destination (a child
@@ -98,7 +104,9 @@ impl Masker {
     /// Whether (and why) `value` of variable `name` is secret.
     pub fn classify(&self, name: &str, value: &str) -> Option<SecretKind> {
         let upper = name.to_ascii_uppercase();
-        if self.name_parts.iter().any(|p| upper.contains(p.as_str())) && !value.is_empty() {
+        let by_name = self.name_parts.iter().any(|p| upper.contains(p.as_str()))
+            || SECRET_NAME_ENDINGS.iter().any(|e| upper.ends_with(e));
+        if by_name && !value.is_empty() {
             Some(SecretKind::Name)
         } else if URL_PASSWORD.is_match(value) {
             Some(SecretKind::UrlPassword)
@@ -189,13 +197,53 @@ pub struct Scrubber {
 /// line while protecting nothing. They are still masked wherever they are shown by name.
 pub const MIN_SCRUB_LENGTH: usize = 4;
 
+/// Every form a secret takes in text that leaves the server: as it is; each line of a multi-line
+/// value (output is scrubbed line by line); percent-encoded (both ways of writing a space);
+/// JSON-escaped; and base64 and base64url at each of the three alignments it can have inside a
+/// longer encoded text (`Basic base64(user:password)`), the characters the neighbours change left out.
+fn encoded_forms(secret: &str) -> Vec<String> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+    let mut forms = vec![secret.to_string()];
+    forms.extend(
+        secret
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.len() >= MIN_SCRUB_LENGTH && *l != secret)
+            .map(String::from),
+    );
+    let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    forms.push(form.replace('+', "%20"));
+    forms.push(form);
+    if let Ok(json) = serde_json::to_string(secret) {
+        forms.push(json.trim_matches('"').to_string());
+    }
+    let bytes = secret.as_bytes();
+    for engine in [&STANDARD, &URL_SAFE] {
+        for offset in 0..3usize {
+            let mut padded = vec![0u8; offset];
+            padded.extend_from_slice(bytes);
+            let encoded = engine.encode(&padded);
+            let start = if offset > 0 { 4 } else { 0 };
+            let end = (padded.len() / 3) * 4;
+            if end >= start + 8 {
+                forms.push(encoded[start..end].to_string());
+            }
+        }
+    }
+    forms.retain(|f| f.len() >= MIN_SCRUB_LENGTH);
+    forms
+}
+
 impl Scrubber {
     pub fn new(secrets: &[Secret]) -> Scrubber {
-        let mut patterns: Vec<&str> = secrets
+        let forms: Vec<String> = secrets
             .iter()
             .map(Secret::expose)
             .filter(|s| s.len() >= MIN_SCRUB_LENGTH)
+            .flat_map(encoded_forms)
             .collect();
+        let mut patterns: Vec<&str> = forms.iter().map(String::as_str).collect();
         // Longest first, so a secret containing another is masked whole.
         patterns.sort_by_key(|p| std::cmp::Reverse(p.len()));
         patterns.dedup();
@@ -276,9 +324,9 @@ mod tests {
     #[test]
     fn an_installation_adds_name_parts_of_its_own() {
         let plain = Masker::new(secret_name_parts(&[]), b"k");
-        assert_eq!(plain.classify("SENTRY_DSN", "abc"), None);
-        let extended = Masker::new(secret_name_parts(&[" dsn ".into()]), b"k");
-        assert!(extended.classify("SENTRY_DSN", "abc").is_some());
+        assert_eq!(plain.classify("SENTRY_PROJECT", "abc"), None);
+        let extended = Masker::new(secret_name_parts(&[" sentry ".into()]), b"k");
+        assert!(extended.classify("SENTRY_PROJECT", "abc").is_some());
         assert!(
             extended.classify("DB_PASSWORD", "x").is_some(),
             "the defaults stay"
@@ -448,5 +496,112 @@ mod tests {
                 assert!(!scrubbed.contains(raw), "{key} survived the scrubber");
             }
         }
+    }
+
+    #[test]
+    fn names_ending_like_a_password_are_secret_and_words_that_merely_contain_pass_are_not() {
+        let m = masker();
+        for name in [
+            "SMTP_PASS",
+            "LDAP_PWD",
+            "SENTRY_DSN",
+            "DATABASE_DSN",
+            "GCP_CREDENTIALS",
+        ] {
+            assert_eq!(m.classify(name, "value"), Some(SecretKind::Name), "{name}");
+        }
+        for name in ["BYPASS_CACHE", "PASSENGER_COUNT", "COMPASS_URL_PATH"] {
+            assert_eq!(m.classify(name, "value"), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn every_form_a_secret_takes_is_scrubbed() {
+        use base64::Engine;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+        let m = masker();
+        let secret = "p@ss/wörd+Ünïcode=\"q\"";
+        let pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----";
+        let vars = [
+            ("SMTP_PASS", secret),
+            (
+                "DATABASE_URL",
+                "postgres://epsm:r@w/pa@ss@database:5432/epsm_db",
+            ),
+            ("TLS_PRIVATE_KEY", pem),
+        ];
+        let scrubber = Scrubber::new(&m.secret_values(vars));
+        let json = serde_json::to_string(secret).unwrap();
+        let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        let cases: Vec<(&str, String, &str)> = vec![
+            ("raw", format!("pw {secret} end"), secret),
+            (
+                "URL with raw @ and /",
+                "db postgres://epsm:r@w/pa@ss@database:5432/epsm_db".into(),
+                "r@w/pa@ss",
+            ),
+            ("percent-encoded (+)", format!("q={form}"), &form),
+            (
+                "percent-encoded (%20)",
+                format!("q={}", form.replace('+', "%20")),
+                "p%40ss",
+            ),
+            ("JSON-escaped", format!("{{\"pw\":{json}}}"), "\\\"q\\\""),
+            ("base64 alone", STANDARD.encode(secret), ""),
+            (
+                "base64 in Basic auth",
+                format!(
+                    "Authorization: Basic {}",
+                    STANDARD.encode(format!("smtp-user:{secret}"))
+                ),
+                "",
+            ),
+            (
+                "base64url, offset 1",
+                URL_SAFE.encode(format!("x{secret}")),
+                "",
+            ),
+            (
+                "base64, offset 2",
+                STANDARD.encode(format!("xy{secret}tail")),
+                "",
+            ),
+            (
+                "a line of a multi-line value",
+                "key: MIIEvQIBADANBgkqhkiG9w0BAQEFAASC".into(),
+                "MIIEvQIB",
+            ),
+            (
+                "a multi-line value JSON-escaped",
+                serde_json::to_string(pem).unwrap(),
+                "BKcwggSj",
+            ),
+        ];
+        for (what, text, leak) in cases {
+            let scrubbed = scrubber.scrub(&text);
+            assert!(scrubbed.contains(MASK), "{what}: {scrubbed}");
+            if !leak.is_empty() {
+                assert!(!scrubbed.contains(leak), "{what}: {scrubbed}");
+            }
+            assert!(!scrubbed.contains("wörd"), "{what}: {scrubbed}");
+        }
+        // Encoded forms: the base64 text no longer decodes to anything holding the secret.
+        let basic = scrubber.scrub(&STANDARD.encode(format!("smtp-user:{secret}")));
+        assert!(!basic.contains(&STANDARD.encode(secret)[..8]), "{basic}");
+    }
+
+    #[test]
+    fn a_multi_byte_character_split_between_reads_is_still_scrubbed() {
+        use crate::deploy::ssr::LineSplitter;
+        let m = masker();
+        let secret = "lösenord-Hn4Vw8Rk";
+        let scrubber = Scrubber::new(&m.secret_values([("DB_PASSWORD", secret)]));
+        let output = format!("connecting with {secret}\n");
+        let at = output.find('ö').unwrap() + 1; // inside "ö"
+        let mut lines = LineSplitter::new(1024);
+        let mut got = lines.push(&output.as_bytes()[..at]);
+        got.extend(lines.push(&output.as_bytes()[at..]));
+        assert_eq!(got.len(), 1);
+        assert_eq!(scrubber.scrub(&got[0]), "connecting with ••••");
     }
 }
