@@ -72,6 +72,16 @@ pub struct AuthConfig {
     /// last good copy kept in the data directory) or a file path.
     pub idp_metadata: String,
     pub metadata_refresh_hours: u64,
+    /// While no copy of the metadata could be read, try again this often.
+    pub metadata_retry_secs: u64,
+    /// A copy older than this (the source failing all that time) stops logins; 0: never.
+    pub metadata_max_age_days: u64,
+    /// Accept a plain-http metadata URL (anyone on the path could swap the IdP's keys).
+    pub allow_http_metadata: bool,
+    /// Read only metadata signed by this certificate (PEM or DER; SWAMID signs its aggregate).
+    pub idp_metadata_cert: Option<PathBuf>,
+    /// The IdP to trust in an aggregate listing several (its entityID).
+    pub idp_entity_id: Option<String>,
     /// Run the development IdP inside the console (only allowed when listening on loopback) and
     /// trust it instead of `idp_metadata`.
     pub dev_idp: bool,
@@ -332,6 +342,11 @@ impl Default for Config {
             auth: AuthConfig {
                 idp_metadata: "https://www.ita.chalmers.se/idp.chalmers.se.xml".into(),
                 metadata_refresh_hours: 6,
+                metadata_retry_secs: 60,
+                metadata_max_age_days: 14,
+                allow_http_metadata: false,
+                idp_metadata_cert: None,
+                idp_entity_id: None,
                 dev_idp: false,
                 sp_key: PathBuf::from("saml/sp.key"),
                 sp_cert: PathBuf::from("saml/sp.crt"),
@@ -553,6 +568,14 @@ impl Config {
                 &self.data_dir.display().to_string(),
                 &format!("cannot be created: {}", io_reason(&e)),
                 "a directory the console may write to",
+            ));
+        }
+        if self.auth.idp_metadata.trim().starts_with("http://") && !self.auth.allow_http_metadata {
+            return Err(value_error(
+                "auth.idp_metadata",
+                &self.auth.idp_metadata,
+                "is plain http: anyone on the way could put their own keys in it",
+                "an https:// URL or a file (auth.allow_http_metadata = true to accept it anyway)",
             ));
         }
         if self.auth.dev_idp
@@ -915,6 +938,14 @@ mod tests {
                 && msg.contains("only allowed when the console listens on loopback"),
             "{msg}"
         );
+        // The IdP's keys come from its metadata: not over plain http unless asked for.
+        let http = [("AUTH_IDP_METADATA", "http://idp.example.org/metadata.xml")];
+        let msg = load(&toml, &http).unwrap_err().to_string();
+        assert!(
+            msg.contains("`auth.idp_metadata`") && msg.contains("is plain http"),
+            "{msg}"
+        );
+        assert!(load(&toml, &[http[0], ("AUTH_ALLOW_HTTP_METADATA", "true")]).is_ok());
         // Nor behind a proxy that others reach: listening on loopback is the production shape.
         for public_url in [
             "https://127.0.0.1:3000/",

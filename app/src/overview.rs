@@ -27,6 +27,9 @@ pub struct Overview {
     pub next_backup: Option<DateTime<Utc>>,
     /// Findings by severity (errors, warnings), or why the audit could not run.
     pub audit: Result<(usize, usize), String>,
+    /// Login trouble ahead or now (the IdP's metadata unreadable or getting old).
+    #[serde(default)]
+    pub login_warning: Option<String>,
 }
 
 #[server(endpoint = "overview")]
@@ -72,6 +75,7 @@ pub async fn get_overview() -> Result<Overview, AppError> {
                 )
             })
             .map_err(|e| e.to_string()),
+        login_warning: state.saml.idp_warning(),
     })
 }
 
@@ -98,6 +102,12 @@ pub fn OverviewPage() -> impl IntoView {
                 <ErrorBoundary fallback=|errors| view! { <section class="card"><crate::error::ErrorList errors/></section> }>
                     {move || Suspend::new(async move {
                         overview.await.map(|o| view! {
+                            {o.login_warning.clone().map(|w| view! {
+                                <section class="card wide warn" role="alert" data-testid="overview-login-warning">
+                                    <h2>"Login"</h2>
+                                    <p>{w}</p>
+                                </section>
+                            })}
                             <DeployGlance deploy=o.last_deploy.clone() now=o.read_at/>
                             <BackupGlance overview=o.clone()/>
                             <AuditGlance audit=o.audit.clone()/>

@@ -109,3 +109,49 @@ async fn pysaml2_responses_in_the_adfs_and_shibboleth_shapes_log_in_and_a_change
             .contains("not covered by a valid signature")
     );
 }
+
+#[tokio::test]
+async fn without_its_idp_metadata_the_console_starts_says_why_login_waits_and_retries() {
+    let idp = PySaml2Idp::new(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let later = dir.path().join("idp-metadata.xml");
+    let path = later.display().to_string();
+    let console = Console::start_anonymous(
+        bin(),
+        &[
+            ("EPSM_OPS_AUTH_DEV_IDP", "false"),
+            ("EPSM_OPS_AUTH_IDP_METADATA", path.as_str()),
+            ("EPSM_OPS_AUTH_METADATA_RETRY_SECS", "1"),
+        ],
+    )
+    .await;
+    let get = |path: &str| {
+        console
+            .anonymous_client()
+            .get(format!("{}{path}", console.url))
+            .send()
+    };
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    assert_eq!(get("/saml/metadata").await.unwrap().status(), 200);
+    let login = get("/saml/login").await.unwrap();
+    assert_eq!(login.status(), 503);
+    let page = login.text().await.unwrap();
+    assert!(
+        page.contains("login unavailable") && page.contains(&path) && page.contains("retrying"),
+        "{page}"
+    );
+    // The metadata appears: the console finds it on its own.
+    std::fs::copy(idp.metadata_file(), &later).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status = get("/saml/login").await.unwrap().status();
+        if status == 303 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "login still {status} a minute after the metadata appeared"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

@@ -186,6 +186,8 @@ pub mod idp;
 #[cfg(feature = "ssr")]
 pub mod keys;
 #[cfg(feature = "ssr")]
+pub mod metadata;
+#[cfg(feature = "ssr")]
 pub mod saml;
 #[cfg(feature = "ssr")]
 pub mod ssr;

@@ -12,6 +12,8 @@ use tower_sessions::Session;
 
 use super::idp::{IdentityProvider, random_id};
 use super::keys::{KeyError, KeyPair};
+pub use super::metadata::IdpInfo;
+use super::metadata::{IdpState, MetadataCopy};
 use super::saml::{self, IdpTrust, SamlError, SpSettings, parse_xml, xml_escape};
 use super::{Role, User, role_for};
 use crate::audit::{AuditEvent, Outcome};
@@ -45,6 +47,8 @@ pub enum AuthError {
     Keys(#[from] KeyError),
     #[error("too many logins are being checked at once; try again in a moment")]
     Busy,
+    #[error("login unavailable: {0}; retrying")]
+    Unavailable(String),
     #[error("IdP metadata {source_name}: {reason}")]
     Metadata { source_name: String, reason: String },
 }
@@ -114,19 +118,13 @@ struct PendingLogin {
     return_to: String,
 }
 
-/// The IdP as its metadata describes it.
-#[derive(Debug, Clone)]
-pub struct IdpInfo {
-    pub trust: IdpTrust,
-    pub sso_url: String,
-    pub slo_url: Option<String>,
-}
-
 /// The service provider: its settings and keys, the trusted IdP, and the development IdP when on.
 pub struct ServiceProvider {
     pub settings: SpSettings,
     pub keys: KeyPair,
-    idp: RwLock<IdpInfo>,
+    /// The IdP's metadata as last read (or why there is none); renewed by `refresh_metadata`.
+    idp: RwLock<IdpState>,
+    max_age_days: u64,
     pub dev_idp: Option<IdentityProvider>,
     sign_requests: bool,
     /// Responses checked at once (xmlsec and RSA are CPU work, run off the async runtime); more wait
@@ -182,9 +180,29 @@ impl ServiceProvider {
                 sso_url: format!("{base}/dev-idp/sso"),
                 slo_url: None,
             };
-            (info, Some(IdentityProvider { entity_id, signing }))
+            let copy = MetadataCopy {
+                info,
+                fetched_at: Utc::now(),
+            };
+            let state = IdpState::Ready {
+                copy,
+                last_error: None,
+            };
+            (state, Some(IdentityProvider { entity_id, signing }))
         } else {
-            (load_metadata(config).await?, None)
+            // The console starts without its IdP (it serves /saml/metadata and /healthz, and says
+            // why login is unavailable) and keeps trying.
+            let state = match super::metadata::load(config).await {
+                Ok(copy) => IdpState::Ready {
+                    copy,
+                    last_error: None,
+                },
+                Err(e) => {
+                    tracing::error!("{e}; login is unavailable until it can be read (retrying)");
+                    IdpState::Unavailable(e)
+                }
+            };
+            (state, None)
         };
         Ok(Arc::new(ServiceProvider {
             settings: SpSettings {
@@ -197,32 +215,68 @@ impl ServiceProvider {
             },
             keys,
             idp: RwLock::new(idp),
+            max_age_days: auth.metadata_max_age_days,
             dev_idp,
             sign_requests: auth.sign_requests,
             validations: tokio::sync::Semaphore::new(VALIDATIONS),
         }))
     }
 
-    pub fn idp(&self) -> IdpInfo {
-        self.idp.read().unwrap_or_else(|e| e.into_inner()).clone()
+    /// The IdP to log in with, or why login is unavailable now.
+    pub fn idp(&self) -> Result<IdpInfo, AuthError> {
+        self.idp
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .usable(Utc::now(), self.max_age_days)
+            .cloned()
+            .map_err(AuthError::Unavailable)
     }
 
-    /// Re-reads the metadata every `metadata_refresh_hours`; a failed refresh keeps the last good
-    /// copy (and says so in the log).
+    /// What the Overview should warn about the IdP's metadata, if anything.
+    pub fn idp_warning(&self) -> Option<String> {
+        self.idp
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .warning(Utc::now(), self.max_age_days)
+    }
+
+    /// Re-reads the metadata every `metadata_refresh_hours`, or every `metadata_retry_secs` while
+    /// there is none; a failed refresh keeps the last good copy (and says so in the log).
     pub async fn refresh_metadata(self: Arc<Self>, config: Arc<Config>) {
         if self.dev_idp.is_some() {
             return;
         }
-        let every =
+        let refresh =
             std::time::Duration::from_secs(config.auth.metadata_refresh_hours.max(1) * 3600);
+        let retry = std::time::Duration::from_secs(config.auth.metadata_retry_secs.max(1));
         loop {
-            tokio::time::sleep(every).await;
-            match load_metadata(&config).await {
-                Ok(info) => *self.idp.write().unwrap_or_else(|e| e.into_inner()) = info,
-                Err(e) => {
-                    tracing::error!("IdP metadata refresh failed, keeping the last good copy: {e}")
+            let ready = matches!(
+                &*self.idp.read().unwrap_or_else(|e| e.into_inner()),
+                IdpState::Ready {
+                    last_error: None,
+                    ..
                 }
-            }
+            );
+            tokio::time::sleep(if ready { refresh } else { retry }).await;
+            let loaded = super::metadata::load(&config).await;
+            let mut state = self.idp.write().unwrap_or_else(|e| e.into_inner());
+            *state = match (loaded, &*state) {
+                (Ok(copy), _) => IdpState::Ready {
+                    copy,
+                    last_error: None,
+                },
+                (Err(e), IdpState::Ready { copy, .. }) => {
+                    tracing::error!("IdP metadata refresh failed, keeping the last good copy: {e}");
+                    IdpState::Ready {
+                        copy: copy.clone(),
+                        last_error: Some(e),
+                    }
+                }
+                (Err(e), IdpState::Unavailable(_)) => {
+                    tracing::error!("{e}; login is still unavailable (retrying)");
+                    IdpState::Unavailable(e)
+                }
+            };
         }
     }
 
@@ -286,7 +340,7 @@ impl ServiceProvider {
     /// session; returns the IdP URL to redirect to (HTTP-Redirect binding, signed when configured).
     pub async fn login_url(&self, session: &Session, return_to: &str) -> Result<String, AuthError> {
         let id = random_id();
-        let idp = self.idp();
+        let idp = self.idp()?;
         let request = format!(
             r#"<samlp:AuthnRequest xmlns:samlp="{}" xmlns:saml="{}" ID="{id}" Version="2.0" IssueInstant="{}" Destination="{}" AssertionConsumerServiceURL="{}" ProtocolBinding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"><saml:Issuer>{}</saml:Issuer><samlp:NameIDPolicy AllowCreate="true" Format="urn:oasis:names:tc:SAML:2.0:nameid-format:transient"/></samlp:AuthnRequest>"#,
             saml::NS_PROTOCOL,
@@ -370,7 +424,7 @@ impl ServiceProvider {
         let event = |actor, outcome, detail| AuditEvent {
             actor,
             action: "auth.login".into(),
-            target: self.idp().trust.entity_id,
+            target: self.idp().map(|i| i.trust.entity_id).unwrap_or_default(),
             outcome,
             detail,
         };
@@ -463,7 +517,7 @@ impl ServiceProvider {
             saml_response.to_string(),
             self.settings.clone(),
             self.keys.clone(),
-            self.idp().trust,
+            self.idp()?.trust,
         );
         let checked = tokio::task::spawn_blocking(move || {
             saml::validate_response(
@@ -486,7 +540,7 @@ impl ServiceProvider {
 pub async fn logout(state: &AppState, session: &Session) -> Result<String, AuthError> {
     let who: Option<SessionUser> = session.get(USER_KEY).await.map_err(session_error)?;
     session.flush().await.map_err(session_error)?;
-    let next = match (&who, state.saml.idp().slo_url) {
+    let next = match (&who, state.saml.idp().ok().and_then(|i| i.slo_url)) {
         (Some(who), Some(slo)) => {
             state
                 .saml
@@ -597,113 +651,6 @@ pub fn local_path(return_to: &str) -> String {
     }
 }
 
-async fn load_metadata(config: &Config) -> Result<IdpInfo, AuthError> {
-    let source = config.auth.idp_metadata.trim();
-    let cache = config.data_path(std::path::Path::new("saml/idp-metadata.xml"));
-    let fetched = if source.starts_with("https://") || source.starts_with("http://") {
-        fetch(source).await
-    } else {
-        std::fs::read_to_string(source).map_err(|e| e.to_string())
-    };
-    let fail = |reason: String| AuthError::Metadata {
-        source_name: source.to_string(),
-        reason,
-    };
-    match fetched
-        .map_err(fail)
-        .and_then(|xml| parse_idp_metadata(&xml).map(|info| (xml, info)))
-    {
-        Ok((xml, info)) => {
-            if let Some(dir) = cache.parent() {
-                let _ = std::fs::create_dir_all(dir);
-            }
-            if let Err(e) = std::fs::write(&cache, xml) {
-                tracing::warn!("cannot keep the IdP metadata in {}: {e}", cache.display());
-            }
-            Ok(info)
-        }
-        Err(e) => {
-            let kept = std::fs::read_to_string(&cache)
-                .ok()
-                .and_then(|xml| parse_idp_metadata(&xml).ok());
-            match kept {
-                Some(info) => {
-                    tracing::warn!("{e}; using the last good copy {}", cache.display());
-                    Ok(info)
-                }
-                None => Err(e),
-            }
-        }
-    }
-}
-
-async fn fetch(url: &str) -> Result<String, String> {
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(20))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let reply = client.get(url).send().await.map_err(|e| e.to_string())?;
-    if !reply.status().is_success() {
-        return Err(format!("HTTP {}", reply.status()));
-    }
-    reply.text().await.map_err(|e| e.to_string())
-}
-
-/// The IdP's entity id, signing certificates (all of them: rollover), SSO (HTTP-Redirect) and SLO
-/// locations. A metadata without a signing certificate is refused.
-pub fn parse_idp_metadata(xml: &str) -> Result<IdpInfo, AuthError> {
-    let fail = |reason: &str| AuthError::Metadata {
-        source_name: "document".into(),
-        reason: reason.to_string(),
-    };
-    const MD: &str = "urn:oasis:names:tc:SAML:2.0:metadata";
-    const REDIRECT: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect";
-    let doc = parse_xml(xml).map_err(|e| fail(&e.to_string()))?;
-    let entity = doc
-        .descendants()
-        .find(|n| n.has_tag_name((MD, "EntityDescriptor")))
-        .ok_or_else(|| fail("no EntityDescriptor"))?;
-    let idp = entity
-        .descendants()
-        .find(|n| n.has_tag_name((MD, "IDPSSODescriptor")))
-        .ok_or_else(|| fail("no IDPSSODescriptor"))?;
-    let signing_certs: Vec<Vec<u8>> = idp
-        .children()
-        .filter(|n| n.has_tag_name((MD, "KeyDescriptor")))
-        .filter(|k| matches!(k.attribute("use"), None | Some("signing")))
-        .flat_map(|k| {
-            k.descendants()
-                .filter(|n| n.has_tag_name((saml::NS_DSIG, "X509Certificate")))
-        })
-        .filter_map(|c| {
-            let text: String = c.text()?.chars().filter(|c| !c.is_whitespace()).collect();
-            base64::engine::general_purpose::STANDARD.decode(text).ok()
-        })
-        .filter(|der| openssl::x509::X509::from_der(der).is_ok())
-        .collect();
-    if signing_certs.is_empty() {
-        return Err(fail(
-            "has no signing certificate (refused: signatures could not be checked)",
-        ));
-    }
-    let location = |service: &str| {
-        idp.children()
-            .filter(|n| n.has_tag_name((MD, service)))
-            .find(|n| n.attribute("Binding") == Some(REDIRECT))
-            .and_then(|n| n.attribute("Location"))
-            .map(String::from)
-    };
-    Ok(IdpInfo {
-        trust: IdpTrust {
-            entity_id: entity.attribute("entityID").unwrap_or_default().to_string(),
-            signing_certs,
-        },
-        sso_url: location("SingleSignOnService")
-            .ok_or_else(|| fail("no SingleSignOnService with the HTTP-Redirect binding"))?,
-        slo_url: location("SingleLogoutService"),
-    })
-}
-
 /// The id and ACS URL of an AuthnRequest (for the development IdP).
 pub fn read_authn_request(xml: &str) -> Option<(String, String)> {
     let doc = parse_xml(xml).ok()?;
@@ -792,73 +739,5 @@ mod tests {
         ] {
             assert_eq!(local_path(given), want, "{given}");
         }
-    }
-
-    #[tokio::test]
-    async fn metadata_from_a_file_is_kept_and_the_last_good_copy_serves_when_it_goes() {
-        let data = tempfile::tempdir().unwrap();
-        let file = data.path().join("idp.xml");
-        let cert = KeyPair::generate("idp").unwrap().cert_base64();
-        std::fs::write(
-            &file,
-            format!(
-                r#"<EntityDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="idp"><IDPSSODescriptor><KeyDescriptor><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></KeyDescriptor><SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp/sso"/></IDPSSODescriptor></EntityDescriptor>"#
-            ),
-        )
-        .unwrap();
-        let defaults = Config::default();
-        let config = Config {
-            data_dir: data.path().join("data"),
-            auth: crate::config::AuthConfig {
-                idp_metadata: file.display().to_string(),
-                ..defaults.auth.clone()
-            },
-            ..defaults
-        };
-        assert_eq!(
-            load_metadata(&config).await.unwrap().sso_url,
-            "https://idp/sso"
-        );
-        std::fs::remove_file(&file).unwrap();
-        let kept = load_metadata(&config).await.unwrap();
-        assert_eq!(kept.trust.signing_certs.len(), 1, "the last good copy");
-        std::fs::remove_dir_all(config.data_dir.join("saml")).unwrap();
-        let err = load_metadata(&config).await.unwrap_err();
-        assert!(err.to_string().contains("idp.xml"), "{err}");
-    }
-
-    #[test]
-    fn idp_metadata_gives_every_signing_cert_and_refuses_none() {
-        let a = KeyPair::generate("a").unwrap().cert_base64();
-        let b = KeyPair::generate("b").unwrap().cert_base64();
-        let md = |keys: &str| {
-            format!(
-                r#"<EntityDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="http://idp.chalmers.se/adfs/services/trust"><IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">{keys}<SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.chalmers.se/adfs/ls/"/><SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://idp.chalmers.se/adfs/ls/post"/><SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.chalmers.se/adfs/ls/"/></IDPSSODescriptor></EntityDescriptor>"#
-            )
-        };
-        let key = |usage: &str, cert: &str| {
-            format!(
-                r#"<KeyDescriptor use="{usage}"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></KeyDescriptor>"#
-            )
-        };
-        let info = parse_idp_metadata(&md(&format!(
-            "{}{}{}",
-            key("signing", &a),
-            key("signing", &b),
-            key("encryption", &a)
-        )))
-        .unwrap();
-        assert_eq!(info.trust.signing_certs.len(), 2);
-        assert_eq!(
-            info.trust.entity_id,
-            "http://idp.chalmers.se/adfs/services/trust"
-        );
-        assert_eq!(info.sso_url, "https://idp.chalmers.se/adfs/ls/");
-        assert_eq!(
-            info.slo_url.as_deref(),
-            Some("https://idp.chalmers.se/adfs/ls/")
-        );
-        let err = parse_idp_metadata(&md(&key("encryption", &a))).unwrap_err();
-        assert!(err.to_string().contains("no signing certificate"), "{err}");
     }
 }
