@@ -66,9 +66,18 @@ fn content_security_policy() {
     ) else {
         return;
     };
+    // The logout form's answer sends the browser on to the IdP's single logout: browsers hold a
+    // form's redirects to `form-action` too, so the IdP's origin is allowed there.
+    let idp_logout = use_context::<state::AppState>()
+        .and_then(|s| s.saml.idp().ok())
+        .and_then(|idp| idp.slo_url)
+        .and_then(|u| url::Url::parse(&u).ok())
+        .map(|u| format!(" {}", u.origin().ascii_serialization()))
+        .unwrap_or_default();
     let policy = format!(
         "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; style-src 'self'; \
-         img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+         img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; \
+         form-action 'self'{idp_logout}"
     );
     if let Ok(value) = HeaderValue::from_str(&policy) {
         response.insert_header(CONTENT_SECURITY_POLICY, value);

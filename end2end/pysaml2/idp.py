@@ -5,6 +5,9 @@ PyPI) signing and encrypting with xmlsec1 (Debian's), in the shapes real IdPs se
     idp.py metadata  CONFIG              the IdP's metadata, for the console's auth.idp_metadata
     idp.py respond   CONFIG SHAPE REQ    a base64 SAMLResponse answering the AuthnRequest REQ (the
                                          SAMLRequest parameter of the console's redirect, as sent)
+    idp.py serve     CONFIG SHAPE PORT   the IdP on http://localhost:PORT for a browser: /sso answers
+                                         with a page that posts the response to the ACS, /slo says
+                                         the person is logged out at the IdP
 
 CONFIG is a JSON file: entity_id, sso_url, key, cert (PEM paths), sp_metadata (a path to the
 console's /saml/metadata) and user (eppn, mail, display_name, affiliations). SHAPE is one of
@@ -69,6 +72,7 @@ def server(config):
                 "idp": {
                     "endpoints": {
                         "single_sign_on_service": [(config["sso_url"], BINDING_HTTP_REDIRECT)],
+                        "single_logout_service": [(config["slo_url"], BINDING_HTTP_REDIRECT)],
                     },
                     "name_id_format": [NAMEID_FORMAT_TRANSIENT],
                     "policy": {
@@ -113,6 +117,46 @@ def respond(config, shape, saml_request):
     return base64.b64encode(str(response).encode()).decode()
 
 
+def serve(config, shape, port):
+    import html
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    from urllib.parse import parse_qs, urlparse
+
+    class Handler(BaseHTTPRequestHandler):
+        def page(self, body):
+            data = f"<!DOCTYPE html><html><body>{body}</body></html>".encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            url = urlparse(self.path)
+            query = parse_qs(url.query)
+            if url.path == "/sso":
+                _, idp = server(config)
+                request = idp.parse_authn_request(query["SAMLRequest"][0], BINDING_HTTP_REDIRECT).message
+                response = respond(config, shape, query["SAMLRequest"][0])
+                acs = html.escape(request.assertion_consumer_service_url)
+                self.page(
+                    f'<form id="f" method="post" action="{acs}">'
+                    f'<input type="hidden" name="SAMLResponse" value="{html.escape(response)}"/>'
+                    '<button type="submit" id="continue">Continue</button></form>'
+                    '<script>document.getElementById("f").submit()</script>'
+                )
+            elif url.path == "/slo":
+                ok = "SAMLRequest" in query
+                self.page(f'<h1 id="idp-logged-out">{"Logged out at the IdP" if ok else "No request"}</h1>')
+            else:
+                self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    HTTPServer(("127.0.0.1", int(port)), Handler).serve_forever()
+
+
 def main(argv):
     use_aes()
     command, config_path = argv[1], argv[2]
@@ -123,6 +167,8 @@ def main(argv):
         print(create_metadata_string(None, config=conf, valid=24 * 365).decode())
     elif command == "respond":
         print(respond(config, argv[3], argv[4]))
+    elif command == "serve":
+        serve(config, argv[3], argv[4])
     else:
         sys.exit(f"unknown command {command}")
 

@@ -21,8 +21,15 @@ pub struct PySaml2Idp {
 pub const SHAPES: [&str; 4] = ["adfs", "adfs-encrypted", "shibboleth", "signed-both"];
 
 impl PySaml2Idp {
-    /// A new IdP with a fresh 2048-bit key; `affiliations` go into eduPersonScopedAffiliation.
+    /// A new IdP with a fresh 2048-bit key; `affiliations` go into eduPersonScopedAffiliation. Its
+    /// endpoints are on https://idp.example.org (nothing answers there: the tests post its
+    /// responses themselves).
     pub fn new(affiliations: &[&str]) -> PySaml2Idp {
+        PySaml2Idp::at("https://idp.example.org", affiliations)
+    }
+
+    /// A new IdP whose endpoints are under `base` (`serve` answers there).
+    pub fn at(base: &str, affiliations: &[&str]) -> PySaml2Idp {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = |name: &str| dir.path().join(name).display().to_string();
         let status = Command::new("openssl")
@@ -36,10 +43,16 @@ impl PySaml2Idp {
             .output()
             .expect("run openssl");
         assert!(status.status.success(), "openssl req: {status:?}");
-        let entity_id = "https://idp.example.org/idp/shibboleth".to_string();
+        let entity_id = format!("{base}/idp/shibboleth");
+        let sso_url = if base.starts_with("https://") {
+            format!("{base}/idp/profile/SAML2/Redirect/SSO")
+        } else {
+            format!("{base}/sso")
+        };
         let config = serde_json::json!({
             "entity_id": entity_id,
-            "sso_url": "https://idp.example.org/idp/profile/SAML2/Redirect/SSO",
+            "sso_url": sso_url,
+            "slo_url": format!("{base}/slo"),
             "key": path("idp.key"),
             "cert": path("idp.crt"),
             "sp_metadata": path("sp-metadata.xml"),
@@ -93,6 +106,15 @@ impl PySaml2Idp {
     pub fn register_sp(&self, metadata: &str) {
         std::fs::write(self.dir.path().join("sp-metadata.xml"), metadata)
             .expect("write SP metadata");
+    }
+
+    /// Serves the IdP's pages at http://localhost:`port` in `shape` (until the child is killed).
+    pub fn serve(&self, shape: &str, port: u16) -> std::process::Child {
+        Command::new(repo_root().join(".tools/pysaml2/bin/python"))
+            .arg(repo_root().join("end2end/pysaml2/idp.py"))
+            .args(["serve", &self.config(), shape, &port.to_string()])
+            .spawn()
+            .expect("start idp.py serve")
     }
 
     /// The base64 SAMLResponse answering `saml_request` (the SAMLRequest query parameter of the

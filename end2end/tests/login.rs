@@ -97,3 +97,89 @@ async fn a_deployer_logs_in_sees_their_buttons_only_and_logging_out_closes_the_p
     browser.wait_for("[data-testid=user-name]").await;
     assert_eq!(count(&browser, "[data-testid=deploy-button]").await, 0);
 }
+
+/// Kills the IdP's process when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn with_an_idp_the_project_did_not_write_a_person_logs_in_and_out_through_its_pages() {
+    use end2end::pysaml2::{EPPN, PySaml2Idp};
+    let port = end2end::free_port();
+    // Another origin than the console's (another port): its logout page is reached only if the
+    // page's CSP lets the logout form's redirect go there. The same site, as idp.chalmers.se is to a
+    // console under chalmers.se: the session cookie (SameSite=Lax) goes with the IdP's post.
+    let idp = PySaml2Idp::at(
+        &format!("http://127.0.0.1:{port}"),
+        &["employee@chalmers.se"],
+    );
+    let metadata = idp.metadata_file().display().to_string();
+    let admins = format!("{{ids=[\"{EPPN}\"]}}");
+    let console = Console::start_anonymous(
+        &console_binary(),
+        &[
+            ("EPSM_OPS_AUTH_DEV_IDP", "false"),
+            ("EPSM_OPS_AUTH_IDP_METADATA", metadata.as_str()),
+            ("EPSM_OPS_AUTH_ALLOW_HTTP_METADATA", "true"),
+            ("EPSM_OPS_AUTH_ADMINS", admins.as_str()),
+        ],
+    )
+    .await;
+    let sp = reqwest::get(format!("{}/saml/metadata", console.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    idp.register_sp(&sp);
+    let _idp = Killed(idp.serve("shibboleth", port));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the IdP did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let browser = Browser::start().await;
+    browser
+        .client
+        .goto(&format!("{}/deploys", console.url))
+        .await
+        .unwrap();
+    // To the IdP's page, which posts the response back: logged in, on the page asked for.
+    let who = browser
+        .wait_for_text("[data-testid=user-name]", Duration::from_secs(60), |t| {
+            !t.is_empty()
+        })
+        .await;
+    assert_eq!(who, "Anna Andersson · admin");
+    assert_eq!(
+        browser.client.current_url().await.unwrap().path(),
+        "/deploys"
+    );
+    // Log out: on to the IdP's single logout.
+    browser
+        .wait_for("[data-testid=logout]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let said = browser
+        .wait_for_text("#idp-logged-out", Duration::from_secs(30), |t| {
+            !t.is_empty()
+        })
+        .await;
+    assert_eq!(said, "Logged out at the IdP");
+    let url = browser.client.current_url().await.unwrap();
+    assert_eq!((url.port(), url.path()), (Some(port), "/slo"));
+}
