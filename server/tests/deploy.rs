@@ -897,3 +897,191 @@ async fn a_deploy_brings_what_origin_has_and_refuses_what_would_overwrite_the_se
         assert!(!log.contains(&secret) && !console.log().contains(&secret));
     }
 }
+
+/// Follows a deploy's stream until a log line contains `text`.
+async fn until_line(console: &Console, id: i64, text: &str) {
+    let mut stream = SseReader::open(
+        console.client(),
+        &format!("{}/api/deploys/{id}/events", console.url),
+    )
+    .await;
+    let mut seen = Vec::new();
+    loop {
+        let Some(data) = stream.next_data(Duration::from_secs(600)).await else {
+            panic!(
+                "stream ended before a line said {text:?}: {seen:#?}\n{}",
+                stream.raw
+            )
+        };
+        let event: DeployEvent = serde_json::from_str(&data).unwrap();
+        if let DeployEvent::Line(line) = &event
+            && line.text.contains(text)
+        {
+            return;
+        }
+        seen.push(event);
+    }
+}
+
+/// Polls `check` every 200 ms until it holds; panics with `what` after `bound`.
+async fn eventually(bound: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + bound;
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} (after {bound:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_cancel_says_what_it_leaves_running_in_a_container_and_stops_a_backup_cleanly() {
+    use app::backup::{Backup, BackupOutcome};
+    let _turn = ONE_STACK_AT_A_TIME.lock().await;
+    let project = StackProject::new("epsmcancel");
+    project.set_env("EPSM_FAILURE", "slow-migrate");
+    let console = Console::for_stack(bin(), &project, &[]).await;
+    let form = [("options[no_pull]", "true"), ("options[skip_seed]", "true")];
+
+    // Cancelled during migrate: the migration goes on in the container, and the deploy says so.
+    let id = start(&console, &form).await;
+    until_line(&console, id, "migration simulations.0002 takes 20 s").await;
+    let (status, body) = console
+        .call("deploy_cancel", &[("id", &id.to_string())])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, events) = follow_to_end(&console, id).await;
+    let Some(DeployEvent::Finished { outcome, summary }) = events.last() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(*outcome, Outcome::Cancelled);
+    assert!(
+        summary.contains("`python manage.py migrate --noinput` in backend is still running"),
+        "{summary}\n{}",
+        lines(&events)
+    );
+    // Its end is written into the deploy's log when it comes (the migration sleeps 20 s).
+    let raw_log = format!("{}/deploys/{id}/log.txt", console.url);
+    eventually(
+        with_margin(Duration::from_secs(20)),
+        "the migration's end is not in the log",
+        async || {
+            let log = console
+                .client()
+                .get(&raw_log)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            log.contains("(left running by the cancel) ended: exit 0")
+        },
+    )
+    .await;
+
+    // Cancelled during the backup: a session holds a lock, so pg_dump waits on it.
+    let holder = project.compose(&[
+        "exec",
+        "-d",
+        "-T",
+        "database",
+        "psql",
+        "-U",
+        "epsm_user",
+        "-d",
+        "epsm_db",
+        "-c",
+        "BEGIN; LOCK TABLE simulations_building IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600);",
+    ]);
+    assert!(holder.status.success(), "{holder:?}");
+    let held = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                WHERE c.relname = 'simulations_building' AND l.mode = 'AccessExclusiveLock' AND l.granted";
+    eventually(
+        with_margin(Duration::from_secs(10)),
+        "the lock was not taken",
+        async || project.psql("epsm_db", held) == "1",
+    )
+    .await;
+    let id = start(
+        &console,
+        &[form[0], form[1], ("options[backup_first]", "true")],
+    )
+    .await;
+    let waiting = "SELECT count(*) FROM pg_stat_activity \
+                   WHERE application_name LIKE 'epsm-ops-backup-%' AND wait_event_type = 'Lock'";
+    let log = format!("{}/deploys/{id}/log.txt", console.url);
+    eventually(
+        with_margin(Duration::from_secs(60)),
+        "pg_dump never waited on the lock",
+        async || {
+            let up = project
+                .compose(&["exec", "-T", "database", "true"])
+                .status
+                .success();
+            if !up {
+                let log = console
+                    .client()
+                    .get(&log)
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                panic!("the database went away before pg_dump waited:\n{log}");
+            }
+            project.psql("postgres", waiting) == "1"
+        },
+    )
+    .await;
+    let (status, body) = console
+        .call("deploy_cancel", &[("id", &id.to_string())])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, events) = follow_to_end(&console, id).await;
+    let Some(DeployEvent::Finished { summary, .. }) = events.last() else {
+        panic!("{events:?}")
+    };
+    assert!(summary.contains("was stopped half-way"), "{summary}");
+    // The backup's row ends failed, its pg_dump session is gone, no partial file is left.
+    let backups = async || -> Vec<Backup> {
+        serde_json::from_str(&console.call("backup_list", &[]).await.1).unwrap()
+    };
+    eventually(
+        with_margin(Duration::from_secs(10)),
+        "the backup is still running",
+        async || {
+            backups()
+                .await
+                .iter()
+                .all(|b| b.outcome != BackupOutcome::Running)
+        },
+    )
+    .await;
+    let stopped = backups().await.into_iter().next().unwrap();
+    assert_eq!(stopped.outcome, BackupOutcome::Failed);
+    assert!(
+        stopped.reason.contains("stopped before it finished"),
+        "{}",
+        stopped.reason
+    );
+    assert_eq!(
+        project.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'epsm-ops-backup-%'"
+        ),
+        "0"
+    );
+    let partial: Vec<_> = std::fs::read_dir(console.data_path().join("backups"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".partial-"))
+        .collect();
+    assert!(partial.is_empty(), "{partial:?}");
+    project.psql(
+        "postgres",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%' AND pid <> pg_backend_pid()",
+    );
+}

@@ -461,7 +461,18 @@ async fn dump(
         format.extension()
     );
     let partial = dir.join(format!(".partial-{id}"));
+    // Stopped half-way (this future dropped: a cancelled deploy, a shutdown), nothing is left behind.
+    let unfinished = Unfinished {
+        store: state.store.clone(),
+        docker_host: state.config.docker.host.clone(),
+        container: container.clone(),
+        user: user.to_string(),
+        id,
+        partial: partial.clone(),
+        armed: true,
+    };
     let result = dump_to(state, &container, &partial, id, user, database, format).await;
+    unfinished.disarm();
     match result {
         Ok((size_bytes, sha256)) => {
             let target = dir.join(&file_name);
@@ -482,6 +493,58 @@ async fn dump(
         Err(reason) => {
             let _ = tokio::fs::remove_file(&partial).await;
             Err(reason)
+        }
+    }
+}
+
+/// A dump in progress, as its guard: dropped before `disarm` (the backup's future was dropped half-way),
+/// it removes the partial file at once, then ends pg_dump's session in the database and marks the
+/// backup failed, in a task of its own.
+struct Unfinished {
+    store: Store,
+    docker_host: String,
+    container: String,
+    user: String,
+    id: i64,
+    partial: PathBuf,
+    armed: bool,
+}
+
+/// Why a backup stopped by its guard failed.
+pub const STOPPED_HALF_WAY: &str =
+    "stopped before it finished (the deploy that took it was cancelled, or the console stopped)";
+
+impl Unfinished {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let _ = std::fs::remove_file(&self.partial);
+        let (store, host, container, user, id) = (
+            self.store.clone(),
+            self.docker_host.clone(),
+            self.container.clone(),
+            self.user.clone(),
+            self.id,
+        );
+        tracing::warn!(
+            id,
+            "backup stopped half-way: partial file removed, ending its dump"
+        );
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let engine = Engine::new(host);
+                terminate_dump(&engine, &container, &user, id).await;
+                if let Err(e) = store.finish_backup(id, Err(STOPPED_HALF_WAY), 0).await {
+                    tracing::error!(id, "cannot mark the stopped backup failed: {e}");
+                }
+            });
         }
     }
 }
@@ -516,7 +579,8 @@ async fn dump_to(
     );
     let cmd = ["pg_dump", "-U", user, "-d", &conninfo, format_flag];
     let started = Instant::now();
-    let reporter = tokio::spawn({
+    // Aborted when this future ends, however it ends (dropped half-way included).
+    let _reporter = tokio_util::task::AbortOnDropHandle::new(tokio::spawn({
         let store = state.store.clone();
         async move {
             let mut every = tokio::time::interval(PROGRESS_EVERY);
@@ -527,12 +591,12 @@ async fn dump_to(
                     .await;
             }
         }
-    });
+    }));
     let result = state
         .engine
         .exec_streaming(container, &cmd, &mut sink, None)
         .await;
-    reporter.abort();
+    drop(_reporter);
     let (code, stderr) = match result {
         Ok(done) => done,
         Err(e) => {
@@ -582,12 +646,15 @@ async fn dump_to(
 
 /// Ends a dump's database session (best effort: the database may be gone too).
 async fn stop_dump(state: &Backups<'_>, container: &str, user: &str, id: i64) {
+    terminate_dump(state.engine, container, user, id).await
+}
+
+async fn terminate_dump(engine: &Engine, container: &str, user: &str, id: i64) {
     let sql = format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{}'",
         application_name(id)
     );
-    let _ = state
-        .engine
+    let _ = engine
         .exec(
             container,
             &["psql", "-U", user, "-d", "postgres", "-Atc", &sql],

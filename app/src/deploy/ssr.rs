@@ -3,6 +3,7 @@
 //! through the API), every line scrubbed, stored and sent to the live viewers, and the outcome kept.
 
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -327,9 +328,10 @@ impl Deployer {
         let mut out = Output {
             deployer: &self,
             id,
-            seq: 0,
+            seq: Arc::new(AtomicU64::new(0)),
             scrubber: Arc::clone(&scrubber),
             source: None,
+            left: LeftBehind::default(),
         };
         let mut outcome = Outcome::Succeeded;
         let mut summary = String::new();
@@ -405,8 +407,14 @@ impl Deployer {
                     } else {
                         Outcome::Failed
                     };
+                    // What the cancelled step's guards said as it was dropped.
+                    let left = out.left.take();
+                    for note in &left {
+                        out.line(position, true, note).await;
+                    }
+                    let left: String = left.iter().map(|n| format!("; {n}")).collect();
                     summary = scrubber.scrub(&format!(
-                        "{} at step {}: {}{}",
+                        "{} at step {}: {}{}{left}",
                         outcome.as_str(),
                         planned.name,
                         failure.reason,
@@ -691,40 +699,57 @@ impl Deployer {
             &format!("$ exec {service} {}", cmd.join(" ")),
         )
         .await;
-        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
         // The command's output is shown as it comes; the result (exit code, bounded output) at the end.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<(bool, Vec<u8>)>(64);
+        // It runs as a task of its own: a cancel cannot stop a command inside a container, so when
+        // this step is dropped the command's guard says so and writes its end into the log.
+        let (tx, rx) = tokio::sync::mpsc::channel::<(bool, Vec<u8>)>(64);
         let timeout = Duration::from_secs(self.config.deploy.exec_timeout_secs);
-        let run = self
-            .engine
-            .exec_following(&container, &cmd, &[], timeout, Some(tx));
-        tokio::pin!(run);
-        let mut splitters = [
-            lines::LineSplitter::new(MAX_LINE),
-            lines::LineSplitter::new(MAX_LINE),
-        ];
+        let task = tokio::spawn({
+            let (engine, container) = (self.engine.clone(), container.clone());
+            let cmd = cmd.to_vec();
+            async move {
+                let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+                engine
+                    .exec_following(&container, &cmd, &[], timeout, Some(tx))
+                    .await
+            }
+        });
+        let mut running = ExecInContainer {
+            task: Some(task),
+            rx,
+            splitters: [
+                lines::LineSplitter::new(MAX_LINE),
+                lines::LineSplitter::new(MAX_LINE),
+            ],
+            what: format!("`{}` in {service}", cmd.join(" ")),
+            position,
+            store: self.store.clone(),
+            id: out.id,
+            seq: out.seq.clone(),
+            scrubber: out.scrubber.clone(),
+            left: out.left.clone(),
+        };
         let result = loop {
+            let task = running.task.as_mut().expect("held until the step ends");
             tokio::select! {
-                result = &mut run => break result,
-                Some((stderr, bytes)) = rx.recv() => {
-                    for line in splitters[usize::from(stderr)].push(&bytes) {
+                result = task => {
+                    running.task = None;
+                    break match result {
+                        Ok(done) => done.map_err(|e| e.to_string()),
+                        Err(e) => Err(format!("the command's task ended: {e}")),
+                    };
+                }
+                Some((stderr, bytes)) = running.rx.recv() => {
+                    for line in running.splitters[usize::from(stderr)].push(&bytes) {
                         out.line(position, stderr, &line).await;
                     }
                 }
             }
         };
-        while let Ok((stderr, bytes)) = rx.try_recv() {
-            for line in splitters[usize::from(stderr)].push(&bytes) {
-                out.line(position, stderr, &line).await;
-            }
+        for (stderr, line) in running.rest() {
+            out.line(position, stderr, &line).await;
         }
-        let [stdout_rest, stderr_rest] = splitters;
-        for (stderr, rest) in [(false, stdout_rest), (true, stderr_rest)] {
-            if let Some(line) = rest.finish() {
-                out.line(position, stderr, &line).await;
-            }
-        }
-        let result = result.map_err(|e| StepFailure::new(e.to_string()))?;
+        let result = result.map_err(StepFailure::new)?;
         match result.exit_code {
             Some(0) => Ok(0),
             code => {
@@ -1014,9 +1039,23 @@ impl Deployer {
             masker: &self.masker,
         };
         let actor = format!("deploy #{}", out.id);
-        let backup = crate::backup::ssr::backup_now(&backups, &actor, Default::default())
+        let turn = crate::backup::ssr::Turn::wait().await;
+        let started = crate::backup::ssr::begin(&backups, turn, &actor, Default::default())
             .await
             .map_err(|e| StepFailure::new(e.to_string()))?;
+        let said = SayIfDropped {
+            note: Some(format!(
+                "backup #{} was stopped half-way: its partial file is removed, its pg_dump ended \
+                 and it is marked failed",
+                started.id
+            )),
+            left: out.left.clone(),
+        };
+        let backup = started
+            .run(&backups)
+            .await
+            .map_err(|e| StepFailure::new(e.to_string()))?;
+        said.done();
         out.line(
             position,
             false,
@@ -1227,19 +1266,186 @@ impl Drop for ProcessGroup {
 struct Output<'a> {
     deployer: &'a Deployer,
     id: i64,
-    seq: u64,
+    /// The last line's number; shared with work a cancel left running (it writes on after the end).
+    seq: Arc<AtomicU64>,
     scrubber: Arc<Scrubber>,
     /// What preflight resolved for the source step (None: no git checkout, or not resolved yet).
     source: Option<SourcePlan>,
+    /// What a cancelled step left behind or cleaned up, said by the step's guards as it is dropped.
+    left: LeftBehind,
+}
+
+/// A command running in a container for a step. Dropped while the command still runs (the step was
+/// cancelled), it says so and hands the command to a task that writes the rest of its output and its
+/// exit code into the deploy's log when it ends.
+struct ExecInContainer {
+    task: Option<
+        tokio::task::JoinHandle<
+            Result<crate::engine::ssr::ExecOutput, crate::engine::ssr::EngineError>,
+        >,
+    >,
+    rx: tokio::sync::mpsc::Receiver<(bool, Vec<u8>)>,
+    splitters: [lines::LineSplitter; 2],
+    what: String,
+    position: usize,
+    store: Store,
+    id: i64,
+    seq: Arc<AtomicU64>,
+    scrubber: Arc<Scrubber>,
+    left: LeftBehind,
+}
+
+impl ExecInContainer {
+    /// What is left of the output once the command ended: chunks still queued, unfinished lines.
+    fn rest(&mut self) -> Vec<(bool, String)> {
+        let mut lines = Vec::new();
+        while let Ok((stderr, bytes)) = self.rx.try_recv() {
+            lines.extend(
+                self.splitters[usize::from(stderr)]
+                    .push(&bytes)
+                    .into_iter()
+                    .map(|l| (stderr, l)),
+            );
+        }
+        let splitters = std::mem::replace(
+            &mut self.splitters,
+            [
+                lines::LineSplitter::new(MAX_LINE),
+                lines::LineSplitter::new(MAX_LINE),
+            ],
+        );
+        for (stderr, splitter) in [false, true].into_iter().zip(splitters) {
+            lines.extend(splitter.finish().map(|l| (stderr, l)));
+        }
+        lines
+    }
+}
+
+impl Drop for ExecInContainer {
+    fn drop(&mut self) {
+        let Some(task) = self.task.take() else {
+            return;
+        };
+        if task.is_finished() {
+            return;
+        }
+        self.left.say(format!(
+            "{} is still running: a cancel does not stop a command inside a container (a migration \
+             stopped half-way could leave the schema between versions); its output and exit code \
+             are added to this log when it ends",
+            self.what
+        ));
+        let (rx, splitters) = (
+            std::mem::replace(&mut self.rx, tokio::sync::mpsc::channel(1).1),
+            std::mem::replace(
+                &mut self.splitters,
+                [
+                    lines::LineSplitter::new(MAX_LINE),
+                    lines::LineSplitter::new(MAX_LINE),
+                ],
+            ),
+        );
+        let mut rest = ExecInContainer {
+            task: None,
+            rx,
+            splitters,
+            what: self.what.clone(),
+            position: self.position,
+            store: self.store.clone(),
+            id: self.id,
+            seq: self.seq.clone(),
+            scrubber: self.scrubber.clone(),
+            left: LeftBehind::default(),
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let mut task = task;
+            let ended = loop {
+                tokio::select! {
+                    result = &mut task => break result,
+                    Some((stderr, bytes)) = rest.rx.recv() => {
+                        for line in rest.splitters[usize::from(stderr)].push(&bytes) {
+                            rest.append(stderr, &line).await;
+                        }
+                    }
+                }
+            };
+            for (stderr, line) in rest.rest() {
+                rest.append(stderr, &line).await;
+            }
+            let end = match ended {
+                Ok(Ok(output)) => format!(
+                    "{} (left running by the cancel) ended: exit {}",
+                    rest.what,
+                    output
+                        .exit_code
+                        .map_or("without a code".into(), |c| c.to_string())
+                ),
+                Ok(Err(e)) => format!("{} (left running by the cancel) ended: {e}", rest.what),
+                Err(e) => format!("{} (left running by the cancel): {e}", rest.what),
+            };
+            rest.append(true, &end).await;
+        });
+    }
+}
+
+impl ExecInContainer {
+    async fn append(&self, stderr: bool, text: &str) {
+        let line = DeployLine {
+            seq: self.seq.fetch_add(1, Ordering::SeqCst) + 1,
+            step: self.position,
+            stderr,
+            text: self.scrubber.scrub(text.trim_end()),
+        };
+        if let Err(e) = self.store.append_deploy_line(self.id, &line).await {
+            tracing::error!("deploy #{}: cannot store a log line: {e}", self.id);
+        }
+    }
+}
+
+/// Sentences the guards of a cancelled step leave: what is still running (and where its end will be
+/// told), what was stopped and cleaned up.
+#[derive(Clone, Default)]
+struct LeftBehind(Arc<Mutex<Vec<String>>>);
+
+impl LeftBehind {
+    fn say(&self, note: String) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(note);
+    }
+
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Says `note` to `LeftBehind` if dropped before `done` (its step's future was dropped: cancelled).
+struct SayIfDropped {
+    note: Option<String>,
+    left: LeftBehind,
+}
+
+impl SayIfDropped {
+    fn done(mut self) {
+        self.note = None;
+    }
+}
+
+impl Drop for SayIfDropped {
+    fn drop(&mut self) {
+        if let Some(note) = self.note.take() {
+            self.left.say(note);
+        }
+    }
 }
 
 impl Output<'_> {
     async fn line(&mut self, step: usize, stderr: bool, text: &str) {
         // Lines come cut to MAX_LINE from the splitter; scrubbing may lengthen one a little.
         let text = self.scrubber.scrub(text.trim_end());
-        self.seq += 1;
         let line = DeployLine {
-            seq: self.seq,
+            seq: self.seq.fetch_add(1, Ordering::SeqCst) + 1,
             step,
             stderr,
             text,
