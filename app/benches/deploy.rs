@@ -93,7 +93,7 @@ async fn main() {
             match serde_json::from_str::<DeployEvent>(&data).unwrap() {
                 DeployEvent::Line(l) => arrivals.push((l.seq, Utc::now())),
                 DeployEvent::Finished { outcome, .. } => break outcome,
-                DeployEvent::Step { .. } => {}
+                DeployEvent::Step { .. } | DeployEvent::Earlier { .. } => {}
             }
         };
         let wall = t.elapsed();
