@@ -61,7 +61,16 @@ async fn main() {
     let project = StackProject::new("epsmbench");
     project.compose_ok(&["build"]);
     project.up_wait(&[]);
-    let console = Console::for_stack(&console_binary(), &project, &[]).await;
+    // 100 viewers from one login (one client): the limits raised above them.
+    let console = Console::for_stack(
+        &console_binary(),
+        &project,
+        &[
+            ("EPSM_OPS_LIMITS_STREAMS_PER_SESSION", "200"),
+            ("EPSM_OPS_LIMITS_STREAMS_TOTAL", "200"),
+        ],
+    )
+    .await;
 
     // Wait for a healthy report, so the load measures the page as people see it.
     let mut first = SseReader::open(

@@ -367,7 +367,7 @@ impl Default for Config {
             },
             audit: AuditConfig { keep_days: 400 },
             limits: LimitsConfig {
-                streams_per_session: 6,
+                streams_per_session: 12,
                 streams_total: 64,
                 saml_per_minute: 30,
                 header_read_timeout_secs: 10,

@@ -329,7 +329,8 @@ where
         event
     });
     let mut response = Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        // Also how soon a closed page is noticed (a write fails) and its place in the limits freed.
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(5)))
         .into_response();
     // Proxies (nginx) must pass events on as they come.
     response

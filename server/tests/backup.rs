@@ -26,13 +26,20 @@ fn files(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// A small tmpfs mounted for the test (the tests run as root), unmounted on drop.
+/// A small tmpfs mounted for the test (the tests run as root), unmounted on drop. Mode 0700, as the
+/// console requires of a backups directory (a tmpfs is 1777 by default).
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
     fn mount(dir: &Path, size: &str) -> Tmpfs {
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir)
             .output()
             .unwrap();

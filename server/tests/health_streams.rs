@@ -22,8 +22,13 @@ async fn health_and_log_streams_are_shared_scrubbed_and_prunes_are_confirmed_and
     let project = StackProject::new("epsmstream");
     project.compose_ok(&["build"]);
     project.compose_ok(&["up", "-d"]);
-    let console =
-        Console::for_stack(Path::new(env!("CARGO_BIN_EXE_epsm-ops")), &project, &[]).await;
+    let console = Console::for_stack(
+        Path::new(env!("CARGO_BIN_EXE_epsm-ops")),
+        &project,
+        // 21 viewers from one login (one client): above the default per-session limit.
+        &[("EPSM_OPS_LIMITS_STREAMS_PER_SESSION", "50")],
+    )
+    .await;
     let events = format!("{}/api/health/events", console.url);
 
     // One viewer follows until the stack is healthy.
