@@ -48,7 +48,7 @@ pub fn check_private(path: &Path, what: &'static str) -> Result<(), TooOpen> {
 }
 
 /// Every private path of this configuration that exists: the data directory, the store and its WAL
-/// and SHM files, the SAML directory and keys, the fingerprint key, the backups directory and every
+/// and SHM files, the SAML directory and the SP key (its certificate is public), the fingerprint key, the backups directory and every
 /// backup in it.
 pub fn check_private_paths(config: &Config) -> Result<(), TooOpen> {
     let data = &config.data_dir;
@@ -58,9 +58,7 @@ pub fn check_private_paths(config: &Config) -> Result<(), TooOpen> {
         check_private(&store, "sessions, roles and the audit log")?;
     }
     check_private(&data.join("saml"), "the SP's private key")?;
-    for key in [&config.auth.sp_key, &config.auth.sp_cert] {
-        check_private(&config.data_path(key), "the SP's private key")?;
-    }
+    check_private(&config.data_path(&config.auth.sp_key), "the SP's private key")?;
     check_private(
         &data.join(crate::environment::ssr::FINGERPRINT_KEY_FILE),
         "the key of the env fingerprints",

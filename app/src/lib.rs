@@ -69,8 +69,7 @@ fn content_security_policy() {
     // The logout form's answer sends the browser on to the IdP's single logout: browsers hold a
     // form's redirects to `form-action` too, so the IdP's origin is allowed there.
     let idp_logout = use_context::<state::AppState>()
-        .and_then(|s| s.saml.idp().ok())
-        .and_then(|idp| idp.slo_url)
+        .and_then(|s| s.saml.slo_url())
         .and_then(|u| url::Url::parse(&u).ok())
         .map(|u| format!(" {}", u.origin().ascii_serialization()))
         .unwrap_or_default();

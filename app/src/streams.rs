@@ -4,6 +4,11 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How often an open stream asks the session store whether its session still holds (a stream
+/// outlives its session by at most this long).
+pub const SESSION_CHECK: Duration = Duration::from_secs(5);
 
 /// Why a stream was not opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

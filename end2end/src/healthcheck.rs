@@ -114,8 +114,9 @@ impl Healthchecks {
 
 /// A derived bound made safe for a busy machine: half again, plus 30 s for creating and starting
 /// containers. A wait that ends when its condition holds costs this only when the test fails.
-pub fn with_margin(bound: Duration) -> Duration {
-    bound + bound / 2 + Duration::from_secs(30)
+pub const fn with_margin(bound: Duration) -> Duration {
+    let ms = bound.as_millis() as u64;
+    Duration::from_millis(ms + ms / 2 + 30_000)
 }
 
 fn field_duration(

@@ -363,6 +363,19 @@ impl Console {
             .expect("HTTP client")
     }
 
+    /// GETs `path` (logged in as admin) and returns the body.
+    pub async fn get_text(&self, path: &str) -> String {
+        self.client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
     /// POSTs a server function with form fields (logged in as admin) and returns the status and body.
     pub async fn call(&self, endpoint: &str, form: &[(&str, &str)]) -> (u16, String) {
         let reply = self
@@ -444,6 +457,14 @@ pub fn run_console(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         cmd.env(k, v);
     }
     cmd.output().expect("run epsm-ops")
+}
+
+/// `docker compose exec <flags> database psql ...` as the stack's database user.
+fn psql_command<'a>(flags: &[&'a str], db: &'a str, sql: &'a str) -> Vec<&'a str> {
+    let mut command = vec!["exec"];
+    command.extend_from_slice(flags);
+    command.extend(["database", "psql", "-U", "epsm_user", "-d", db, "-tAc", sql]);
+    command
 }
 
 /// Whether a Docker engine answers at DOCKER_HOST (or the local socket).
@@ -766,19 +787,13 @@ impl StackProject {
 
     /// Runs `sql` with psql as the stack's database user in database `db`; returns its output (`-tA`).
     pub fn psql(&self, db: &str, sql: &str) -> String {
-        let out = self.compose_ok(&[
-            "exec",
-            "-T",
-            "database",
-            "psql",
-            "-U",
-            "epsm_user",
-            "-d",
-            db,
-            "-tAc",
-            sql,
-        ]);
+        let out = self.compose_ok(&psql_command(&["-T"], db, sql));
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Runs `sql` in the database's container without waiting for it (a session that holds a lock).
+    pub fn psql_in_background(&self, db: &str, sql: &str) {
+        self.compose_ok(&psql_command(&["-d", "-T"], db, sql));
     }
 
     /// Writes `line` into the output of a service's main process (what `docker logs` shows), on
@@ -939,11 +954,20 @@ impl SseReader {
     }
 }
 
-/// How long the browser waits for an element to appear or be clickable. Pages answer in milliseconds
-/// on a quiet machine, but hydrating the debug build's wasm took over 20 s with both cores busy
-/// (a stack build and a CPU hog beside the test): the wait ends when the element is there, so a
-/// generous bound costs only a failing test's time.
-pub const BROWSER_WAIT: Duration = Duration::from_secs(90);
+/// The console's request timeout (`REQUEST_TIMEOUT` in server/src/router.rs, kept equal by a test
+/// there): a page or server function that takes longer is answered 408.
+pub const CONSOLE_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest hydration of the debug build's wasm seen: over 20 s with both cores busy (a stack
+/// build and a CPU hog beside the test; milliseconds on a quiet machine).
+pub const HYDRATION_SEEN: Duration = Duration::from_secs(20);
+
+/// How long the browser waits for an element to appear or be clickable: the page within the
+/// console's request timeout, then hydration, with margin. The wait ends when the element is there,
+/// so the bound costs only a failing test's time.
+pub const BROWSER_WAIT: Duration = with_margin(Duration::from_secs(
+    CONSOLE_REQUEST_TIMEOUT.as_secs() + HYDRATION_SEEN.as_secs(),
+));
 
 /// Headless Chromium through chromedriver, both from Debian's packages. Killed (with every child
 /// process) on drop, so a failing test leaves no browser behind. (fantoccini's `close()` would wait for

@@ -4,12 +4,22 @@
 //! AuthnRequest in the shapes ADFS and Shibboleth send.
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
-use crate::repo_root;
+use crate::{repo_root, with_margin};
 
 /// The person the IdP vouches for.
 pub const EPPN: &str = "anna@chalmers.se";
+
+/// Starting `idp.py` (Python, pysaml2's imports, the configuration): 0.96 s median of five runs of
+/// `idp.py metadata` on a quiet 2-core machine (farm-bench, 2026-12-01).
+pub const IDP_START_SEEN: Duration = Duration::from_secs(1);
+
+/// The IdP's answer to a login (parse the request, sign and encrypt through xmlsec1): at most 2 s,
+/// as seen in `server/tests/saml_interop.rs` (five `idp.py respond` runs, each with its own start,
+/// and a console in 9.0 s).
+pub const IDP_ANSWER_SEEN: Duration = Duration::from_secs(2);
 
 /// A pysaml2 IdP in a temporary directory.
 pub struct PySaml2Idp {
@@ -108,18 +118,40 @@ impl PySaml2Idp {
             .expect("write SP metadata");
     }
 
-    /// Serves the IdP's pages at http://localhost:`port` in `shape` (until the child is killed).
-    pub fn serve(&self, shape: &str, port: u16) -> std::process::Child {
-        Command::new(repo_root().join(".tools/pysaml2/bin/python"))
-            .arg(repo_root().join("end2end/pysaml2/idp.py"))
-            .args(["serve", &self.config(), shape, &port.to_string()])
-            .spawn()
-            .expect("start idp.py serve")
+    /// Serves the IdP's pages at http://127.0.0.1:`port` in `shape`, once it answers; stopped when
+    /// the returned server is dropped, however the test ends.
+    pub async fn serve(&self, shape: &str, port: u16) -> IdpServer {
+        let server = IdpServer(
+            Command::new(repo_root().join(".tools/pysaml2/bin/python"))
+                .arg(repo_root().join("end2end/pysaml2/idp.py"))
+                .args(["serve", &self.config(), shape, &port.to_string()])
+                .spawn()
+                .expect("start idp.py serve"),
+        );
+        let deadline = Instant::now() + with_margin(IDP_START_SEEN);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "the IdP did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        server
     }
 
     /// The base64 SAMLResponse answering `saml_request` (the SAMLRequest query parameter of the
     /// console's redirect) in `shape`.
     pub fn respond(&self, shape: &str, saml_request: &str) -> String {
         self.run(&["respond", &self.config(), shape, saml_request])
+    }
+}
+
+/// `idp.py serve` running; killed on drop.
+pub struct IdpServer(Child);
+
+impl Drop for IdpServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

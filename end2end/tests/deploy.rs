@@ -36,9 +36,12 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
         .click_when_ready("[data-testid=check-updates]")
         .await;
     let commit = browser
-        .wait_for_text("[data-testid=card-commit]", Duration::from_secs(30), |t| {
-            t.contains("Release 2: EPSM_RELEASE for the backend")
-        })
+        // The check is one server function (its fetch within the request timeout).
+        .wait_for_text(
+            "[data-testid=card-commit]",
+            end2end::with_margin(end2end::CONSOLE_REQUEST_TIMEOUT),
+            |t| t.contains("Release 2: EPSM_RELEASE for the backend"),
+        )
         .await;
     assert!(commit.contains("Dana Developer"), "{commit}");
     let compose_part = browser

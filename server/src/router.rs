@@ -143,3 +143,11 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_test_bed_bounds_its_waits_by_this_request_timeout() {
+        assert_eq!(super::REQUEST_TIMEOUT, end2end::CONSOLE_REQUEST_TIMEOUT);
+    }
+}

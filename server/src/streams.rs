@@ -299,9 +299,6 @@ async fn deploy_raw_log(
 /// How often a viewer of a deploy another process runs reads the store for what is new.
 const STORE_POLL: Duration = Duration::from_secs(1);
 
-/// How often an open stream asks the session store whether its session still holds.
-const SESSION_CHECK: Duration = Duration::from_secs(5);
-
 /// `events` as server-sent events, until the server shuts down or the viewer's session ends; the
 /// viewer's place within the stream limits is held as long as the stream is.
 fn sse<S>(events: S, shutdown: CancellationToken, viewer: LiveViewer, state: AppState) -> Response
@@ -311,7 +308,7 @@ where
     let LiveViewer { ticket, session } = viewer;
     let session_over = async move {
         loop {
-            tokio::time::sleep(SESSION_CHECK).await;
+            tokio::time::sleep(app::streams::SESSION_CHECK).await;
             if !app::auth::ssr::session_holds(&state, &session, Role::Viewer).await {
                 tracing::info!("a live stream ended with its session");
                 return;

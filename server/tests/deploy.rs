@@ -25,8 +25,13 @@ async fn start(console: &Console, form: &[(&str, &str)]) -> i64 {
     body.parse().unwrap_or_else(|_| panic!("an id: {body}"))
 }
 
-/// Follows a deploy's stream to its end; returns the raw stream and the events.
-async fn follow_to_end(console: &Console, id: i64) -> (String, Vec<DeployEvent>) {
+/// Follows a deploy's stream until an event for which `done` holds (kept), or until the stream ends;
+/// returns the raw stream, the events and whether `done` held.
+async fn follow_until(
+    console: &Console,
+    id: i64,
+    done: impl Fn(&DeployEvent) -> bool,
+) -> (String, Vec<DeployEvent>, bool) {
     let mut stream = SseReader::open(
         console.client(),
         &format!("{}/api/deploys/{id}/events", console.url),
@@ -35,33 +40,55 @@ async fn follow_to_end(console: &Console, id: i64) -> (String, Vec<DeployEvent>)
     let mut events = Vec::new();
     while let Some(data) = stream.next_data(Duration::from_secs(600)).await {
         let event: DeployEvent = serde_json::from_str(&data).unwrap();
-        let done = matches!(event, DeployEvent::Finished { .. });
+        let found = done(&event);
         events.push(event);
-        if done {
-            break;
+        if found {
+            return (stream.raw, events, true);
         }
     }
-    (stream.raw, events)
+    (stream.raw, events, false)
+}
+
+/// Follows a deploy's stream to its end; returns the raw stream and the events.
+async fn follow_to_end(console: &Console, id: i64) -> (String, Vec<DeployEvent>) {
+    let (raw, events, _) =
+        follow_until(console, id, |e| matches!(e, DeployEvent::Finished { .. })).await;
+    (raw, events)
 }
 
 /// Follows a deploy's stream until `step` is running.
 async fn until_step_runs(console: &Console, id: i64, step: &str) {
-    let mut stream = SseReader::open(
-        console.client(),
-        &format!("{}/api/deploys/{id}/events", console.url),
+    let (raw, _, found) = follow_until(console, id, |e| {
+        matches!(e, DeployEvent::Step { step: s, .. } if s.name == step && s.status == StepStatus::Running)
+    })
+    .await;
+    assert!(found, "the stream ended before {step} ran:\n{raw}");
+}
+
+/// Follows a deploy's stream until a log line contains `text`.
+async fn until_line(console: &Console, id: i64, text: &str) {
+    let (raw, _, found) = follow_until(
+        console,
+        id,
+        |e| matches!(e, DeployEvent::Line(line) if line.text.contains(text)),
     )
     .await;
-    loop {
-        let data = stream
-            .next_data(Duration::from_secs(300))
-            .await
-            .unwrap_or_else(|| panic!("stream ended before {step} ran"));
-        if let DeployEvent::Step { step: s, .. } = serde_json::from_str(&data).unwrap()
-            && s.name == step
-            && s.status == StepStatus::Running
-        {
-            return;
-        }
+    assert!(
+        found,
+        "the stream ended before a line said {text:?}:\n{raw}"
+    );
+}
+
+/// Cancels a running deploy and follows it to its end: its outcome, summary and events.
+async fn cancel_to_end(console: &Console, id: i64) -> (Outcome, String, Vec<DeployEvent>) {
+    let (status, body) = console
+        .call("deploy_cancel", &[("id", &id.to_string())])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, events) = follow_to_end(console, id).await;
+    match events.last() {
+        Some(DeployEvent::Finished { outcome, summary }) => (*outcome, summary.clone(), events),
+        other => panic!("no end: {other:?}"),
     }
 }
 
@@ -233,18 +260,9 @@ async fn a_killed_server_leaves_an_interrupted_deploy_and_cancel_stops_a_build()
 
     // Cancel while it builds: the build process tree goes, the deploy is cancelled.
     until_step_runs(&second, next, "build").await;
-    let (status, body) = second
-        .call("deploy_cancel", &[("id", &next.to_string())])
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let (_, events) = follow_to_end(&second, next).await;
-    match events.last() {
-        Some(DeployEvent::Finished { outcome, summary }) => {
-            assert_eq!(*outcome, Outcome::Cancelled);
-            assert!(summary.starts_with("cancelled at step build"), "{summary}");
-        }
-        other => panic!("{other:?}"),
-    }
+    let (outcome, summary, _) = cancel_to_end(&second, next).await;
+    assert_eq!(outcome, Outcome::Cancelled);
+    assert!(summary.starts_with("cancelled at step build"), "{summary}");
     let d = deploy(&second, next).await;
     assert_eq!(
         d.steps.iter().find(|s| s.name == "build").unwrap().status,
@@ -898,29 +916,12 @@ async fn a_deploy_brings_what_origin_has_and_refuses_what_would_overwrite_the_se
     }
 }
 
-/// Follows a deploy's stream until a log line contains `text`.
-async fn until_line(console: &Console, id: i64, text: &str) {
-    let mut stream = SseReader::open(
-        console.client(),
-        &format!("{}/api/deploys/{id}/events", console.url),
-    )
-    .await;
-    let mut seen = Vec::new();
-    loop {
-        let Some(data) = stream.next_data(Duration::from_secs(600)).await else {
-            panic!(
-                "stream ended before a line said {text:?}: {seen:#?}\n{}",
-                stream.raw
-            )
-        };
-        let event: DeployEvent = serde_json::from_str(&data).unwrap();
-        if let DeployEvent::Line(line) = &event
-            && line.text.contains(text)
-        {
-            return;
-        }
-        seen.push(event);
-    }
+/// How long `EPSM_FAILURE=slow-migrate` makes migration simulations.0002 take (its `time.sleep`).
+const SLOW_MIGRATION: Duration = Duration::from_secs(20);
+
+/// A deploy's whole log, as `/deploys/{id}/log.txt` serves it.
+async fn raw_log(console: &Console, id: i64) -> String {
+    console.get_text(&format!("/deploys/{id}/log.txt")).await
 }
 
 /// Polls `check` every 200 ms until it holds; panics with `what` after `bound`.
@@ -947,59 +948,35 @@ async fn a_cancel_says_what_it_leaves_running_in_a_container_and_stops_a_backup_
     // Cancelled during migrate: the migration goes on in the container, and the deploy says so.
     let id = start(&console, &form).await;
     until_line(&console, id, "migration simulations.0002 takes 20 s").await;
-    let (status, body) = console
-        .call("deploy_cancel", &[("id", &id.to_string())])
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let (_, events) = follow_to_end(&console, id).await;
-    let Some(DeployEvent::Finished { outcome, summary }) = events.last() else {
-        panic!("{events:?}")
-    };
-    assert_eq!(*outcome, Outcome::Cancelled);
+    let (outcome, summary, events) = cancel_to_end(&console, id).await;
+    assert_eq!(outcome, Outcome::Cancelled);
     assert!(
         summary.contains("`python manage.py migrate --noinput` in backend is still running"),
         "{summary}\n{}",
         lines(&events)
     );
-    // Its end is written into the deploy's log when it comes (the migration sleeps 20 s).
-    let raw_log = format!("{}/deploys/{id}/log.txt", console.url);
+    // Its end is written into the deploy's log when it comes.
     eventually(
-        with_margin(Duration::from_secs(20)),
+        with_margin(SLOW_MIGRATION),
         "the migration's end is not in the log",
         async || {
-            let log = console
-                .client()
-                .get(&raw_log)
-                .send()
+            raw_log(&console, id)
                 .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            log.contains("(left running by the cancel) ended: exit 0")
+                .contains("(left running by the cancel) ended: exit 0")
         },
     )
     .await;
 
     // Cancelled during the backup: a session holds a lock, so pg_dump waits on it.
-    let holder = project.compose(&[
-        "exec",
-        "-d",
-        "-T",
-        "database",
-        "psql",
-        "-U",
-        "epsm_user",
-        "-d",
+    project.psql_in_background(
         "epsm_db",
-        "-c",
         "BEGIN; LOCK TABLE simulations_building IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600);",
-    ]);
-    assert!(holder.status.success(), "{holder:?}");
+    );
     let held = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
                 WHERE c.relname = 'simulations_building' AND l.mode = 'AccessExclusiveLock' AND l.granted";
+    // A psql connecting: nothing to wait for but the machine (the margin alone).
     eventually(
-        with_margin(Duration::from_secs(10)),
+        with_margin(Duration::ZERO),
         "the lock was not taken",
         async || project.psql("epsm_db", held) == "1",
     )
@@ -1011,46 +988,33 @@ async fn a_cancel_says_what_it_leaves_running_in_a_container_and_stops_a_backup_
     .await;
     let waiting = "SELECT count(*) FROM pg_stat_activity \
                    WHERE application_name LIKE 'epsm-ops-backup-%' AND wait_event_type = 'Lock'";
-    let log = format!("{}/deploys/{id}/log.txt", console.url);
+    // The backup comes after preflight and the source step's fetch (within the git timeout).
+    let git_timeout = Duration::from_secs(app::config::Config::default().project.git.timeout_secs);
     eventually(
-        with_margin(Duration::from_secs(60)),
+        with_margin(git_timeout),
         "pg_dump never waited on the lock",
         async || {
             let up = project
                 .compose(&["exec", "-T", "database", "true"])
                 .status
                 .success();
-            if !up {
-                let log = console
-                    .client()
-                    .get(&log)
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
-                panic!("the database went away before pg_dump waited:\n{log}");
-            }
+            assert!(
+                up,
+                "the database went away before pg_dump waited:\n{}",
+                raw_log(&console, id).await
+            );
             project.psql("postgres", waiting) == "1"
         },
     )
     .await;
-    let (status, body) = console
-        .call("deploy_cancel", &[("id", &id.to_string())])
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let (_, events) = follow_to_end(&console, id).await;
-    let Some(DeployEvent::Finished { summary, .. }) = events.last() else {
-        panic!("{events:?}")
-    };
+    let (_, summary, _) = cancel_to_end(&console, id).await;
     assert!(summary.contains("was stopped half-way"), "{summary}");
     // The backup's row ends failed, its pg_dump session is gone, no partial file is left.
     let backups = async || -> Vec<Backup> {
         serde_json::from_str(&console.call("backup_list", &[]).await.1).unwrap()
     };
     eventually(
-        with_margin(Duration::from_secs(10)),
+        with_margin(app::backup::ssr::STOP_DUMP_WITHIN),
         "the backup is still running",
         async || {
             backups()

@@ -11,8 +11,17 @@ pub const MAX_DETAIL_CHARS: usize = 2000;
 impl Store {
     /// Records one event, stamped now. Returns its id.
     pub async fn record(&self, event: AuditEvent) -> Result<i64, StoreError> {
+        self.insert_audit(event, None).await
+    }
+
+    async fn insert_audit(
+        &self,
+        event: AuditEvent,
+        fold_key: Option<&str>,
+    ) -> Result<i64, StoreError> {
         let id = sqlx::query(
-            "INSERT INTO audit_log (at, actor, action, target, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit_log (at, actor, action, target, outcome, detail, fold_key)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(now_text())
         .bind(capped(&event.actor, MAX_NAME_CHARS))
@@ -20,6 +29,7 @@ impl Store {
         .bind(capped(&event.target, MAX_NAME_CHARS))
         .bind(event.outcome.as_str())
         .bind(capped(&one_line(&event.detail), MAX_DETAIL_CHARS))
+        .bind(fold_key)
         .execute(self.pool())
         .await
         .map_err(query_failed("record audit event"))?
@@ -54,17 +64,10 @@ impl Store {
         .fetch_optional(self.pool())
         .await
         .map_err(query_failed("fold audit event"))?;
-        if let Some(id) = folded {
-            return Ok(id);
+        match folded {
+            Some(id) => Ok(id),
+            None => self.insert_audit(event, Some(fold_key)).await,
         }
-        let id = self.record(event).await?;
-        sqlx::query("UPDATE audit_log SET fold_key = ? WHERE id = ?")
-            .bind(fold_key)
-            .bind(id)
-            .execute(self.pool())
-            .await
-            .map_err(query_failed("fold audit event"))?;
-        Ok(id)
     }
 
     /// Deletes entries older than `keep_days` days (0: none). Returns how many went.

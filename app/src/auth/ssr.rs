@@ -232,6 +232,16 @@ impl ServiceProvider {
             .map_err(AuthError::Unavailable)
     }
 
+    /// The IdP's single-logout URL, if its usable metadata has one (read for every page's CSP:
+    /// without copying the rest).
+    pub fn slo_url(&self) -> Option<String> {
+        let state = self.idp.read().unwrap_or_else(|e| e.into_inner());
+        state
+            .usable(Utc::now(), self.max_age_days)
+            .ok()
+            .and_then(|idp| idp.slo_url.clone())
+    }
+
     /// What the Overview should warn about the IdP's metadata, if anything.
     pub fn idp_warning(&self) -> Option<String> {
         self.idp
@@ -540,7 +550,7 @@ impl ServiceProvider {
 pub async fn logout(state: &AppState, session: &Session) -> Result<String, AuthError> {
     let who: Option<SessionUser> = session.get(USER_KEY).await.map_err(session_error)?;
     session.flush().await.map_err(session_error)?;
-    let next = match (&who, state.saml.idp().ok().and_then(|i| i.slo_url)) {
+    let next = match (&who, state.saml.slo_url()) {
         (Some(who), Some(slo)) => {
             state
                 .saml

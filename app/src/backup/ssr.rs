@@ -649,6 +649,9 @@ async fn stop_dump(state: &Backups<'_>, container: &str, user: &str, id: i64) {
     terminate_dump(state.engine, container, user, id).await
 }
 
+/// How long ending a dump's session may take (the psql call that ends it is given this long).
+pub const STOP_DUMP_WITHIN: Duration = Duration::from_secs(10);
+
 async fn terminate_dump(engine: &Engine, container: &str, user: &str, id: i64) {
     let sql = format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{}'",
@@ -659,7 +662,7 @@ async fn terminate_dump(engine: &Engine, container: &str, user: &str, id: i64) {
             container,
             &["psql", "-U", user, "-d", "postgres", "-Atc", &sql],
             &[],
-            Duration::from_secs(10),
+            STOP_DUMP_WITHIN,
         )
         .await;
 }
