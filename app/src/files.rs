@@ -58,7 +58,10 @@ pub fn check_private_paths(config: &Config) -> Result<(), TooOpen> {
         check_private(&store, "sessions, roles and the audit log")?;
     }
     check_private(&data.join("saml"), "the SP's private key")?;
-    check_private(&config.data_path(&config.auth.sp_key), "the SP's private key")?;
+    check_private(
+        &config.data_path(&config.auth.sp_key),
+        "the SP's private key",
+    )?;
     check_private(
         &data.join(crate::environment::ssr::FINGERPRINT_KEY_FILE),
         "the key of the env fingerprints",
