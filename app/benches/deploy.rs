@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use app::deploy::{DeployEvent, Outcome};
+use app::deploy::{DeployEvent, DeployOutcome};
 use chrono::{DateTime, Utc};
 use end2end::{Console, SseReader, StackProject, console_binary};
 
@@ -97,7 +97,7 @@ async fn main() {
             }
         };
         let wall = t.elapsed();
-        assert_eq!(outcome, Outcome::Succeeded);
+        assert_eq!(outcome, DeployOutcome::Succeeded);
         if round == 1 {
             runs.push((id, wall, arrivals));
         }

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::engine::NameSource;
+use crate::engine::{NameSource, SeenContainer};
 use crate::environment::secrets::Scrubber;
 
 /// The variables a compose child keeps from the console's environment; everything else is dropped
@@ -354,20 +354,6 @@ pub fn ports_collide(a: &str, b: &str) -> bool {
     }
 }
 
-/// A container on the engine as the project checks read it (from the engine's listing).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct SeenContainer {
-    /// Without the leading `/`.
-    pub name: String,
-    pub state: String,
-    /// Compose's labels: the project and service it was created for, and the directory it came from.
-    pub project: Option<String>,
-    pub service: Option<String>,
-    pub working_dir: Option<String>,
-    /// Published host ports as `127.0.0.1:8080/tcp`.
-    pub ports: Vec<String>,
-}
-
 impl ComposeModel {
     /// The containers that stand for one of this project's services under another compose project
     /// name (or none): same service from the same directory, or the service's fixed `container_name`.
@@ -447,7 +433,7 @@ pub async fn resolve_project_name(
     let process = std::env::var("COMPOSE_PROJECT_NAME")
         .ok()
         .filter(|n| !n.trim().is_empty());
-    let env_file = crate::environment::ssr::env_values(config)
+    let env_file = crate::environment::disk::env_values(config)
         .remove("COMPOSE_PROJECT_NAME")
         .filter(|n| !n.trim().is_empty());
     let compose_text = std::fs::read_to_string(config.compose_file()).unwrap_or_default();

@@ -65,13 +65,6 @@ impl From<crate::store::StoreError> for AppError {
     }
 }
 
-#[cfg(feature = "ssr")]
-impl From<crate::engine::ssr::EngineError> for AppError {
-    fn from(e: crate::engine::ssr::EngineError) -> Self {
-        AppError::Unavailable(e.to_string())
-    }
-}
-
 /// Lists the errors an `ErrorBoundary` caught, in the operator's words.
 #[component]
 pub fn ErrorList(errors: ArcRwSignal<Errors>) -> impl IntoView {

@@ -63,7 +63,7 @@ pub fn check_private_paths(config: &Config) -> Result<(), TooOpen> {
         "the SP's private key",
     )?;
     check_private(
-        &data.join(crate::environment::ssr::FINGERPRINT_KEY_FILE),
+        &data.join(crate::environment::disk::FINGERPRINT_KEY_FILE),
         "the key of the env fingerprints",
     )?;
     let backups = config.backups_dir();

@@ -68,8 +68,8 @@ fn content_security_policy() {
     };
     // The logout form's answer sends the browser on to the IdP's single logout: browsers hold a
     // form's redirects to `form-action` too, so the IdP's origin is allowed there.
-    let idp_logout = use_context::<state::AppState>()
-        .and_then(|s| s.saml.slo_url())
+    let idp_logout = use_context::<std::sync::Arc<auth::ssr::ServiceProvider>>()
+        .and_then(|sp| sp.slo_url())
         .and_then(|u| url::Url::parse(&u).ok())
         .map(|u| format!(" {}", u.origin().ascii_serialization()))
         .unwrap_or_default();
@@ -89,7 +89,7 @@ pub fn App() -> impl IntoView {
     // Effects run only in the browser: the attribute tells people and browser tests the page is live.
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));
-    auth::provide_login();
+    auth::view::provide_login();
 
     view! {
         <Title formatter=|page: String| {
@@ -101,8 +101,8 @@ pub fn App() -> impl IntoView {
                     <a class="brand" href="/">"EPSM Ops"</a>
                     <span class="muted">"Energy Performance Simulation Manager — deploy console"</span>
                     <span class="spacer"></span>
-                    <engine::EngineBadge/>
-                    <auth::UserBadge/>
+                    <engine::view::EngineBadge/>
+                    <auth::view::UserBadge/>
                 </header>
                 <nav class="sidebar" aria-label="Main">
                     <A href="/">"Overview"</A>
@@ -115,12 +115,12 @@ pub fn App() -> impl IntoView {
                 <main class="content">
                     <Routes fallback=pages::NotFound>
                         <Route path=path!("/") view=overview::OverviewPage/>
-                        <Route path=path!("/health") view=health::HealthPage/>
-                        <Route path=path!("/deploys") view=deploy::DeploysPage/>
-                        <Route path=path!("/deploys/:id") view=deploy::DeployPage/>
-                        <Route path=path!("/environment") view=environment::EnvironmentPage/>
-                        <Route path=path!("/backups") view=backup::BackupsPage/>
-                        <Route path=path!("/audit") view=audit::AuditPage/>
+                        <Route path=path!("/health") view=health::view::HealthPage/>
+                        <Route path=path!("/deploys") view=deploy::view::DeploysPage/>
+                        <Route path=path!("/deploys/:id") view=deploy::view::DeployPage/>
+                        <Route path=path!("/environment") view=environment::view::EnvironmentPage/>
+                        <Route path=path!("/backups") view=backup::view::BackupsPage/>
+                        <Route path=path!("/audit") view=audit::view::AuditPage/>
                     </Routes>
                 </main>
             </div>

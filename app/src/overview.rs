@@ -8,8 +8,9 @@ use leptos_meta::Title;
 use serde::{Deserialize, Serialize};
 
 use crate::backup::{Backup, BackupOutcome};
-use crate::deploy::{Deploy, Outcome};
-use crate::engine::{EngineCard, EngineState, ProjectCard};
+use crate::deploy::{Deploy, DeployOutcome};
+use crate::engine::EngineState;
+use crate::engine::view::{EngineCard, ProjectCard};
 use crate::error::AppError;
 use crate::health::{HealthReport, human_duration, plural};
 
@@ -34,22 +35,25 @@ pub struct Overview {
 
 #[server(endpoint = "overview")]
 pub async fn get_overview() -> Result<Overview, AppError> {
-    crate::auth::require(crate::auth::Role::Viewer).await?;
-    let state = expect_context::<crate::state::AppState>();
-    let (deploys, backups, report) = tokio::join!(
-        state.store.deploys(None, 1),
-        state.store.backups(50),
-        crate::environment::get_environment_report(),
+    crate::auth::gate::require(crate::auth::Role::Viewer).await?;
+    // The one page made of other services' answers: each read from its own service, at once.
+    let deployer = expect_context::<std::sync::Arc<crate::deploy::ssr::Deployer>>();
+    let backups = expect_context::<std::sync::Arc<crate::backup::ssr::Backups>>();
+    let saml = expect_context::<std::sync::Arc<crate::auth::ssr::ServiceProvider>>();
+    let (deploys, listed, report) = tokio::join!(
+        deployer.list(None, 1),
+        backups.list(50),
+        crate::environment::view::get_environment_report(),
     );
-    let backups: Vec<Backup> = backups?
+    let listed: Vec<Backup> = listed?
         .into_iter()
         .filter(|b| b.outcome != BackupOutcome::Deleted)
         .collect();
-    let last_good_backup = backups
+    let last_good_backup = listed
         .iter()
         .find(|b| b.outcome == BackupOutcome::Succeeded)
         .cloned();
-    let newer_attempt = backups
+    let newer_attempt = listed
         .first()
         .filter(|b| b.outcome != BackupOutcome::Succeeded)
         .cloned();
@@ -62,11 +66,7 @@ pub async fn get_overview() -> Result<Overview, AppError> {
         last_deploy: deploys?.into_iter().next(),
         last_good_backup,
         newer_attempt,
-        next_backup: state
-            .config
-            .backups
-            .cron()
-            .and_then(|c| crate::backup::ssr::next_run(&c, read_at)),
+        next_backup: backups.policy().next_run,
         audit: report
             .map(|r| {
                 (
@@ -75,14 +75,14 @@ pub async fn get_overview() -> Result<Overview, AppError> {
                 )
             })
             .map_err(|e| e.to_string()),
-        login_warning: state.saml.idp_warning(),
+        login_warning: saml.idp_warning(),
     })
 }
 
 #[component]
 pub fn OverviewPage() -> impl IntoView {
     let overview = Resource::new(|| (), |_| get_overview());
-    let health = crate::health::follow_health();
+    let health = crate::health::view::follow_health();
     let (initial, live) = (health.initial, health.live);
     view! {
         <Title text="Overview"/>
@@ -180,11 +180,11 @@ fn DeployGlance(deploy: Option<Deploy>, now: DateTime<Utc>) -> impl IntoView {
         .into_any(),
         Some(d) => {
             let class = match d.outcome {
-                Outcome::Succeeded => "ok",
-                Outcome::Running => "warn",
+                DeployOutcome::Succeeded => "ok",
+                DeployOutcome::Running => "warn",
                 _ => "down",
             };
-            let when = if d.outcome == Outcome::Running {
+            let when = if d.outcome == DeployOutcome::Running {
                 format!("running since {}", ago(now, d.started_at))
             } else {
                 format!(
@@ -200,10 +200,10 @@ fn DeployGlance(deploy: Option<Deploy>, now: DateTime<Utc>) -> impl IntoView {
                 </div>
                 <p class="small">
                     {format!("by {}", d.actor)}
-                    {d.duration_ms().map(|ms| format!(", took {}", crate::deploy::seconds(ms)))}
+                    {d.duration_ms().map(|ms| format!(", took {}", crate::deploy::view::seconds(ms)))}
                 </p>
                 {(!d.summary.is_empty()).then(|| {
-                    let class = if d.outcome == Outcome::Succeeded { "muted small" } else { "reason small" };
+                    let class = if d.outcome == DeployOutcome::Succeeded { "muted small" } else { "reason small" };
                     view! { <p class=class>{d.summary.clone()}</p> }
                 })}
             }

@@ -4,9 +4,10 @@
 //! (pages need a login, else to the IdP and back); the CSRF guard (a mutating request must come from
 //! this console's own origin).
 
+use app::auth::AuthError;
 use app::auth::idp::{AssertionSpec, Shape, TestUser};
 use app::auth::saml::xml_escape;
-use app::auth::ssr::{self as auth, AuthError};
+use app::auth::ssr as auth;
 use app::auth::{Role, User};
 use app::state::AppState;
 use axum::Router;
@@ -92,7 +93,9 @@ impl FromRequestParts<AppState> for SignedIn {
         let session = Session::from_request_parts(parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        auth::signed_in(state, &session)
+        state
+            .gate
+            .signed_in(&session)
             .await
             .map(SignedIn)
             .ok_or_else(|| (StatusCode::UNAUTHORIZED, "log in first").into_response())
@@ -115,7 +118,9 @@ impl FromRequestParts<AppState> for LiveViewer {
             .await
             .map_err(IntoResponse::into_response)?;
         let unauthorized = || (StatusCode::UNAUTHORIZED, "log in first").into_response();
-        auth::signed_in(state, &session)
+        state
+            .gate
+            .signed_in(&session)
             .await
             .ok_or_else(unauthorized)?;
         let id = session.id().ok_or_else(unauthorized)?;
@@ -138,7 +143,9 @@ impl SignedIn {
         role: Role,
         what: &str,
     ) -> Result<User, Response> {
-        auth::permit(state, self.0, role, what)
+        state
+            .gate
+            .permit(self.0, role, what)
             .await
             .map_err(|e| (StatusCode::FORBIDDEN, e.to_string()).into_response())
     }
@@ -169,7 +176,7 @@ pub async fn page_guard(
 ) -> Response {
     let path = request.uri().path();
     let is_page = request.method() == Method::GET && !path.starts_with("/api/") && !public(path);
-    if is_page && auth::signed_in(&state, &session).await.is_none() {
+    if is_page && state.gate.signed_in(&session).await.is_none() {
         let target = request
             .uri()
             .path_and_query()
@@ -265,7 +272,7 @@ async fn acs(
         .map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
     match state
         .saml
-        .accept(&state, &session, &form.saml_response, &client)
+        .accept(&session, &form.saml_response, &client)
         .await
     {
         Ok((_, return_to)) => Redirect::to(&return_to).into_response(),
@@ -289,7 +296,7 @@ async fn acs(
 }
 
 async fn logout(State(state): State<AppState>, session: Session) -> Response {
-    match auth::logout(&state, &session).await {
+    match state.saml.logout(&session).await {
         Ok(next) => Redirect::to(&next).into_response(),
         Err(e) => page(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -5,13 +5,18 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use app::audit::{AuditEvent, Outcome};
+use app::audit::{AuditEvent, AuditOutcome};
+use app::auth::gate::Gate;
+use app::auth::ssr::ServiceProvider;
+use app::backup::ssr::Backups;
 use app::config::{Config, ConfigError};
 use app::deploy::ssr::Deployer;
 use app::engine::EngineState;
 use app::engine::ssr::Engine;
+use app::environment::disk::fingerprint_key;
 use app::environment::secrets::{Masker, secret_name_parts};
-use app::environment::ssr::fingerprint_key;
+use app::environment::ssr::EnvironmentAudit;
+use app::health::maintenance::Maintenance;
 use app::health::ssr::HealthMonitor;
 use app::state::AppState;
 use app::store::{Store, StoreError};
@@ -147,7 +152,7 @@ enum StartError {
     #[error("{0}")]
     Deploy(String),
     #[error("login: {0}")]
-    Auth(#[from] app::auth::ssr::AuthError),
+    Auth(#[from] app::auth::AuthError),
     #[error("session store: {0}")]
     Sessions(String),
     #[error("private files: {0}")]
@@ -239,9 +244,18 @@ fn audit(args: AuditArgs) -> ExitCode {
     }
 }
 
-/// What both the server and the command line need: the configuration, the store, the engine and
-/// the masker; backups a stopped process left running are marked interrupted.
-async fn open(args: &ServeArgs) -> Result<(Config, Store, Arc<Engine>, Arc<Masker>), StartError> {
+/// What both the server and the command line build first, once.
+struct Opened {
+    config: Arc<Config>,
+    store: Store,
+    engine: Arc<Engine>,
+    masker: Arc<Masker>,
+    backups: Arc<Backups>,
+}
+
+/// What both the server and the command line need: the configuration, the store, the engine, the
+/// masker and the backups service; backups a stopped process left running are marked interrupted.
+async fn open(args: &ServeArgs) -> Result<Opened, StartError> {
     let mut config = Config::load(args.config.as_deref())?;
     app::files::check_private_paths(&config)?;
     let store = Store::open(&config.data_dir).await?;
@@ -256,7 +270,7 @@ async fn open(args: &ServeArgs) -> Result<(Config, Store, Arc<Engine>, Arc<Maske
     ));
     // The project as compose names it (the running stack's containers carry that name).
     let scrubber = masker.scrubber(
-        app::environment::ssr::env_values(&config)
+        app::environment::disk::env_values(&config)
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str())),
     );
@@ -267,25 +281,34 @@ async fn open(args: &ServeArgs) -> Result<(Config, Store, Arc<Engine>, Arc<Maske
     tracing::info!("compose project {name:?} (from {})", source.describe());
     config.project.name = Some(name);
     config.project.name_source = source;
-    let interrupted = app::backup::ssr::recover_interrupted(&config, &store).await?;
+    let config = Arc::new(config);
+    let backups = Backups::new(
+        config.clone(),
+        store.clone(),
+        engine.clone(),
+        masker.clone(),
+    );
+    let interrupted = app::backup::ssr::recover_interrupted(&backups).await?;
     if interrupted > 0 {
         tracing::warn!("{interrupted} backup(s) left running by a stopped process marked failed");
     }
-    Ok((config, store, engine, masker))
+    Ok(Opened {
+        config,
+        store,
+        engine,
+        masker,
+        backups,
+    })
 }
 
 async fn backup(args: BackupArgs) -> Result<(), StartError> {
     use app::backup::BackupFormat;
-    let (config, store, engine, masker) = open(&args.config).await?;
+    let Opened {
+        config, backups, ..
+    } = open(&args.config).await?;
     let format = match args.format {
         DumpFormat::Custom => BackupFormat::Custom,
         DumpFormat::Plain => BackupFormat::Plain,
-    };
-    let backups = app::backup::ssr::Backups {
-        config: &config,
-        store: &store,
-        engine: &engine,
-        masker: &masker,
     };
     let done = app::backup::ssr::backup_now(&backups, &command_line_actor(), format)
         .await
@@ -313,9 +336,10 @@ fn command_line_actor() -> String {
 }
 
 async fn deploy(args: DeployArgs) -> Result<ExitCode, StartError> {
-    use app::deploy::{DeployEvent, DeployOptions, Outcome, StepStatus};
+    use app::deploy::{DeployEvent, DeployOptions, DeployOutcome, StepStatus};
     use std::io::{IsTerminal, Write};
-    let (config, store, engine, masker) = open(&args.config).await?;
+    let opened = open(&args.config).await?;
+    let config = opened.config.clone();
     let options = DeployOptions {
         skip_migrations: args.skip_migrations,
         skip_seed: args.skip_seed,
@@ -343,10 +367,17 @@ async fn deploy(args: DeployArgs) -> Result<ExitCode, StartError> {
             return Err(StartError::Deploy("not deployed: not confirmed".into()));
         }
     }
-    let config = Arc::new(config);
     // Rounds only when the deploy asks (verify): the command line needs no live page.
-    let health = HealthMonitor::new(engine.clone(), config.clone(), masker.clone());
-    let deployer = Deployer::new(config, store, engine, masker, health).await?;
+    let health = HealthMonitor::new(opened.engine.clone(), config.clone(), opened.masker.clone());
+    let deployer = Deployer::new(
+        opened.config,
+        opened.store,
+        opened.engine,
+        opened.masker,
+        health,
+        opened.backups,
+    )
+    .await?;
     let actor = app::auth::Actor {
         name: command_line_actor(),
         role: app::auth::Role::Deployer,
@@ -390,7 +421,7 @@ async fn deploy(args: DeployArgs) -> Result<ExitCode, StartError> {
             }
             DeployEvent::Finished { outcome, summary } => {
                 println!("deploy #{id} {}: {summary}", outcome.as_str());
-                return Ok(if outcome == Outcome::Succeeded {
+                return Ok(if outcome == DeployOutcome::Succeeded {
                     ExitCode::SUCCESS
                 } else {
                     ExitCode::FAILURE
@@ -401,7 +432,13 @@ async fn deploy(args: DeployArgs) -> Result<ExitCode, StartError> {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), StartError> {
-    let (config, store, engine, masker) = open(&args).await?;
+    let Opened {
+        config,
+        store,
+        engine,
+        masker,
+        backups,
+    } = open(&args).await?;
     match engine.status().await.state {
         EngineState::Reachable(info) => {
             tracing::info!(
@@ -432,7 +469,6 @@ async fn serve(args: ServeArgs) -> Result<(), StartError> {
         })
         .build();
     let addr = config.listen;
-    let config = Arc::new(config);
     let health = HealthMonitor::start(engine.clone(), config.clone(), masker.clone());
     let deployer = Deployer::new(
         config.clone(),
@@ -440,13 +476,9 @@ async fn serve(args: ServeArgs) -> Result<(), StartError> {
         engine.clone(),
         masker.clone(),
         health.clone(),
+        backups.clone(),
     )
     .await?;
-    let saml = app::auth::ssr::ServiceProvider::start(&config).await?;
-    tokio::spawn(saml.clone().refresh_metadata(config.clone()));
-    if config.auth.dev_idp {
-        tracing::warn!("the development IdP is on: anybody can log in as anyone (loopback only)");
-    }
     let sessions = tower_sessions_sqlx_store::SqliteStore::new(store.pool().clone());
     sessions
         .migrate()
@@ -458,34 +490,50 @@ async fn serve(args: ServeArgs) -> Result<(), StartError> {
             .clone()
             .continuously_delete_expired(std::time::Duration::from_secs(600))
     });
-    let config_limits = config.limits.clone();
+    let gate = Arc::new(Gate::new(
+        config.auth.clone(),
+        store.clone(),
+        Arc::new(sessions.clone()),
+    ));
+    let saml = ServiceProvider::start(&config, gate.clone(), store.clone()).await?;
+    tokio::spawn(saml.clone().refresh_metadata(config.clone()));
+    if config.auth.dev_idp {
+        tracing::warn!("the development IdP is on: anybody can log in as anyone (loopback only)");
+    }
     let state = AppState {
         leptos_options,
+        maintenance: Maintenance::new(
+            config.clone(),
+            store.clone(),
+            engine.clone(),
+            health.clone(),
+        ),
+        environment: EnvironmentAudit::new(
+            config.clone(),
+            masker.clone(),
+            engine.clone(),
+            store.clone(),
+        ),
+        streams: app::streams::StreamLimits::new(
+            config.limits.streams_per_session,
+            config.limits.streams_total,
+        ),
         config,
         store: store.clone(),
         engine,
         masker,
+        gate,
+        saml,
         health,
         deployer,
-        saml,
-        sessions: Arc::new(sessions.clone()),
-        streams: app::streams::StreamLimits::new(
-            config_limits.streams_per_session,
-            config_limits.streams_total,
-        ),
+        backups: backups.clone(),
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(prune_audit_log(
         state.store.clone(),
         state.config.audit.keep_days,
     ));
-    tokio::spawn(app::backup::ssr::run_schedule(
-        state.config.clone(),
-        state.store.clone(),
-        state.engine.clone(),
-        state.masker.clone(),
-        shutdown.clone(),
-    ));
+    tokio::spawn(app::backup::ssr::run_schedule(backups, shutdown.clone()));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Listen { addr, source })?;
@@ -495,7 +543,7 @@ async fn serve(args: ServeArgs) -> Result<(), StartError> {
         &store,
         AuditEvent::system(
             "console.start",
-            Outcome::Ok,
+            AuditOutcome::Ok,
             &format!("listening on {addr}"),
         ),
     )
@@ -528,7 +576,7 @@ async fn serve(args: ServeArgs) -> Result<(), StartError> {
 
     record(
         &store,
-        AuditEvent::system("console.stop", Outcome::Ok, "stopped on signal"),
+        AuditEvent::system("console.stop", AuditOutcome::Ok, "stopped on signal"),
     )
     .await;
     tracing::info!("EPSM Ops stopped");

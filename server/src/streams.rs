@@ -166,7 +166,7 @@ async fn deploy_events(
             state,
         );
     }
-    let deploy = match state.store.deploy(id).await {
+    let deploy = match state.deployer.get(id).await {
         Ok(Some(deploy)) => deploy,
         Ok(None) => {
             return (StatusCode::NOT_FOUND, format!("there is no deploy #{id}")).into_response();
@@ -182,7 +182,7 @@ async fn deploy_events(
         Ok(tail) => tail,
         Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     };
-    let running = deploy.outcome == app::deploy::Outcome::Running;
+    let running = deploy.outcome == app::deploy::DeployOutcome::Running;
     let last_seq = lines.last().map_or(0, |l| l.seq);
     let mut events: Vec<DeployEvent> = deploy
         .steps
@@ -231,7 +231,7 @@ async fn deploy_events(
                 }
             }
             steps = now.steps;
-            let done = now.outcome != app::deploy::Outcome::Running;
+            let done = now.outcome != app::deploy::DeployOutcome::Running;
             if done {
                 out.push(DeployEvent::Finished {
                     outcome: now.outcome,
@@ -257,7 +257,7 @@ async fn deploy_raw_log(
     _viewer: SignedIn,
     Path(id): Path<i64>,
 ) -> Response {
-    match state.store.deploy(id).await {
+    match state.deployer.get(id).await {
         Ok(Some(_)) => {}
         Ok(None) => {
             return (StatusCode::NOT_FOUND, format!("there is no deploy #{id}")).into_response();
@@ -309,7 +309,7 @@ where
     let session_over = async move {
         loop {
             tokio::time::sleep(app::streams::SESSION_CHECK).await;
-            if !app::auth::ssr::session_holds(&state, &session, Role::Viewer).await {
+            if !state.gate.session_holds(&session, Role::Viewer).await {
                 tracing::info!("a live stream ended with its session");
                 return;
             }
@@ -353,7 +353,7 @@ async fn download_backup(
         Ok(user) => user.actor(),
         Err(refused) => return refused,
     };
-    let backup = match state.store.backup(id).await {
+    let backup = match state.backups.get(id).await {
         Ok(Some(b)) if b.outcome == BackupOutcome::Succeeded => b,
         Ok(_) => {
             return (
@@ -380,7 +380,7 @@ async fn download_backup(
             actor: actor.name,
             action: "backup.download".into(),
             target: format!("backup #{id}"),
-            outcome: app::audit::Outcome::Ok,
+            outcome: app::audit::AuditOutcome::Ok,
             detail: format!("{file_name}{range}"),
         })
         .await;

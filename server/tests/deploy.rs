@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use app::audit::AuditEntry;
 use app::deploy::ssr::KILL_GRACE;
-use app::deploy::{Deploy, DeployEvent, Outcome, StepStatus};
+use app::deploy::{Deploy, DeployEvent, DeployOutcome, StepStatus};
 use app::engine::NameSource;
 use app::health::{HealthReport, Verdict};
 use end2end::{Console, SseReader, StackProject, stack_secrets, with_margin};
@@ -80,7 +80,7 @@ async fn until_line(console: &Console, id: i64, text: &str) {
 }
 
 /// Cancels a running deploy and follows it to its end: its outcome, summary and events.
-async fn cancel_to_end(console: &Console, id: i64) -> (Outcome, String, Vec<DeployEvent>) {
+async fn cancel_to_end(console: &Console, id: i64) -> (DeployOutcome, String, Vec<DeployEvent>) {
     let (status, body) = console
         .call("deploy_cancel", &[("id", &id.to_string())])
         .await;
@@ -126,7 +126,7 @@ async fn a_full_deploy_ends_green_with_every_step_recorded_and_a_second_is_refus
     let log = lines(&events);
     match events.last() {
         Some(DeployEvent::Finished { outcome, summary }) => {
-            assert_eq!(*outcome, Outcome::Succeeded, "{summary}\n{log}")
+            assert_eq!(*outcome, DeployOutcome::Succeeded, "{summary}\n{log}")
         }
         other => panic!("no end: {other:?}"),
     }
@@ -141,7 +141,7 @@ async fn a_full_deploy_ends_green_with_every_step_recorded_and_a_second_is_refus
     assert!(log.contains("nginx: healthy (HTTP 200"), "{log}");
 
     let d = deploy(&console, id).await;
-    assert_eq!(d.outcome, Outcome::Succeeded);
+    assert_eq!(d.outcome, DeployOutcome::Succeeded);
     assert_eq!(d.steps.len(), 14);
     let not_run: Vec<&str> = d
         .steps
@@ -213,7 +213,7 @@ async fn a_failing_migration_fails_the_deploy_at_migrate_with_its_output() {
     );
     assert!(!log.contains("--pull"), "no pull: {log}");
     let d = deploy(&console, id).await;
-    assert_eq!(d.outcome, Outcome::Failed);
+    assert_eq!(d.outcome, DeployOutcome::Failed);
     assert!(
         d.summary.starts_with("failed at step migrate: "),
         "{}",
@@ -249,7 +249,7 @@ async fn a_killed_server_leaves_an_interrupted_deploy_and_cancel_stops_a_build()
     let data = first.data_path().display().to_string();
     let second = Console::for_stack(bin(), &project, &[("EPSM_OPS_DATA_DIR", &data)]).await;
     let d = deploy(&second, id).await;
-    assert_eq!(d.outcome, Outcome::Interrupted);
+    assert_eq!(d.outcome, DeployOutcome::Interrupted);
     assert!(
         second.log().contains("marked interrupted"),
         "{}",
@@ -261,7 +261,7 @@ async fn a_killed_server_leaves_an_interrupted_deploy_and_cancel_stops_a_build()
     // Cancel while it builds: the build process tree goes, the deploy is cancelled.
     until_step_runs(&second, next, "build").await;
     let (outcome, summary, _) = cancel_to_end(&second, next).await;
-    assert_eq!(outcome, Outcome::Cancelled);
+    assert_eq!(outcome, DeployOutcome::Cancelled);
     assert!(summary.starts_with("cancelled at step build"), "{summary}");
     let d = deploy(&second, next).await;
     assert_eq!(
@@ -304,7 +304,7 @@ async fn a_rollback_brings_back_the_images_of_an_earlier_deploy_without_building
         let id = start(&console, &no_pull).await;
         follow_to_end(&console, id).await;
         let d = deploy(&console, id).await;
-        assert_eq!(d.outcome, Outcome::Succeeded, "{}", d.summary);
+        assert_eq!(d.outcome, DeployOutcome::Succeeded, "{}", d.summary);
         ids.push(d);
     }
     let (first, second, third) = (&ids[0], &ids[1], &ids[2]);
@@ -319,7 +319,7 @@ async fn a_rollback_brings_back_the_images_of_an_earlier_deploy_without_building
     let refused: i64 = body.parse().unwrap();
     let (_, events) = follow_to_end(&console, refused).await;
     let d = deploy(&console, refused).await;
-    assert_eq!(d.outcome, Outcome::Failed, "{}", lines(&events));
+    assert_eq!(d.outcome, DeployOutcome::Failed, "{}", lines(&events));
     assert!(
         d.summary
             .contains("is no longer kept (the last 2 successful deploys are)"),
@@ -336,7 +336,7 @@ async fn a_rollback_brings_back_the_images_of_an_earlier_deploy_without_building
     let (_, events) = follow_to_end(&console, rollback).await;
     let log = lines(&events);
     let d = deploy(&console, rollback).await;
-    assert_eq!(d.outcome, Outcome::Succeeded, "{}\n{log}", d.summary);
+    assert_eq!(d.outcome, DeployOutcome::Succeeded, "{}\n{log}", d.summary);
     assert_eq!(
         d.images, second.images,
         "the running images are the second deploy's"
@@ -374,7 +374,7 @@ async fn recreating_volumes_needs_the_project_name_typed_and_really_removes_the_
     let quick = [("options[no_pull]", "true"), ("options[skip_seed]", "true")];
     let id = start(&console, &quick).await;
     follow_to_end(&console, id).await;
-    assert_eq!(deploy(&console, id).await.outcome, Outcome::Succeeded);
+    assert_eq!(deploy(&console, id).await.outcome, DeployOutcome::Succeeded);
     let psql = |sql: &str| project.psql("epsm_db", sql);
     psql("CREATE TABLE marker (x int)");
     assert_eq!(psql("SELECT to_regclass('marker')"), "marker");
@@ -403,7 +403,7 @@ async fn recreating_volumes_needs_the_project_name_typed_and_really_removes_the_
     let log = lines(&events);
     assert_eq!(
         deploy(&console, id).await.outcome,
-        Outcome::Succeeded,
+        DeployOutcome::Succeeded,
         "{log}"
     );
     assert!(
@@ -473,7 +473,7 @@ async fn a_stack_started_as_epsms_workflow_leaves_it_is_found_deployed_over_and_
     let (_, events) = follow_to_end(&wrong, id).await;
     match events.last() {
         Some(DeployEvent::Finished { outcome, summary }) => {
-            assert_eq!(*outcome, Outcome::Failed, "{summary}");
+            assert_eq!(*outcome, DeployOutcome::Failed, "{summary}");
             assert!(summary.starts_with("failed at step preflight"), "{summary}");
             for service in ["database", "backend", "nginx"] {
                 assert!(
@@ -516,7 +516,7 @@ async fn a_stack_started_as_epsms_workflow_leaves_it_is_found_deployed_over_and_
     // The registry image of the `tools` profile is pulled before anything stops; with no registry
     // here the pull fails, naming the image, and the stack keeps running.
     let (_, outcome, summary, _) = deploy_to_end(&console, &[("options[skip_seed]", "true")]).await;
-    assert_eq!(outcome, Outcome::Failed, "{summary}");
+    assert_eq!(outcome, DeployOutcome::Failed, "{summary}");
     assert!(
         summary.starts_with(
             "failed at step pull images: pulling nrel/energyplus:23.2.0 (service energyplus) failed"
@@ -531,7 +531,7 @@ async fn a_stack_started_as_epsms_workflow_leaves_it_is_found_deployed_over_and_
         &[("options[no_pull]", "true"), ("options[skip_seed]", "true")],
     )
     .await;
-    assert_eq!(outcome, Outcome::Succeeded, "{summary}\n{log}");
+    assert_eq!(outcome, DeployOutcome::Succeeded, "{summary}\n{log}");
     assert!(
         log.contains(&format!(
             "compose project {} (from COMPOSE_PROJECT_NAME in the env file)",
@@ -573,7 +573,7 @@ async fn a_stack_started_as_epsms_workflow_leaves_it_is_found_deployed_over_and_
     let cli_id = loop {
         let (_, list) = console.call("deploy_list", &[]).await;
         let list: Vec<Deploy> = serde_json::from_str(&list).unwrap();
-        if let Some(d) = list.iter().find(|d| d.outcome == Outcome::Running) {
+        if let Some(d) = list.iter().find(|d| d.outcome == DeployOutcome::Running) {
             break d.id;
         }
         assert!(
@@ -600,7 +600,7 @@ async fn a_stack_started_as_epsms_workflow_leaves_it_is_found_deployed_over_and_
     let (_, events) = follow_to_end(&console, cli_id).await;
     match events.last() {
         Some(DeployEvent::Finished { outcome, summary }) => {
-            assert_eq!(*outcome, Outcome::Succeeded, "{summary}")
+            assert_eq!(*outcome, DeployOutcome::Succeeded, "{summary}")
         }
         other => panic!("{other:?}"),
     }
@@ -682,7 +682,7 @@ async fn refused_at_preflight(
     form: &[(&str, &str)],
 ) -> String {
     let (_, outcome, summary, _) = deploy_to_end(console, form).await;
-    assert_eq!(outcome, Outcome::Failed, "{summary}");
+    assert_eq!(outcome, DeployOutcome::Failed, "{summary}");
     assert!(
         summary.starts_with("failed at step preflight: "),
         "{summary}"
@@ -697,7 +697,10 @@ async fn refused_at_preflight(
 }
 
 /// Starts a deploy and follows it to its end: its id, outcome, summary and log.
-async fn deploy_to_end(console: &Console, form: &[(&str, &str)]) -> (i64, Outcome, String, String) {
+async fn deploy_to_end(
+    console: &Console,
+    form: &[(&str, &str)],
+) -> (i64, DeployOutcome, String, String) {
     let id = start(console, form).await;
     let (_, events) = follow_to_end(console, id).await;
     match events.last() {
@@ -833,7 +836,7 @@ async fn a_deploy_brings_what_origin_has_and_refuses_what_would_overwrite_the_se
     );
     discard.push(("confirm", project.name.as_str()));
     let (id, outcome, summary, log) = deploy_to_end(&console, &discard).await;
-    assert_eq!(outcome, Outcome::Succeeded, "{summary}\n{log}");
+    assert_eq!(outcome, DeployOutcome::Succeeded, "{summary}\n{log}");
     assert!(
         log.contains(
             "local changes on the server will be discarded: backend/app/config/settings.py"
@@ -949,7 +952,7 @@ async fn a_cancel_says_what_it_leaves_running_in_a_container_and_stops_a_backup_
     let id = start(&console, &form).await;
     until_line(&console, id, "migration simulations.0002 takes 20 s").await;
     let (outcome, summary, events) = cancel_to_end(&console, id).await;
-    assert_eq!(outcome, Outcome::Cancelled);
+    assert_eq!(outcome, DeployOutcome::Cancelled);
     assert!(
         summary.contains("`python manage.py migrate --noinput` in backend is still running"),
         "{summary}\n{}",

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use app::audit::Outcome;
+use app::audit::AuditOutcome;
 use app::store::Store;
 use end2end::{Console, engine_answers, run_console};
 
@@ -189,9 +189,9 @@ async fn start_and_graceful_stop_are_recorded_in_the_audit_log() {
     assert_eq!(
         actions,
         [
-            ("console.stop", "system", Outcome::Ok),
-            ("auth.login", "Ada Admin (admin@dev.idp)", Outcome::Ok),
-            ("console.start", "system", Outcome::Ok),
+            ("console.stop", "system", AuditOutcome::Ok),
+            ("auth.login", "Ada Admin (admin@dev.idp)", AuditOutcome::Ok),
+            ("console.start", "system", AuditOutcome::Ok),
         ]
     );
     assert!(

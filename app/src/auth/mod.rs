@@ -1,12 +1,18 @@
 //! Who is asking, and what they may do. People log in through the Chalmers IdP (SAML, `saml.rs`
-//! checks the responses; `ssr.rs` runs login, ACS and logout over tower-sessions); their role follows
-//! from the configured rules (`role_for`). Every server function states the role it needs with
-//! `require(Role::...)`, every route with the `SignedIn` extractor: the server refuses, the UI only
-//! hides.
+//! checks the responses; `ssr.rs` runs login, ACS and logout); their role follows from the
+//! configured rules (`role_for`); `gate.rs` keeps the login in the session and makes the checks.
+//! Every server function states the role it needs with `require(Role::...)`, every route with the
+//! `SignedIn` extractor: the server refuses, the UI only hides.
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg(feature = "ssr")]
+pub use error::AuthError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Serialize, Deserialize)]
+#[derive(strum::Display, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum Role {
     /// Sees health, deploy history, backups list and the masked audit.
     Viewer,
@@ -18,11 +24,7 @@ pub enum Role {
 
 impl Role {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Deployer => "deployer",
-            Role::Admin => "admin",
-        }
+        self.into()
     }
 }
 
@@ -63,64 +65,6 @@ pub struct LoginState {
     pub dev_idp: bool,
 }
 
-/// The login state of this page load, shared by the top bar and every `RoleGate`.
-pub type LoginResource = leptos::prelude::Resource<Result<LoginState, crate::error::AppError>>;
-
-/// Reads who is logged in once per page load (blocking: the server renders the page knowing it).
-pub fn provide_login() -> LoginResource {
-    use leptos::prelude::*;
-    let login: LoginResource = Resource::new_blocking(|| (), |_| current_session());
-    provide_context(login);
-    login
-}
-
-fn current_role() -> Option<Role> {
-    use leptos::prelude::*;
-    use_context::<LoginResource>()?.get().and_then(role_of)
-}
-
-/// The role of a login state as the server replied it (None: nobody, or the reply failed).
-pub fn role_of(login: Result<LoginState, crate::error::AppError>) -> Option<Role> {
-    login.ok().and_then(|s| s.user).map(|u| u.role)
-}
-
-/// Shows its children only to people with at least `role`. The server refuses the same actions on
-/// its own; this only spares people buttons that would be refused.
-#[leptos::component]
-pub fn RoleGate(role: Role, children: leptos::children::ChildrenFn) -> impl leptos::IntoView {
-    use leptos::prelude::*;
-    let children = StoredValue::new(children);
-    view! {
-        <Suspense fallback=|| ()>
-            {move || current_role().is_some_and(|r| r >= role).then(|| children.with_value(|c| c()))}
-        </Suspense>
-    }
-}
-
-/// Name, role and the logout button in the top bar; the development IdP's banner while it is on.
-#[leptos::component]
-pub fn UserBadge() -> impl leptos::IntoView {
-    use leptos::prelude::*;
-    let login = use_context::<LoginResource>();
-    view! {
-        <Suspense fallback=|| ()>
-            {move || login.and_then(|l| l.get()).and_then(Result::ok).map(|state| view! {
-                {state.dev_idp.then(|| view! {
-                    <span class="dev-banner" data-testid="dev-idp-banner">"Development IdP: anyone can be anyone"</span>
-                })}
-                {state.user.map(|u| view! {
-                    <span class="user" data-testid="user-name" data-role=u.role.as_str()>
-                        {u.display_name.clone()}" · "{u.role.as_str()}
-                    </span>
-                    <form method="post" action="/saml/logout" class="logout">
-                        <button type="submit" class="link" data-testid="logout">"Log out"</button>
-                    </form>
-                })}
-            })}
-        </Suspense>
-    }
-}
-
 /// The role the rules give a person: the highest whose rule matches, or none (not let in).
 #[cfg(feature = "ssr")]
 pub fn role_for(identity: &saml::Identity, config: &crate::config::AuthConfig) -> Option<Role> {
@@ -151,36 +95,10 @@ pub fn role_for(identity: &saml::Identity, config: &crate::config::AuthConfig) -
     .map(|(role, _)| role)
 }
 
-/// The actor of the current server-function request when they hold at least `role`; 401 when
-/// nobody is logged in, 403 (recorded in the audit log) when the role is too low.
 #[cfg(feature = "ssr")]
-pub async fn require(role: Role) -> Result<Actor, crate::error::AppError> {
-    let session: tower_sessions::Session = leptos_axum::extract().await.map_err(|_| {
-        crate::error::AppError::Unauthorized("log in first (no session)".into()).replied()
-    })?;
-    let state = leptos::prelude::expect_context::<crate::state::AppState>();
-    let path = leptos::prelude::use_context::<axum::http::request::Parts>()
-        .map(|p| p.uri.path().to_string())
-        .unwrap_or_default();
-    ssr::check(&state, &session, role, &path)
-        .await
-        .map(|user| user.actor())
-        .map_err(|e| e.into_app_error().replied())
-}
-
-/// Who is logged in (for the top bar and for hiding what the server would refuse anyway).
-#[leptos::server(endpoint = "login_state")]
-pub async fn current_session() -> Result<LoginState, crate::error::AppError> {
-    let state = leptos::prelude::expect_context::<crate::state::AppState>();
-    let session: tower_sessions::Session = leptos_axum::extract()
-        .await
-        .map_err(|e| crate::error::AppError::ServerFn(e.to_string()))?;
-    Ok(LoginState {
-        user: ssr::signed_in(&state, &session).await,
-        dev_idp: state.config.auth.dev_idp,
-    })
-}
-
+mod error;
+#[cfg(feature = "ssr")]
+pub mod gate;
 #[cfg(feature = "ssr")]
 pub mod idp;
 #[cfg(feature = "ssr")]
@@ -191,6 +109,7 @@ pub mod metadata;
 pub mod saml;
 #[cfg(feature = "ssr")]
 pub mod ssr;
+pub mod view;
 
 #[cfg(all(test, feature = "ssr"))]
 mod tests {

@@ -1,6 +1,5 @@
 //! The SAML service provider at work: SP metadata, the AuthnRequest redirect, the ACS (checks in
-//! `saml.rs`, replay cache in the store, role from the rules, a fresh session id), logout, and the one
-//! check every request passes (`check`). The IdP is Chalmers' (metadata from URL or file, refreshed,
+//! `saml.rs`, replay cache in the store, the login itself in `gate.rs`) and logout. The IdP is Chalmers' (metadata from URL or file, refreshed,
 //! the last good copy kept) or, for development, the console's own (`idp.rs`).
 
 use std::sync::{Arc, RwLock};
@@ -10,106 +9,18 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
+use super::AuthError;
+use super::User;
+use super::gate::{Gate, session_error};
 use super::idp::{IdentityProvider, random_id};
 use super::keys::{KeyError, KeyPair};
-pub use super::metadata::IdpInfo;
-use super::metadata::{IdpState, MetadataCopy};
-use super::saml::{self, IdpTrust, SamlError, SpSettings, parse_xml, xml_escape};
-use super::{Role, User, role_for};
-use crate::audit::{AuditEvent, Outcome};
+use super::metadata::{IdpInfo, IdpState, MetadataCopy};
+use super::saml::{self, IdpTrust, SpSettings, parse_xml, xml_escape};
+use crate::audit::{AuditEvent, AuditOutcome};
 use crate::config::Config;
-use crate::state::AppState;
 use crate::store::{Store, StoreError, now_text, query_failed};
 
-const USER_KEY: &str = "user";
 const REQUEST_KEY: &str = "saml_request";
-
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    #[error("log in first")]
-    NotLoggedIn,
-    #[error("this needs the {needed} role; you are {has}")]
-    Forbidden {
-        needed: &'static str,
-        has: &'static str,
-    },
-    #[error("{0}")]
-    Saml(#[from] SamlError),
-    #[error("this assertion was already used (replay)")]
-    Replayed,
-    #[error("{0} is not authorized to use EPSM Ops: no role rule matches")]
-    NoRole(String),
-    #[error("the session store failed: {0}")]
-    Session(String),
-    #[error("{0}")]
-    Store(#[from] StoreError),
-    #[error("SAML keys: {0}")]
-    Keys(#[from] KeyError),
-    #[error("too many logins are being checked at once; try again in a moment")]
-    Busy,
-    #[error("login unavailable: {0}; retrying")]
-    Unavailable(String),
-    #[error("IdP metadata {source_name}: {reason}")]
-    Metadata { source_name: String, reason: String },
-}
-
-impl AuthError {
-    pub fn into_app_error(self) -> crate::error::AppError {
-        use crate::error::AppError;
-        match self {
-            AuthError::NotLoggedIn => AppError::Unauthorized(self.to_string()),
-            AuthError::Forbidden { .. } | AuthError::NoRole(_) => {
-                AppError::Forbidden(self.to_string())
-            }
-            AuthError::Saml(_) | AuthError::Replayed => AppError::Invalid(self.to_string()),
-            _ => AppError::Unavailable(self.to_string()),
-        }
-    }
-}
-
-impl AuthError {
-    /// The kind of refusal (for folding repeated ones), never the poster's words.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            AuthError::Saml(e) => e.kind(),
-            AuthError::Replayed => "replayed",
-            AuthError::NoRole(_) => "no-role",
-            AuthError::Busy => "busy",
-            _ => "other",
-        }
-    }
-}
-
-fn session_error(e: tower_sessions::session::Error) -> AuthError {
-    AuthError::Session(e.to_string())
-}
-
-/// What the session keeps of a login. The role is not believed from here: it is worked out again
-/// from the IdP's attributes (`identity`) and the current role rules on every request, so a rule
-/// removed takes effect at the person's next request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct SessionUser {
-    user: User,
-    login_at: DateTime<Utc>,
-    name_id: String,
-    session_index: Option<String>,
-    /// None in sessions of versions that did not keep it: such a session is over.
-    #[serde(default)]
-    identity: Option<saml::Identity>,
-}
-
-impl SessionUser {
-    /// The user as the current rules see them: None when the login is past its absolute lifetime
-    /// or no rule admits them any more.
-    fn current(self, config: &Config) -> Option<User> {
-        let max = Duration::hours(config.auth.session_max_hours as i64);
-        if Utc::now() - self.login_at > max {
-            return None;
-        }
-        let role = role_for(self.identity.as_ref()?, &config.auth)?;
-        Some(User { role, ..self.user })
-    }
-}
 
 /// The AuthnRequest this browser started: its id and the local page to return to.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -130,6 +41,10 @@ pub struct ServiceProvider {
     /// Responses checked at once (xmlsec and RSA are CPU work, run off the async runtime); more wait
     /// up to `VALIDATION_WAIT`, then get "busy".
     validations: tokio::sync::Semaphore,
+    /// Who a login becomes (role, session) and who a logout ends.
+    gate: Arc<Gate>,
+    /// The replay cache and the audit log of logins.
+    store: Store,
 }
 
 /// Refusals of one client within this long are one audit entry with a count.
@@ -150,7 +65,11 @@ impl std::fmt::Debug for ServiceProvider {
 impl ServiceProvider {
     /// Loads (or generates, saying where) the SP keys and the IdP: the development IdP's key when it
     /// is on, else the metadata.
-    pub async fn start(config: &Config) -> Result<Arc<ServiceProvider>, AuthError> {
+    pub async fn start(
+        config: &Config,
+        gate: Arc<Gate>,
+        store: Store,
+    ) -> Result<Arc<ServiceProvider>, AuthError> {
         let auth = &config.auth;
         let base = config.public_url.as_str().trim_end_matches('/').to_string();
         let (keys, generated) = KeyPair::load_or_generate(
@@ -219,6 +138,8 @@ impl ServiceProvider {
             dev_idp,
             sign_requests: auth.sign_requests,
             validations: tokio::sync::Semaphore::new(VALIDATIONS),
+            gate,
+            store,
         }))
     }
 
@@ -420,7 +341,6 @@ impl ServiceProvider {
     /// refusals of the last `FOLD_WINDOW`.
     pub async fn accept(
         &self,
-        state: &AppState,
         session: &Session,
         saml_response: &str,
         client: &str,
@@ -429,7 +349,7 @@ impl ServiceProvider {
         let pending: Option<PendingLogin> =
             session.remove(REQUEST_KEY).await.map_err(session_error)?;
         let result = self
-            .accept_checked(state, session, saml_response, pending.as_ref())
+            .accept_checked(session, saml_response, pending.as_ref())
             .await;
         let event = |actor, outcome, detail| AuditEvent {
             actor,
@@ -441,17 +361,15 @@ impl ServiceProvider {
         match &result {
             Ok((user, _)) => {
                 let detail = format!("role {}", user.role.as_str());
-                state
-                    .store
-                    .record(event(user.actor().name, Outcome::Ok, detail))
+                self.store
+                    .record(event(user.actor().name, AuditOutcome::Ok, detail))
                     .await?;
             }
             Err(e) => {
                 let actor = format!("anonymous ({client})");
-                state
-                    .store
+                self.store
                     .record_folded(
-                        event(actor, Outcome::Refused, e.to_string()),
+                        event(actor, AuditOutcome::Refused, e.to_string()),
                         e.kind(),
                         FOLD_WINDOW,
                     )
@@ -463,7 +381,6 @@ impl ServiceProvider {
 
     async fn accept_checked(
         &self,
-        state: &AppState,
         session: &Session,
         saml_response: &str,
         pending: Option<&PendingLogin>,
@@ -471,7 +388,7 @@ impl ServiceProvider {
         let verified = self
             .validate(saml_response, pending.map(|p| p.id.clone()))
             .await?;
-        if !state
+        if !self
             .store
             .first_use_of_assertion(&verified.assertion_id, verified.valid_until)
             .await?
@@ -479,36 +396,27 @@ impl ServiceProvider {
             return Err(AuthError::Replayed);
         }
         let identity = verified.identity;
-        let role = role_for(&identity, &state.config.auth)
-            .ok_or_else(|| AuthError::NoRole(identity.id.clone()))?;
-        let user = User {
-            display_name: identity
-                .display_name
-                .clone()
-                .unwrap_or_else(|| identity.id.clone()),
-            id: identity.id.clone(),
-            mail: identity.mail.clone(),
-            role,
-        };
-        // A new session id at login: a session id planted before login is worthless after it.
-        session.cycle_id().await.map_err(session_error)?;
-        session
-            .insert(
-                USER_KEY,
-                SessionUser {
-                    user: user.clone(),
-                    login_at: Utc::now(),
-                    name_id: identity.name_id.clone(),
-                    session_index: identity.session_index.clone(),
-                    identity: Some(identity),
-                },
-            )
-            .await
-            .map_err(session_error)?;
+        let (name_id, session_index) = (identity.name_id.clone(), identity.session_index.clone());
+        let user = self
+            .gate
+            .sign_in(session, identity, name_id, session_index)
+            .await?;
         Ok((
             user,
             pending.map_or_else(|| "/".to_string(), |p| p.return_to.clone()),
         ))
+    }
+
+    /// Ends the session (audited). Returns where to send the browser: the IdP's single logout (a
+    /// LogoutRequest naming this login's NameID and SessionIndex) when its metadata has one.
+    pub async fn logout(&self, session: &Session) -> Result<String, AuthError> {
+        let who = self.gate.sign_out(session).await?;
+        match (who, self.slo_url()) {
+            (Some(who), Some(slo)) => {
+                self.logout_url(&slo, &who.name_id, who.session_index.as_deref())
+            }
+            _ => Ok("/logged-out".to_string()),
+        }
     }
 }
 
@@ -543,103 +451,6 @@ impl ServiceProvider {
         .map_err(|_| AuthError::Busy)?;
         Ok(checked?)
     }
-}
-
-/// Ends the session (audited). Returns where to send the browser: the IdP's single logout (a
-/// LogoutRequest naming this login's NameID and SessionIndex) when its metadata has one.
-pub async fn logout(state: &AppState, session: &Session) -> Result<String, AuthError> {
-    let who: Option<SessionUser> = session.get(USER_KEY).await.map_err(session_error)?;
-    session.flush().await.map_err(session_error)?;
-    let next = match (&who, state.saml.slo_url()) {
-        (Some(who), Some(slo)) => {
-            state
-                .saml
-                .logout_url(&slo, &who.name_id, who.session_index.as_deref())?
-        }
-        _ => "/logged-out".to_string(),
-    };
-    if let Some(who) = who {
-        state
-            .store
-            .record(AuditEvent {
-                actor: who.user.actor().name,
-                action: "auth.logout".into(),
-                target: "session".into(),
-                outcome: Outcome::Ok,
-                detail: String::new(),
-            })
-            .await?;
-    }
-    Ok(next)
-}
-
-/// The logged-in user of this session with the role the current rules give them, if the login is
-/// still within its absolute lifetime and a rule still admits them (else the session is ended).
-pub async fn signed_in(state: &AppState, session: &Session) -> Option<User> {
-    let who: SessionUser = session.get(USER_KEY).await.ok().flatten()?;
-    let user = who.current(&state.config);
-    if user.is_none() {
-        let _ = session.flush().await;
-    }
-    user
-}
-
-/// Whether the session `id` is still a login that holds `role`, read from the session store (not
-/// from a request's copy): what a live stream asks now and then, so it ends with its session
-/// (logout, expiry, a role rule removed).
-pub async fn session_holds(state: &AppState, id: &tower_sessions::session::Id, role: Role) -> bool {
-    let Ok(Some(record)) = state.sessions.load(id).await else {
-        return false;
-    };
-    if record.expiry_date <= tower_sessions::cookie::time::OffsetDateTime::now_utc() {
-        return false;
-    }
-    record
-        .data
-        .get(USER_KEY)
-        .and_then(|v| serde_json::from_value::<SessionUser>(v.clone()).ok())
-        .and_then(|who| who.current(&state.config))
-        .is_some_and(|user| user.role >= role)
-}
-
-/// The one check: a logged-in user with at least `role`. A refusal of a logged-in user is recorded.
-pub async fn check(
-    state: &AppState,
-    session: &Session,
-    role: Role,
-    what: &str,
-) -> Result<User, AuthError> {
-    let user = signed_in(state, session)
-        .await
-        .ok_or(AuthError::NotLoggedIn)?;
-    permit(state, user, role, what).await
-}
-
-/// `user` when they hold at least `role`; else the refusal, recorded in the audit log.
-pub async fn permit(
-    state: &AppState,
-    user: User,
-    role: Role,
-    what: &str,
-) -> Result<User, AuthError> {
-    if user.role >= role {
-        return Ok(user);
-    }
-    let refusal = AuthError::Forbidden {
-        needed: role.as_str(),
-        has: user.role.as_str(),
-    };
-    state
-        .store
-        .record(AuditEvent {
-            actor: user.actor().name,
-            action: "auth.refused".into(),
-            target: what.to_string(),
-            outcome: Outcome::Refused,
-            detail: refusal.to_string(),
-        })
-        .await?;
-    Err(refusal)
 }
 
 /// The longest page address kept to return to after login (an anonymous visitor chooses it, and it

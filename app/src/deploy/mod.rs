@@ -5,8 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::AppError;
-
+pub mod card;
 pub mod changes;
 #[cfg(feature = "ssr")]
 pub mod git;
@@ -15,9 +14,7 @@ pub mod plan;
 pub mod ssr;
 #[cfg(feature = "ssr")]
 mod store;
-mod view;
-
-pub use view::{DeployPage, DeploysPage, seconds};
+pub mod view;
 
 /// The options the guide names.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -95,7 +92,9 @@ impl DeployOptions {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Outcome {
+#[derive(strum::Display, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
+pub enum DeployOutcome {
     Running,
     Succeeded,
     Failed,
@@ -104,29 +103,15 @@ pub enum Outcome {
     Interrupted,
 }
 
-impl Outcome {
+impl DeployOutcome {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Running => "running",
-            Outcome::Succeeded => "succeeded",
-            Outcome::Failed => "failed",
-            Outcome::Cancelled => "cancelled",
-            Outcome::Interrupted => "interrupted",
-        }
-    }
-
-    pub fn parse(s: &str) -> Outcome {
-        match s {
-            "running" => Outcome::Running,
-            "succeeded" => Outcome::Succeeded,
-            "cancelled" => Outcome::Cancelled,
-            "interrupted" => Outcome::Interrupted,
-            _ => Outcome::Failed,
-        }
+        self.into()
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(strum::Display, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum StepStatus {
     Pending,
     Running,
@@ -138,25 +123,7 @@ pub enum StepStatus {
 
 impl StepStatus {
     pub fn as_str(self) -> &'static str {
-        match self {
-            StepStatus::Pending => "pending",
-            StepStatus::Running => "running",
-            StepStatus::Succeeded => "succeeded",
-            StepStatus::Failed => "failed",
-            StepStatus::Skipped => "skipped",
-            StepStatus::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> StepStatus {
-        match s {
-            "pending" => StepStatus::Pending,
-            "running" => StepStatus::Running,
-            "succeeded" => StepStatus::Succeeded,
-            "skipped" => StepStatus::Skipped,
-            "cancelled" => StepStatus::Cancelled,
-            _ => StepStatus::Failed,
-        }
+        self.into()
     }
 }
 
@@ -177,7 +144,7 @@ pub struct Deploy {
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub options: DeployOptions,
-    pub outcome: Outcome,
+    pub outcome: DeployOutcome,
     /// Why it failed or what it left, in one scrubbed line; empty while running.
     pub summary: String,
     /// The project directory's commit when the deploy started (what ran before).
@@ -223,75 +190,10 @@ pub enum DeployEvent {
         step: DeployStep,
     },
     Finished {
-        outcome: Outcome,
+        outcome: DeployOutcome,
         summary: String,
     },
 }
 
 /// The most log lines a deploy page holds (and is sent): the newest ones; the raw log has them all.
 pub const LOG_WINDOW: usize = 2000;
-
-#[leptos::server(endpoint = "deploy_start")]
-pub async fn start_deploy(
-    // A form with no box ticked sends no `options[...]` field at all.
-    #[server(default)] options: DeployOptions,
-    confirm: Option<String>,
-) -> Result<i64, AppError> {
-    use crate::auth::{Role, require};
-    let role = if options.destructive() {
-        Role::Admin
-    } else {
-        Role::Deployer
-    };
-    let actor = require(role).await?;
-    let state = leptos::prelude::expect_context::<crate::state::AppState>();
-    state
-        .deployer
-        .start(&actor, options, confirm.as_deref())
-        .await
-        .map_err(|e| e.into_app_error().replied())
-}
-
-/// "Redeploy this one": the images of successful deploy `id` brought back, as a new deploy.
-#[leptos::server(endpoint = "deploy_rollback")]
-pub async fn rollback_deploy(id: i64) -> Result<i64, AppError> {
-    let actor = crate::auth::require(crate::auth::Role::Deployer).await?;
-    let state = leptos::prelude::expect_context::<crate::state::AppState>();
-    let options = DeployOptions {
-        rollback_of: Some(id),
-        ..DeployOptions::default()
-    };
-    state
-        .deployer
-        .start(&actor, options, None)
-        .await
-        .map_err(|e| e.into_app_error().replied())
-}
-
-#[leptos::server(endpoint = "deploy_cancel")]
-pub async fn cancel_deploy(id: i64) -> Result<(), AppError> {
-    let actor = crate::auth::require(crate::auth::Role::Deployer).await?;
-    let state = leptos::prelude::expect_context::<crate::state::AppState>();
-    state
-        .deployer
-        .cancel(&actor, id)
-        .await
-        .map_err(|e| e.into_app_error().replied())
-}
-
-#[leptos::server(endpoint = "deploy_list")]
-pub async fn list_deploys(outcome: Option<Outcome>) -> Result<Vec<Deploy>, AppError> {
-    crate::auth::require(crate::auth::Role::Viewer).await?;
-    let state = leptos::prelude::expect_context::<crate::state::AppState>();
-    Ok(state.store.deploys(outcome, 200).await?)
-}
-
-#[leptos::server(endpoint = "deploy_get")]
-pub async fn get_deploy(id: i64) -> Result<Deploy, AppError> {
-    crate::auth::require(crate::auth::Role::Viewer).await?;
-    let state = leptos::prelude::expect_context::<crate::state::AppState>();
-    match state.store.deploy(id).await? {
-        Some(deploy) => Ok(deploy),
-        None => Err(AppError::Invalid(format!("there is no deploy #{id}")).replied()),
-    }
-}

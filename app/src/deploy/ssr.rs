@@ -14,14 +14,15 @@ use tokio_util::sync::CancellationToken;
 use super::changes::ChangeCard;
 use super::git::Git;
 use super::plan::{Action, PlannedStep, plan};
-use super::{DeployEvent, DeployLine, DeployOptions, DeployStep, Outcome, StepStatus};
-use crate::audit::{AuditEvent, Outcome as AuditOutcome};
+use super::{DeployEvent, DeployLine, DeployOptions, DeployOutcome, DeployStep, StepStatus};
+use crate::audit::{AuditEvent, AuditOutcome};
 use crate::auth::Actor;
+use crate::backup::ssr::Backups;
 use crate::compose::ComposeCli;
 use crate::config::Config;
 use crate::engine::ssr::{Engine, SERVICE_LABEL};
+use crate::environment::disk::file_sha256;
 use crate::environment::secrets::{Masker, Scrubber};
-use crate::environment::ssr::file_sha256;
 use crate::error::AppError;
 use crate::health::Verdict;
 use crate::health::ssr::HealthMonitor;
@@ -127,6 +128,8 @@ pub struct Deployer {
     engine: Arc<Engine>,
     masker: Arc<Masker>,
     health: Arc<HealthMonitor>,
+    /// The "back up the database first" step's backups (the same service, and turn, as the page's).
+    backups: Arc<Backups>,
     compose: ComposeCli,
     git: Git,
     running: Mutex<Option<Running>>,
@@ -147,6 +150,7 @@ impl Deployer {
         engine: Arc<Engine>,
         masker: Arc<Masker>,
         health: Arc<HealthMonitor>,
+        backups: Arc<Backups>,
     ) -> Result<Arc<Deployer>, StoreError> {
         for id in store.interrupt_running_deploys().await? {
             tracing::warn!("deploy #{id} was running when the console stopped: marked interrupted");
@@ -170,6 +174,7 @@ impl Deployer {
             engine,
             masker,
             health,
+            backups,
             running: Mutex::new(None),
         }))
     }
@@ -309,6 +314,20 @@ impl Deployer {
         Ok(())
     }
 
+    /// The deploys, newest first (only those that ended so when `outcome` is given).
+    pub async fn list(
+        &self,
+        outcome: Option<DeployOutcome>,
+        limit: u32,
+    ) -> Result<Vec<super::Deploy>, StoreError> {
+        self.store.deploys(outcome, limit).await
+    }
+
+    /// One deploy with its steps.
+    pub async fn get(&self, id: i64) -> Result<Option<super::Deploy>, StoreError> {
+        self.store.deploy(id).await
+    }
+
     /// The running deploy's events so far and a receiver for the rest, when `id` is the running one.
     pub fn follow(&self, id: i64) -> Option<(Vec<DeployEvent>, broadcast::Receiver<DeployEvent>)> {
         let running = self.running.lock().expect("deploy lock");
@@ -333,7 +352,7 @@ impl Deployer {
             source: None,
             left: LeftBehind::default(),
         };
-        let mut outcome = Outcome::Succeeded;
+        let mut outcome = DeployOutcome::Succeeded;
         let mut summary = String::new();
         for (position, planned) in plan.iter().enumerate() {
             if planned.skipped {
@@ -348,7 +367,7 @@ impl Deployer {
                 .await;
                 continue;
             }
-            if outcome != Outcome::Succeeded {
+            if outcome != DeployOutcome::Succeeded {
                 continue;
             }
             let started = Utc::now();
@@ -403,9 +422,9 @@ impl Deployer {
                     )
                     .await;
                     outcome = if failure.cancelled {
-                        Outcome::Cancelled
+                        DeployOutcome::Cancelled
                     } else {
-                        Outcome::Failed
+                        DeployOutcome::Failed
                     };
                     // What the cancelled step's guards said as it was dropped.
                     let left = out.left.take();
@@ -423,7 +442,7 @@ impl Deployer {
                 }
             }
         }
-        if outcome == Outcome::Succeeded {
+        if outcome == DeployOutcome::Succeeded {
             summary = "all steps succeeded; every service up and healthy".into();
         }
         let images = self.images().await;
@@ -434,7 +453,7 @@ impl Deployer {
         {
             tracing::error!("deploy #{id}: cannot record the outcome: {e}");
         }
-        let audit_outcome = if outcome == Outcome::Succeeded {
+        let audit_outcome = if outcome == DeployOutcome::Succeeded {
             AuditOutcome::Ok
         } else {
             AuditOutcome::Failed
@@ -925,7 +944,7 @@ impl Deployer {
         let keep = self.config.deploy.keep_images.max(1);
         let older = self
             .store
-            .deploys(Some(Outcome::Succeeded), 10_000)
+            .deploys(Some(DeployOutcome::Succeeded), 10_000)
             .await
             .map_err(|e| StepFailure::new(e.to_string()))?;
         // This deploy is not recorded as succeeded yet: it is one of the `keep`.
@@ -957,7 +976,7 @@ impl Deployer {
             .await
             .map_err(|e| StepFailure::new(e.to_string()))?
             .ok_or_else(|| StepFailure::new(format!("there is no deploy #{id}")))?;
-        if deploy.outcome != Outcome::Succeeded {
+        if deploy.outcome != DeployOutcome::Succeeded {
             return Err(StepFailure::new(format!(
                 "deploy #{id} {}: only a successful deploy can be brought back",
                 deploy.outcome.as_str()
@@ -1032,15 +1051,10 @@ impl Deployer {
             .await;
             return Ok(());
         }
-        let backups = crate::backup::ssr::Backups {
-            config: &self.config,
-            store: &self.store,
-            engine: &self.engine,
-            masker: &self.masker,
-        };
+        let backups = &self.backups;
         let actor = format!("deploy #{}", out.id);
-        let turn = crate::backup::ssr::Turn::wait().await;
-        let started = crate::backup::ssr::begin(&backups, turn, &actor, Default::default())
+        let turn = backups.wait_turn().await;
+        let started = crate::backup::ssr::begin(backups, turn, &actor, Default::default())
             .await
             .map_err(|e| StepFailure::new(e.to_string()))?;
         let said = SayIfDropped {
@@ -1052,7 +1066,7 @@ impl Deployer {
             left: out.left.clone(),
         };
         let backup = started
-            .run(&backups)
+            .run(backups)
             .await
             .map_err(|e| StepFailure::new(e.to_string()))?;
         said.done();
@@ -1072,7 +1086,7 @@ impl Deployer {
     }
 
     fn scrubber(&self) -> Scrubber {
-        let env = crate::environment::ssr::env_values(&self.config);
+        let env = crate::environment::disk::env_values(&self.config);
         self.masker
             .scrubber(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }

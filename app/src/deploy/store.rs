@@ -3,7 +3,7 @@
 
 use super::plan::PlannedStep;
 use super::ssr::{ProcessGroup, ProjectFacts};
-use super::{Deploy, DeployLine, DeployOptions, DeployStep, Outcome, StepStatus};
+use super::{Deploy, DeployLine, DeployOptions, DeployOutcome, DeployStep, StepStatus};
 use crate::store::{Store, StoreError, now_text, parse_time, query_failed, time_text};
 
 /// A row of `deploys` as the history reads it.
@@ -116,7 +116,7 @@ impl Store {
     pub(super) async fn finish_deploy(
         &self,
         id: i64,
-        outcome: Outcome,
+        outcome: DeployOutcome,
         summary: &str,
         images: &[(String, String)],
     ) -> Result<(), StoreError> {
@@ -230,17 +230,30 @@ impl Store {
         Ok(rows.into_iter().map(log_line).collect())
     }
 
+    /// The id and env-file sha256 of the newest successful deploy, if any (what the environment
+    /// audit's drift check and a backup's "deploy current at the time" read).
+    pub async fn last_succeeded_deploy_env(
+        &self,
+    ) -> Result<Option<(i64, Option<String>)>, StoreError> {
+        sqlx::query_as(
+            "SELECT id, env_sha256 FROM deploys WHERE outcome = 'succeeded' ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_optional(self.pool())
+        .await
+        .map_err(query_failed("read the last successful deploy"))
+    }
+
     /// The newest deploys, newest first, with their steps.
     pub async fn deploys(
         &self,
-        outcome: Option<Outcome>,
+        outcome: Option<DeployOutcome>,
         limit: u32,
     ) -> Result<Vec<Deploy>, StoreError> {
         let rows: Vec<DeployRow> = sqlx::query_as(&format!(
             "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE (?1 IS NULL OR outcome = ?1) \
              ORDER BY id DESC LIMIT ?2"
         ))
-        .bind(outcome.map(Outcome::as_str))
+        .bind(outcome.map(DeployOutcome::as_str))
         .bind(limit)
         .fetch_all(self.pool())
         .await
@@ -286,7 +299,7 @@ impl Store {
             .map(
                 |(name, status, exit_code, started_at, duration_ms)| DeployStep {
                     name,
-                    status: StepStatus::parse(&status),
+                    status: status.parse().unwrap_or(StepStatus::Failed),
                     exit_code,
                     started_at: started_at.as_deref().map(parse_time),
                     duration_ms: duration_ms.map(|d| d.max(0) as u64),
@@ -400,7 +413,8 @@ fn deploy_from_row(row: DeployRow, steps: Vec<DeployStep>) -> Deploy {
         started_at: parse_time(&row.started_at),
         finished_at: row.finished_at.as_deref().map(parse_time),
         options: serde_json::from_str(&row.options).unwrap_or_default(),
-        outcome: Outcome::parse(&row.outcome),
+        // The store holds only these names (a CHECK constraint).
+        outcome: row.outcome.parse().unwrap_or(DeployOutcome::Failed),
         summary: row.summary,
         git_commit: row.git_commit,
         to_commit: row.to_commit,
@@ -470,7 +484,7 @@ mod tests {
 
         assert_eq!(store.interrupt_running_deploys().await.unwrap(), vec![id]);
         let d = store.deploy(id).await.unwrap().unwrap();
-        assert_eq!(d.outcome, Outcome::Interrupted);
+        assert_eq!(d.outcome, DeployOutcome::Interrupted);
         assert_eq!(d.options, options);
         assert_eq!(d.steps.len(), steps.len());
         assert_eq!(d.steps[1].status, StepStatus::Cancelled);
@@ -486,7 +500,7 @@ mod tests {
         store
             .finish_deploy(
                 next,
-                Outcome::Succeeded,
+                DeployOutcome::Succeeded,
                 "ok",
                 &[("backend".into(), "sha256:1".into())],
             )
@@ -497,7 +511,10 @@ mod tests {
             list.iter().map(|d| d.id).collect::<Vec<_>>(),
             vec![next, id]
         );
-        let failed = store.deploys(Some(Outcome::Succeeded), 10).await.unwrap();
+        let failed = store
+            .deploys(Some(DeployOutcome::Succeeded), 10)
+            .await
+            .unwrap();
         assert_eq!(failed.len(), 1);
         // The commit the source step checked out is kept beside the one it started from.
         store.set_to_commit(next, "def").await.unwrap();

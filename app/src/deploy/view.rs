@@ -1,22 +1,23 @@
 //! The Deploys page (the Deploy button with the guide's options, the history, a chart of durations)
 //! and a deploy's own page (its steps and its log, live while it runs).
 
+use crate::error::AppError;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 
-use super::changes::{ChangeCardView, DeployChanges, SourceView, deploy_changes};
+use super::card::{ChangeCardView, DeployChanges, deploy_changes};
+use super::changes::SourceView;
 use super::{
-    CancelDeploy, Deploy, DeployEvent, DeployLine, DeployStep, Outcome, RollbackDeploy,
-    StartDeploy, StepStatus, get_deploy, list_deploys,
+    Deploy, DeployEvent, DeployLine, DeployOptions, DeployOutcome, DeployStep, StepStatus,
 };
 
-fn outcome_class(o: Outcome) -> &'static str {
+fn outcome_class(o: DeployOutcome) -> &'static str {
     match o {
-        Outcome::Succeeded => "ok",
-        Outcome::Running => "warn",
-        Outcome::Failed | Outcome::Interrupted => "down",
-        Outcome::Cancelled => "refused",
+        DeployOutcome::Succeeded => "ok",
+        DeployOutcome::Running => "warn",
+        DeployOutcome::Failed | DeployOutcome::Interrupted => "down",
+        DeployOutcome::Cancelled => "refused",
     }
 }
 
@@ -29,13 +30,7 @@ pub fn seconds(ms: i64) -> String {
 pub fn DeploysPage() -> impl IntoView {
     let query = use_query_map();
     // `?outcome=failed` and so on; anything else shows all.
-    let filter = move || {
-        query.with(|q| {
-            let wanted = q.get("outcome")?;
-            let outcome = Outcome::parse(&wanted);
-            (outcome.as_str() == wanted).then_some(outcome)
-        })
-    };
+    let filter = move || query.with(|q| q.get("outcome")?.parse::<DeployOutcome>().ok());
     let start = ServerAction::<StartDeploy>::new();
     let deploys = Resource::new(
         move || (filter(), start.version().get()),
@@ -81,7 +76,7 @@ pub fn DeploysPage() -> impl IntoView {
                     })}
                 </ErrorBoundary>
             </Suspense>
-            <crate::auth::RoleGate role=crate::auth::Role::Deployer>
+            <crate::auth::view::RoleGate role=crate::auth::Role::Deployer>
                 <ActionForm action=check attr:class="inline">
                     <input type="hidden" name="git_ref" prop:value=move || git_ref.get()/>
                     <input type="hidden" name="fetch" value="true"/>
@@ -92,9 +87,9 @@ pub fn DeploysPage() -> impl IntoView {
                 {move || check.value().get().and_then(|r| r.err()).map(|e| view! {
                     <p class="error-box" role="alert">{e.to_string()}</p>
                 })}
-            </crate::auth::RoleGate>
+            </crate::auth::view::RoleGate>
         </section>
-        <crate::auth::RoleGate role=crate::auth::Role::Deployer>
+        <crate::auth::view::RoleGate role=crate::auth::Role::Deployer>
         <section class="card" data-testid="deploy-form">
             <h2>"Deploy"</h2>
             <p class="muted small">
@@ -114,7 +109,7 @@ pub fn DeploysPage() -> impl IntoView {
                 <label><input type="checkbox" name="options[ignore_audit_errors]" value="true"/>" deploy despite audit errors"</label>
                 <label><input type="checkbox" name="options[backup_first]" value="true" data-testid="deploy-backup-first"
                     prop:checked=backup_advised/>" back up the database first"</label>
-                <crate::auth::RoleGate role=crate::auth::Role::Admin>
+                <crate::auth::view::RoleGate role=crate::auth::Role::Admin>
                     <details class="danger">
                         <summary>"Destructive options (admin only)"</summary>
                         <label><input type="checkbox" name="options[discard_local_changes]" value="true" data-testid="deploy-discard"/>
@@ -122,7 +117,7 @@ pub fn DeploysPage() -> impl IntoView {
                         <label><input type="checkbox" name="options[recreate_volumes]" value="true"/>" recreate volumes: DELETES ALL DATA"</label>
                         <input type="text" name="confirm" placeholder="type the project name to confirm" autocomplete="off"/>
                     </details>
-                </crate::auth::RoleGate>
+                </crate::auth::view::RoleGate>
                 <button type="submit" class="primary" data-testid="deploy-button" disabled=move || start.pending().get()>
                     {move || if start.pending().get() { "Starting…" } else { "Deploy" }}
                 </button>
@@ -131,11 +126,11 @@ pub fn DeploysPage() -> impl IntoView {
                 <p class="error-box" role="alert" data-testid="deploy-error">{e.to_string()}</p>
             })}
         </section>
-        </crate::auth::RoleGate>
+        </crate::auth::view::RoleGate>
         <h2 class="section">"History"</h2>
         <p class="filters small">
             "Show: " <a href="/deploys">"all"</a>
-            {[Outcome::Succeeded, Outcome::Failed, Outcome::Cancelled, Outcome::Interrupted, Outcome::Running]
+            {[DeployOutcome::Succeeded, DeployOutcome::Failed, DeployOutcome::Cancelled, DeployOutcome::Interrupted, DeployOutcome::Running]
                 .into_iter()
                 .map(|o| view! { " · " <a href=format!("/deploys?outcome={}", o.as_str())>{o.as_str()}</a> })
                 .collect_view()}
@@ -182,7 +177,7 @@ fn HistoryTable(deploys: Vec<Deploy>) -> impl IntoView {
 /// Durations of the finished deploys, oldest left, as bars coloured by outcome.
 #[component]
 fn DurationChart(deploys: Vec<Deploy>) -> impl IntoView {
-    let mut done: Vec<(i64, i64, Outcome)> = deploys
+    let mut done: Vec<(i64, i64, DeployOutcome)> = deploys
         .iter()
         .filter_map(|d| Some((d.id, d.duration_ms()?, d.outcome)))
         .collect();
@@ -244,7 +239,8 @@ fn DeployView(deploy: Deploy) -> impl IntoView {
     // Lines before the ones held (the page keeps the newest `LOG_WINDOW`; the raw log has all).
     let earlier = RwSignal::new(0u64);
     let finished = RwSignal::new(
-        (deploy.outcome != Outcome::Running).then(|| (deploy.outcome, deploy.summary.clone())),
+        (deploy.outcome != DeployOutcome::Running)
+            .then(|| (deploy.outcome, deploy.summary.clone())),
     );
     Effect::new(move |_| {
         crate::live::follow::<DeployEvent, _, _>(
@@ -281,7 +277,7 @@ fn DeployView(deploy: Deploy) -> impl IntoView {
             navigate(&format!("/deploys/{new_id}"), Default::default());
         }
     });
-    let can_roll_back = deploy.outcome == Outcome::Succeeded && !deploy.images.is_empty();
+    let can_roll_back = deploy.outcome == DeployOutcome::Succeeded && !deploy.images.is_empty();
     let options = deploy.options.describe();
     view! {
         <h1>{format!("Deploy #{id}")}</h1>
@@ -302,17 +298,17 @@ fn DeployView(deploy: Deploy) -> impl IntoView {
                 <dt>"Env file"</dt><dd><code>{deploy.env_sha256.clone().map(|h| format!("sha256 {}", &h[..h.len().min(16)]))}</code></dd>
                 <dt>"Compose file"</dt><dd><code>{deploy.compose_sha256.clone().map(|h| format!("sha256 {}", &h[..h.len().min(16)]))}</code></dd>
             </dl>
-            <crate::auth::RoleGate role=crate::auth::Role::Deployer>
+            <crate::auth::view::RoleGate role=crate::auth::Role::Deployer>
                 {move || finished.get().is_none().then(|| view! {
                     <ActionForm action=cancel>
                         <input type="hidden" name="id" value=id/>
                         <button type="submit" data-testid="cancel-button">"Cancel deploy"</button>
                     </ActionForm>
                 })}
-            </crate::auth::RoleGate>
+            </crate::auth::view::RoleGate>
             {move || cancel.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error-box">{e.to_string()}</p> })}
             {can_roll_back.then(|| view! {
-                <crate::auth::RoleGate role=crate::auth::Role::Deployer>
+                <crate::auth::view::RoleGate role=crate::auth::Role::Deployer>
                 <ActionForm action=rollback attr:class="rollback">
                     <input type="hidden" name="id" value=id/>
                     <button type="submit" data-testid="rollback-button">"Redeploy this one"</button>
@@ -321,7 +317,7 @@ fn DeployView(deploy: Deploy) -> impl IntoView {
                         "database migrations applied since."
                     </span>
                 </ActionForm>
-                </crate::auth::RoleGate>
+                </crate::auth::view::RoleGate>
             })}
             {move || rollback.value().get().and_then(|r| r.err()).map(|e| view! {
                 <p class="error-box" role="alert">{e.to_string()}</p>
@@ -392,5 +388,69 @@ fn step_item(step: DeployStep) -> impl IntoView {
                 {step.exit_code.filter(|c| *c != 0).map(|c| format!(" exit {c}"))}
             </span>
         </li>
+    }
+}
+
+/// The deployer of this server (server functions only).
+#[cfg(feature = "ssr")]
+fn deployer() -> std::sync::Arc<super::ssr::Deployer> {
+    leptos::prelude::expect_context()
+}
+
+#[leptos::server(endpoint = "deploy_start")]
+pub async fn start_deploy(
+    // A form with no box ticked sends no `options[...]` field at all.
+    #[server(default)] options: DeployOptions,
+    confirm: Option<String>,
+) -> Result<i64, AppError> {
+    use crate::auth::Role;
+    use crate::auth::gate::require;
+    let role = if options.destructive() {
+        Role::Admin
+    } else {
+        Role::Deployer
+    };
+    let actor = require(role).await?;
+    deployer()
+        .start(&actor, options, confirm.as_deref())
+        .await
+        .map_err(|e| e.into_app_error().replied())
+}
+
+/// "Redeploy this one": the images of successful deploy `id` brought back, as a new deploy.
+#[leptos::server(endpoint = "deploy_rollback")]
+pub async fn rollback_deploy(id: i64) -> Result<i64, AppError> {
+    let actor = crate::auth::gate::require(crate::auth::Role::Deployer).await?;
+    let options = DeployOptions {
+        rollback_of: Some(id),
+        ..DeployOptions::default()
+    };
+    deployer()
+        .start(&actor, options, None)
+        .await
+        .map_err(|e| e.into_app_error().replied())
+}
+
+#[leptos::server(endpoint = "deploy_cancel")]
+pub async fn cancel_deploy(id: i64) -> Result<(), AppError> {
+    let actor = crate::auth::gate::require(crate::auth::Role::Deployer).await?;
+    deployer()
+        .cancel(&actor, id)
+        .await
+        .map_err(|e| e.into_app_error().replied())
+}
+
+#[leptos::server(endpoint = "deploy_list")]
+pub async fn list_deploys(outcome: Option<DeployOutcome>) -> Result<Vec<Deploy>, AppError> {
+    crate::auth::gate::require(crate::auth::Role::Viewer).await?;
+    Ok(deployer().list(outcome, 200).await?)
+}
+
+#[leptos::server(endpoint = "deploy_get")]
+pub async fn get_deploy(id: i64) -> Result<Deploy, AppError> {
+    crate::auth::gate::require(crate::auth::Role::Viewer).await?;
+    match deployer().get(id).await? {
+        Some(deploy) => Ok(deploy),
+        None => Err(AppError::Invalid(format!("there is no deploy #{id}")).replied()),
     }
 }

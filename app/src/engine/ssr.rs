@@ -12,8 +12,8 @@ use bollard::models::{ContainerInspectResponse, ContainerSummary, EventMessage, 
 use bollard::query_parameters::{EventsOptions, ListContainersOptions, LogsOptions};
 use futures::{Stream, StreamExt};
 
+use super::SeenContainer;
 use super::{EngineInfo, EngineState, EngineStatus};
-use crate::compose::SeenContainer;
 
 /// How long one call to the engine may take before the console says it does not answer.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -34,6 +34,12 @@ pub enum EngineError {
     },
     #[error("{what}: no answer within {} s", .after.as_secs())]
     Timeout { what: String, after: Duration },
+}
+
+impl From<EngineError> for crate::error::AppError {
+    fn from(e: EngineError) -> Self {
+        crate::error::AppError::Unavailable(e.to_string())
+    }
 }
 
 /// The result of a command run inside a container.

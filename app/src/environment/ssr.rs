@@ -3,61 +3,16 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::audit::{AuditInput, audit, compose_references};
+use super::disk::file_sha256;
 use super::envfile::{EnvFile, parse};
 use super::secrets::Masker;
 use super::{EnvironmentReport, Finding, Severity, Variable};
 use crate::config::Config;
-
-/// The installation's fingerprint key, in the data directory.
-pub const FINGERPRINT_KEY_FILE: &str = "fingerprint.key";
-
-/// The key that makes fingerprints of this installation: 32 random bytes made on first use and kept
-/// (owner-only) in the data directory, so fingerprints stay comparable across restarts.
-pub fn fingerprint_key(data_dir: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = data_dir.join(FINGERPRINT_KEY_FILE);
-    match std::fs::read(&path) {
-        Ok(key) if key.len() >= 32 => return Ok(key),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let key: [u8; 32] = rand::random();
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)?;
-    file.write_all(&key)?;
-    file.sync_all()?;
-    Ok(key.to_vec())
-}
-
-/// The final values of the project's env file as compose reads it (empty when it cannot be read or
-/// does not parse: the audit says why).
-pub fn env_values(config: &Config) -> std::collections::BTreeMap<String, String> {
-    let text = std::fs::read_to_string(config.env_file()).unwrap_or_default();
-    super::envfile::parse(&text, &|_| None)
-        .map(|file| {
-            file.resolved()
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The sha256 of a file, hex; None when it cannot be read.
-pub fn file_sha256(path: &Path) -> Option<String> {
-    use sha2::{Digest, Sha256};
-    std::fs::read(path)
-        .ok()
-        .map(|b| hex::encode(Sha256::digest(b)))
-}
+use crate::engine::ssr::Engine;
+use crate::store::Store;
 
 /// The Environment page's content: every variable masked, and the audit's findings.
 pub fn environment_report(
@@ -101,6 +56,12 @@ const RETIRED: &[&str] = &[
 pub enum AuditError {
     #[error("cannot read {path}: {reason}")]
     Read { path: String, reason: String },
+}
+
+impl From<AuditError> for crate::error::AppError {
+    fn from(e: AuditError) -> Self {
+        crate::error::AppError::Unavailable(e.to_string())
+    }
 }
 
 /// What auditing a project found, and the env file it read (None when it does not parse).
@@ -223,54 +184,88 @@ fn read(path: &Path) -> Result<String, AuditError> {
     })
 }
 
-/// Drift findings: running containers whose environment differs from what the files resolve to now,
-/// and an env file changed since the last successful deploy. Needs the engine and the store; when
-/// either cannot answer there is simply nothing to compare (the Health page says why).
-pub async fn drift_findings(state: &crate::state::AppState) -> Vec<Finding> {
-    let config = &state.config;
-    let compose_name = config.project.compose_file.display().to_string();
-    let env_name = config.project.env_file.display().to_string();
-    let mut findings = Vec::new();
-    let scrubber = super::secrets::Scrubber::new(&[]);
-    if let Ok(model) = crate::compose::ComposeCli::from_config(config)
-        .model(&scrubber)
-        .await
-    {
-        for service in &model.services {
-            let Ok(Some(id)) = state
-                .engine
-                .service_container(&config.project_name(), service)
-                .await
-            else {
-                continue;
-            };
-            let Ok(inspect) = state.engine.inspect_container(&id).await else {
-                continue;
-            };
-            let env = inspect.config.and_then(|c| c.env).unwrap_or_default();
-            let running = env.iter().filter_map(|kv| kv.split_once('=')).collect();
-            if let Some(declared) = model.environment.get(service) {
-                findings.extend(super::drift::container_drift(
-                    service,
-                    &compose_name,
-                    declared,
-                    &running,
-                ));
+/// The environment audit as a service: the files' audit (blocking file reads, on a blocking thread)
+/// and the drift against the running containers and the last successful deploy.
+pub struct EnvironmentAudit {
+    config: Arc<Config>,
+    masker: Arc<Masker>,
+    engine: Arc<Engine>,
+    store: Store,
+}
+
+impl EnvironmentAudit {
+    pub fn new(
+        config: Arc<Config>,
+        masker: Arc<Masker>,
+        engine: Arc<Engine>,
+        store: Store,
+    ) -> Arc<EnvironmentAudit> {
+        Arc::new(EnvironmentAudit {
+            config,
+            masker,
+            engine,
+            store,
+        })
+    }
+
+    /// The Environment page's report: the files' findings and variables, then the drift findings.
+    pub async fn report(&self) -> Result<EnvironmentReport, AuditError> {
+        let (config, masker) = (self.config.clone(), self.masker.clone());
+        let mut report = tokio::task::spawn_blocking(move || environment_report(&config, &masker))
+            .await
+            .map_err(|e| AuditError::Read {
+                path: self.config.env_file().display().to_string(),
+                reason: format!("the audit did not finish: {e}"),
+            })??;
+        report.findings.extend(self.drift_findings().await);
+        Ok(report)
+    }
+
+    /// Drift findings: running containers whose environment differs from what the files resolve to
+    /// now, and an env file changed since the last successful deploy. Needs the engine and the
+    /// store; when either cannot answer there is simply nothing to compare (the Health page says
+    /// why).
+    pub async fn drift_findings(&self) -> Vec<Finding> {
+        let config = &self.config;
+        let compose_name = config.project.compose_file.display().to_string();
+        let env_name = config.project.env_file.display().to_string();
+        let mut findings = Vec::new();
+        let scrubber = super::secrets::Scrubber::new(&[]);
+        if let Ok(model) = crate::compose::ComposeCli::from_config(config)
+            .model(&scrubber)
+            .await
+        {
+            for service in &model.services {
+                let Ok(Some(id)) = self
+                    .engine
+                    .service_container(&config.project_name(), service)
+                    .await
+                else {
+                    continue;
+                };
+                let Ok(inspect) = self.engine.inspect_container(&id).await else {
+                    continue;
+                };
+                let env = inspect.config.and_then(|c| c.env).unwrap_or_default();
+                let running = env.iter().filter_map(|kv| kv.split_once('=')).collect();
+                if let Some(declared) = model.environment.get(service) {
+                    findings.extend(super::drift::container_drift(
+                        service,
+                        &compose_name,
+                        declared,
+                        &running,
+                    ));
+                }
             }
         }
+        let now = file_sha256(&config.env_file());
+        if let Ok(last) = self.store.last_succeeded_deploy_env().await {
+            findings.extend(super::drift::changed_since_deploy(
+                &env_name,
+                now.as_deref(),
+                last.as_ref().map(|(id, sha)| (*id, sha.as_deref())),
+            ));
+        }
+        findings
     }
-    let now = file_sha256(&config.env_file());
-    if let Ok(last) = state
-        .store
-        .deploys(Some(crate::deploy::Outcome::Succeeded), 1)
-        .await
-    {
-        let last = last.first().map(|d| (d.id, d.env_sha256.as_deref()));
-        findings.extend(super::drift::changed_since_deploy(
-            &env_name,
-            now.as_deref(),
-            last,
-        ));
-    }
-    findings
 }

@@ -38,69 +38,106 @@ pub struct PruneReport {
 
 #[server(endpoint = "maintenance_prune")]
 pub async fn prune(target: PruneTarget, confirm: Option<String>) -> Result<PruneReport, AppError> {
-    use crate::audit::{AuditEvent, Outcome};
-    let actor = crate::auth::require(crate::auth::Role::Admin).await?;
-    let state = expect_context::<crate::state::AppState>();
-    let project = state.config.project_name();
-    let event = {
-        let (actor, project) = (actor.name.clone(), project.clone());
-        move |outcome, detail: String| AuditEvent {
-            actor: actor.clone(),
-            action: target.action().into(),
-            target: project.clone(),
-            outcome,
-            detail,
-        }
-    };
-    if target.needs_confirmation() && confirm.as_deref().map(str::trim) != Some(project.as_str()) {
-        state
-            .store
-            .record(event(
-                Outcome::Refused,
-                "the project name was not typed".into(),
-            ))
-            .await?;
-        return Err(
-            AppError::Invalid(format!("type the project name ({project}) to confirm")).replied(),
-        );
+    let actor = crate::auth::gate::require(crate::auth::Role::Admin).await?;
+    expect_context::<std::sync::Arc<Maintenance>>()
+        .prune(&actor.name, target, confirm.as_deref())
+        .await
+        .map_err(AppError::replied)
+}
+
+/// The clean-ups of the Health page (admin only), each in the audit log.
+#[cfg(feature = "ssr")]
+pub struct Maintenance {
+    config: std::sync::Arc<crate::config::Config>,
+    store: crate::store::Store,
+    engine: std::sync::Arc<crate::engine::ssr::Engine>,
+    health: std::sync::Arc<super::ssr::HealthMonitor>,
+}
+
+#[cfg(feature = "ssr")]
+impl Maintenance {
+    pub fn new(
+        config: std::sync::Arc<crate::config::Config>,
+        store: crate::store::Store,
+        engine: std::sync::Arc<crate::engine::ssr::Engine>,
+        health: std::sync::Arc<super::ssr::HealthMonitor>,
+    ) -> std::sync::Arc<Maintenance> {
+        std::sync::Arc::new(Maintenance {
+            config,
+            store,
+            engine,
+            health,
+        })
     }
-    // The prune runs to its end, and into the audit log, in a task of its own: a request that goes
-    // away first (a closed tab, the request timeout) would otherwise leave a prune the engine finishes
-    // and nobody records.
-    tokio::spawn(async move {
-        let result = match target {
-            PruneTarget::BuildCache => state.engine.prune_build_cache().await,
-            PruneTarget::StoppedContainers => state.engine.prune_project_containers(&project).await,
-            PruneTarget::DanglingImages => state.engine.prune_dangling_images().await,
+
+    /// Prunes `target` (the destructive ones only with the project name typed as `confirm`).
+    pub async fn prune(
+        self: &std::sync::Arc<Self>,
+        actor: &str,
+        target: PruneTarget,
+        confirm: Option<&str>,
+    ) -> Result<PruneReport, AppError> {
+        use crate::audit::{AuditEvent, AuditOutcome};
+        let project = self.config.project_name();
+        let event = {
+            let (actor, project) = (actor.to_string(), project.clone());
+            move |outcome, detail: String| AuditEvent {
+                actor: actor.clone(),
+                action: target.action().into(),
+                target: project.clone(),
+                outcome,
+                detail,
+            }
         };
-        match result {
-            Ok((removed, freed_bytes)) => {
-                state
-                    .store
-                    .record(event(
-                        Outcome::Ok,
-                        format!("removed {removed}, freed {}", human_bytes(freed_bytes)),
-                    ))
-                    .await?;
-                state.health.refresh();
-                Ok(PruneReport {
-                    target,
-                    removed,
-                    freed_bytes,
-                })
-            }
-            Err(e) => {
-                state
-                    .store
-                    .record(event(Outcome::Failed, e.to_string()))
-                    .await?;
-                Err(e.into())
-            }
+        if target.needs_confirmation() && confirm.map(str::trim) != Some(project.as_str()) {
+            self.store
+                .record(event(
+                    AuditOutcome::Refused,
+                    "the project name was not typed".into(),
+                ))
+                .await?;
+            return Err(AppError::Invalid(format!(
+                "type the project name ({project}) to confirm"
+            )));
         }
-    })
-    .await
-    .map_err(|e| AppError::Unavailable(format!("the prune stopped: {e}")))?
-    .map_err(AppError::replied)
+        // The prune runs to its end, and into the audit log, in a task of its own: a request that
+        // goes away first (a closed tab, the request timeout) would otherwise leave a prune the
+        // engine finishes and nobody records.
+        let me = std::sync::Arc::clone(self);
+        tokio::spawn(async move {
+            let result = match target {
+                PruneTarget::BuildCache => me.engine.prune_build_cache().await,
+                PruneTarget::StoppedContainers => {
+                    me.engine.prune_project_containers(&project).await
+                }
+                PruneTarget::DanglingImages => me.engine.prune_dangling_images().await,
+            };
+            match result {
+                Ok((removed, freed_bytes)) => {
+                    me.store
+                        .record(event(
+                            AuditOutcome::Ok,
+                            format!("removed {removed}, freed {}", human_bytes(freed_bytes)),
+                        ))
+                        .await?;
+                    me.health.refresh();
+                    Ok(PruneReport {
+                        target,
+                        removed,
+                        freed_bytes,
+                    })
+                }
+                Err(e) => {
+                    me.store
+                        .record(event(AuditOutcome::Failed, e.to_string()))
+                        .await?;
+                    Err(e.into())
+                }
+            }
+        })
+        .await
+        .map_err(|e| AppError::Unavailable(format!("the prune stopped: {e}")))?
+    }
 }
 
 pub fn human_bytes(bytes: u64) -> String {

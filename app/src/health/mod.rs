@@ -6,16 +6,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::EngineStatus;
-use crate::error::AppError;
 
 pub mod maintenance;
 #[cfg(feature = "ssr")]
 pub mod probe;
 #[cfg(feature = "ssr")]
 pub mod ssr;
-mod view;
-
-pub use view::{FollowedReport, HealthPage, follow_health};
+pub mod view;
 
 /// One probe round's picture of the project, as every viewer sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -291,13 +288,6 @@ pub fn human_duration(secs: u64) -> String {
         s if s < 2 * 86400 => format!("{} h", s / 3600),
         s => format!("{} days", s / 86400),
     }
-}
-
-#[leptos::server(endpoint = "health_report")]
-pub async fn get_health_report() -> Result<HealthReport, AppError> {
-    crate::auth::require(crate::auth::Role::Viewer).await?;
-    let state = leptos::prelude::expect_context::<crate::state::AppState>();
-    Ok((*state.health.latest()).clone())
 }
 
 #[cfg(test)]

@@ -17,8 +17,9 @@ use super::{
     ContainerFacts, DiskUsage, DiskUsageRow, HealthReport, LogLine, MAX_LOG_LINE, ProbeResult,
     ServiceHealth, Verdict, in_restart_loop, verdict,
 };
-use crate::compose::{ComposeCli, ComposeModel, SeenContainer};
+use crate::compose::{ComposeCli, ComposeModel};
 use crate::config::Config;
+use crate::engine::SeenContainer;
 use crate::engine::ssr::{Engine, SERVICE_LABEL, short_id};
 use crate::engine::{EngineState, EngineStatus};
 use crate::environment::secrets::{Masker, Scrubber};
@@ -237,7 +238,7 @@ impl HealthMonitor {
     /// The env file's values (the probes' user names and passwords) and a scrubber for them. A file
     /// that does not parse gives no values: the probes that need them say so by failing.
     fn read_env(&self) -> RoundInputs {
-        let env = crate::environment::ssr::env_values(&self.config);
+        let env = crate::environment::disk::env_values(&self.config);
         RoundInputs {
             scrubber: Arc::new(
                 self.masker
@@ -456,7 +457,7 @@ impl HealthMonitor {
     /// A scrubber for one container's log: the env file's secrets and those in the container's own
     /// environment (it may have been started with values the file no longer holds).
     pub async fn log_scrubber(&self, container: &str) -> Scrubber {
-        let env = crate::environment::ssr::env_values(&self.config);
+        let env = crate::environment::disk::env_values(&self.config);
         let inspect = self.engine.inspect_container(container).await.ok();
         let container_env = inspect
             .as_ref()

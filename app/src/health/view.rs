@@ -7,10 +7,10 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use super::{
-    ContainerFacts, HealthReport, LogEvent, LogLine, ProbeResult, ServiceHealth, get_health_report,
-    human_duration,
+    ContainerFacts, HealthReport, LogEvent, LogLine, ProbeResult, ServiceHealth, human_duration,
 };
 use crate::engine::EngineState;
+use crate::error::AppError;
 
 /// Lines a log view keeps; older ones scroll away.
 const LOG_LINES_KEPT: usize = 1000;
@@ -62,7 +62,7 @@ pub fn HealthPage() -> impl IntoView {
                         view! {
                             <HealthView report following/>
                             <LogPanel report/>
-                            <crate::auth::RoleGate role=crate::auth::Role::Admin><super::maintenance::MaintenanceCard/></crate::auth::RoleGate>
+                            <crate::auth::view::RoleGate role=crate::auth::Role::Admin><super::maintenance::MaintenanceCard/></crate::auth::view::RoleGate>
                         }
                     })
                 })}
@@ -329,4 +329,11 @@ fn LogView(service: String, filter: RwSignal<String>) -> impl IntoView {
             </For>
         </div>
     }
+}
+
+#[leptos::server(endpoint = "health_report")]
+pub async fn get_health_report() -> Result<HealthReport, AppError> {
+    crate::auth::gate::require(crate::auth::Role::Viewer).await?;
+    let health = leptos::prelude::expect_context::<std::sync::Arc<super::ssr::HealthMonitor>>();
+    Ok((*health.latest()).clone())
 }

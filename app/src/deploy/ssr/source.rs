@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use super::{CardKey, Deployer, Done, Output, SourcePlan, StepFailure, short};
-use crate::audit::Outcome as AuditOutcome;
+use crate::audit::AuditOutcome;
 use crate::auth::Actor;
 use crate::deploy::DeployOptions;
 use crate::deploy::changes::{ChangeCard, SourceView, env_changes};
@@ -169,7 +169,7 @@ impl Deployer {
 
     /// The env file's keys with their values' fingerprints (never a value).
     pub(super) fn env_fingerprints(&self) -> std::collections::BTreeMap<String, String> {
-        crate::environment::ssr::env_values(&self.config)
+        crate::environment::disk::env_values(&self.config)
             .into_iter()
             .map(|(k, v)| {
                 let fingerprint = self.masker.fingerprint(&v);

@@ -1,0 +1,79 @@
+//! Who is logged in, as the pages know it: read once per page load (`provide_login`), shown in the
+//! top bar (`UserBadge`), and used to hide what the server would refuse anyway (`RoleGate`).
+
+use super::{LoginState, Role};
+
+/// The login state of this page load, shared by the top bar and every `RoleGate`.
+pub type LoginResource = leptos::prelude::Resource<Result<LoginState, crate::error::AppError>>;
+
+/// Reads who is logged in once per page load (blocking: the server renders the page knowing it).
+pub fn provide_login() -> LoginResource {
+    use leptos::prelude::*;
+    let login: LoginResource = Resource::new_blocking(|| (), |_| current_session());
+    provide_context(login);
+    login
+}
+
+fn current_role() -> Option<Role> {
+    use leptos::prelude::*;
+    use_context::<LoginResource>()?.get().and_then(role_of)
+}
+
+/// The role of a login state as the server replied it (None: nobody, or the reply failed).
+pub fn role_of(login: Result<LoginState, crate::error::AppError>) -> Option<Role> {
+    login.ok().and_then(|s| s.user).map(|u| u.role)
+}
+
+/// Shows its children only to people with at least `role`. The server refuses the same actions on
+/// its own; this only spares people buttons that would be refused.
+#[leptos::component]
+pub fn RoleGate(role: Role, children: leptos::children::ChildrenFn) -> impl leptos::IntoView {
+    use leptos::prelude::*;
+    let children = StoredValue::new(children);
+    view! {
+        <Suspense fallback=|| ()>
+            {move || current_role().is_some_and(|r| r >= role).then(|| children.with_value(|c| c()))}
+        </Suspense>
+    }
+}
+
+/// Name, role and the logout button in the top bar; the development IdP's banner while it is on.
+#[leptos::component]
+pub fn UserBadge() -> impl leptos::IntoView {
+    use leptos::prelude::*;
+    let login = use_context::<LoginResource>();
+    view! {
+        <Suspense fallback=|| ()>
+            {move || login.and_then(|l| l.get()).and_then(Result::ok).map(|state| view! {
+                {state.dev_idp.then(|| view! {
+                    <span class="dev-banner" data-testid="dev-idp-banner">"Development IdP: anyone can be anyone"</span>
+                })}
+                {state.user.map(|u| view! {
+                    <span class="user" data-testid="user-name" data-role=u.role.as_str()>
+                        {u.display_name.clone()}" · "{u.role.as_str()}
+                    </span>
+                    <form method="post" action="/saml/logout" class="logout">
+                        <button type="submit" class="link" data-testid="logout">"Log out"</button>
+                    </form>
+                })}
+            })}
+        </Suspense>
+    }
+}
+
+/// Who is logged in (for the top bar and for hiding what the server would refuse anyway).
+#[leptos::server(endpoint = "login_state")]
+pub async fn current_session() -> Result<LoginState, crate::error::AppError> {
+    use leptos::prelude::expect_context;
+    let session: tower_sessions::Session = leptos_axum::extract()
+        .await
+        .map_err(|e| crate::error::AppError::ServerFn(e.to_string()))?;
+    Ok(LoginState {
+        user: expect_context::<std::sync::Arc<super::gate::Gate>>()
+            .signed_in(&session)
+            .await,
+        dev_idp: expect_context::<std::sync::Arc<super::ssr::ServiceProvider>>()
+            .dev_idp
+            .is_some(),
+    })
+}

@@ -1,0 +1,255 @@
+//! The Backups page: the list with its live progress, "Back up now", downloads and deletion, and
+//! the server functions behind them.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use super::{Backup, BackupFormat, BackupOutcome, BackupPolicy};
+use crate::error::AppError;
+
+/// The backups service of this server (server functions only).
+#[cfg(feature = "ssr")]
+fn backups() -> std::sync::Arc<super::ssr::Backups> {
+    expect_context()
+}
+
+/// "Back up now": the backup's record, finished or (after a while) still running; a second one while
+/// one runs is refused, naming it (`super::ssr::start_for_page`).
+#[server(endpoint = "backup_start")]
+pub async fn start_backup(#[server(default)] format: BackupFormat) -> Result<Backup, AppError> {
+    let actor = crate::auth::gate::require(crate::auth::Role::Deployer).await?;
+    super::ssr::start_for_page(&backups(), &actor.name, format)
+        .await
+        .map_err(AppError::replied)
+}
+
+/// The backups, newest first; a running one's size is its bytes so far.
+#[server(endpoint = "backup_list")]
+pub async fn list_backups() -> Result<Vec<Backup>, AppError> {
+    crate::auth::gate::require(crate::auth::Role::Viewer).await?;
+    Ok(backups().list(200).await?)
+}
+
+#[server(endpoint = "backup_policy")]
+pub async fn read_backup_policy() -> Result<BackupPolicy, AppError> {
+    crate::auth::gate::require(crate::auth::Role::Viewer).await?;
+    Ok(backups().policy())
+}
+
+/// Deletes a backup's file (admin; the operator types the file name to confirm). Audited, refusals too.
+#[server(endpoint = "backup_delete")]
+pub async fn delete_backup(id: i64, #[server(default)] confirm: String) -> Result<(), AppError> {
+    let actor = crate::auth::gate::require(crate::auth::Role::Admin).await?;
+    backups()
+        .delete_confirmed(&actor.name, id, &confirm)
+        .await
+        .map_err(AppError::replied)
+}
+
+#[component]
+pub fn BackupsPage() -> impl IntoView {
+    let start = ServerAction::<StartBackup>::new();
+    let delete = ServerAction::<DeleteBackup>::new();
+    // While a backup runs (this page's, the schedule's or the command line's), the list is re-read
+    // every second: a running backup's size is its bytes so far.
+    let tick = RwSignal::new(0u32);
+    let running = RwSignal::new(false);
+    Effect::new(move |_| {
+        if let Ok(handle) = set_interval_with_handle(
+            move || {
+                if start.pending().get_untracked() || running.get_untracked() {
+                    tick.update(|t| *t += 1);
+                }
+            },
+            std::time::Duration::from_secs(1),
+        ) {
+            on_cleanup(move || handle.clear());
+        }
+    });
+    let backups = Resource::new(
+        move || (start.version().get(), delete.version().get(), tick.get()),
+        |_| list_backups(),
+    );
+    Effect::new(move |_| {
+        let any = backups
+            .get()
+            .and_then(Result::ok)
+            .is_some_and(|list| list.iter().any(|b| b.outcome == BackupOutcome::Running));
+        running.set(any);
+    });
+    let policy = Resource::new(|| (), |_| read_backup_policy());
+    let login = expect_context::<crate::auth::view::LoginResource>();
+    view! {
+        <Title text="Backups"/>
+        <h1>"Backups"</h1>
+        <div class="grid">
+            <crate::auth::view::RoleGate role=crate::auth::Role::Deployer>
+            <section class="card">
+                <h2>"Back up now"</h2>
+                <p class="muted small">
+                    "pg_dump inside the database container, streamed to the backups directory, kept only when pg_dump "
+                    "exited 0 and the archive reads back (pg_restore --list)."
+                </p>
+                <ActionForm action=start attr:class="deploy-form">
+                    <label><input type="radio" name="format" value="Custom" checked/>" custom format (-Fc)"</label>
+                    <label><input type="radio" name="format" value="Plain"/>" plain SQL"</label>
+                    <button type="submit" class="primary" data-testid="backup-button" disabled=move || start.pending().get()>
+                        {move || if start.pending().get() { "Backing up…" } else { "Back up now" }}
+                    </button>
+                </ActionForm>
+                {move || start.value().get().map(|r| match r {
+                    Ok(replied) => {
+                        // A reply sent while the backup still ran: the list (re-read every second
+                        // meanwhile) tells how it ends.
+                        let b = backups
+                            .get()
+                            .and_then(Result::ok)
+                            .and_then(|list| list.into_iter().find(|b| b.id == replied.id))
+                            .unwrap_or(replied);
+                        match b.outcome {
+                            BackupOutcome::Running => view! {
+                                <p class="status warn" data-testid="backup-result">
+                                    {format!("Backup #{} is running: its row below shows the bytes so far.", b.id)}
+                                </p>
+                            }.into_any(),
+                            BackupOutcome::Failed => view! {
+                                <p class="error-box" role="alert" data-testid="backup-error">{format!("backup #{} failed: {}", b.id, b.reason)}</p>
+                            }.into_any(),
+                            _ => view! {
+                                <p class="status ok" data-testid="backup-result">{format!("Backup #{} done: {}", b.id, b.file_name.unwrap_or_default())}</p>
+                            }.into_any(),
+                        }
+                    }
+                    Err(e) => view! { <p class="error-box" role="alert" data-testid="backup-error">{e.to_string()}</p> }.into_any(),
+                })}
+            </section>
+            </crate::auth::view::RoleGate>
+            <section class="card" data-testid="backup-policy">
+                <h2>"Schedule and retention"</h2>
+                <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                    {move || Suspend::new(async move {
+                        policy.await.map(|p| view! { <PolicyText policy=p/> })
+                    })}
+                </Suspense>
+            </section>
+        </div>
+        <h2 class="section">"Backups"</h2>
+        {move || delete.value().get().and_then(Result::err).map(|e| view! {
+            <p class="error-box" role="alert" data-testid="delete-error">{e.to_string()}</p>
+        })}
+        <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            <ErrorBoundary fallback=|errors| view! { <crate::error::ErrorList errors/> }>
+                {move || Suspend::new(async move {
+                    // The role once for the whole table, not a gate (and a suspense) per row.
+                    let role = crate::auth::view::role_of(login.await);
+                    backups.await.map(|list| view! { <BackupTable backups=list delete role/> })
+                })}
+            </ErrorBoundary>
+        </Transition>
+    }
+}
+
+#[component]
+fn PolicyText(policy: BackupPolicy) -> impl IntoView {
+    let schedule = match (&policy.schedule, policy.next_run) {
+        (Some(cron), Some(next)) => format!(
+            "Scheduled: {cron} (UTC); next at {}.",
+            next.format("%Y-%m-%d %H:%M:%S")
+        ),
+        (Some(cron), None) => format!("Scheduled: {cron} (UTC), which has no next time."),
+        (None, _) => "No schedule (set backups.schedule to a cron expression).".into(),
+    };
+    let mut kept = Vec::new();
+    if policy.keep_last > 0 {
+        kept.push(format!("the last {}", policy.keep_last));
+    }
+    if policy.keep_days > 0 {
+        kept.push(format!("those of the last {} days", policy.keep_days));
+    }
+    let retention = if kept.is_empty() {
+        "Every backup is kept.".to_string()
+    } else {
+        format!(
+            "Kept: {} (applied after each backup).",
+            kept.join(", and at most ")
+        )
+    };
+    view! {
+        <p data-testid="schedule">{schedule}</p>
+        <p>{retention}</p>
+        <p class="muted small">"Admins can delete a backup by typing its file name."</p>
+    }
+}
+
+#[component]
+fn BackupTable(
+    backups: Vec<Backup>,
+    delete: ServerAction<DeleteBackup>,
+    role: Option<crate::auth::Role>,
+) -> impl IntoView {
+    use crate::auth::Role;
+    let (may_download, may_delete) = (role >= Some(Role::Deployer), role >= Some(Role::Admin));
+    if backups.is_empty() {
+        return view! { <p class="muted">"No backups yet."</p> }.into_any();
+    }
+    view! {
+        <table class="table" data-testid="backups">
+            <thead><tr><th>"#"</th><th>"Started (UTC)"</th><th>"By"</th><th>"Database"</th><th>"Outcome"</th><th>"Size"</th><th>"Took"</th><th>"File and sha256"</th><th></th></tr></thead>
+            <tbody>
+                {backups.into_iter().map(|b| {
+                    let class = match b.outcome {
+                        BackupOutcome::Succeeded => "ok",
+                        BackupOutcome::Running => "warn",
+                        BackupOutcome::Failed => "down",
+                        BackupOutcome::Deleted => "",
+                    };
+                    let size = b.size_bytes.map(|s| {
+                        let size = crate::health::maintenance::human_bytes(s);
+                        if b.outcome == BackupOutcome::Running { format!("{size} so far") } else { size }
+                    });
+                    let succeeded = b.outcome == BackupOutcome::Succeeded;
+                    let name = b.file_name.clone().unwrap_or_default();
+                    let actions = view! {
+                        {(succeeded && may_download).then(|| view! {
+                            <a href=format!("/backups/{}/download", b.id) rel="external" download>"Download"</a>
+                        })}
+                        {(succeeded && may_delete).then(|| view! {
+                            <details class="danger">
+                                <summary data-testid=format!("delete-open-{}", b.id)>"Delete…"</summary>
+                                <ActionForm action=delete attr:class="prune">
+                                    <input type="hidden" name="id" value=b.id.to_string()/>
+                                    <input type="text" name="confirm" placeholder=format!("type {name}") autocomplete="off"
+                                        data-testid=format!("delete-confirm-{}", b.id)/>
+                                    <button type="submit" data-testid=format!("delete-{}", b.id)>"Delete backup"</button>
+                                </ActionForm>
+                            </details>
+                        })}
+                    };
+                    view! {
+                        <tr data-testid="backup-row" data-outcome=b.outcome.as_str()>
+                            <td>{format!("#{}", b.id)}</td>
+                            <td class="nowrap">{b.started_at.format("%Y-%m-%d %H:%M:%S").to_string()}</td>
+                            <td>{b.actor}</td>
+                            <td>{format!("{} ({})", b.database, b.format.as_str())}</td>
+                            <td>
+                                <span class=format!("tag {class}")>{b.outcome.as_str()}</span>
+                                {(!b.reason.is_empty()).then(|| view! { <div class="reason small">{b.reason.clone()}</div> })}
+                            </td>
+                            <td class="nowrap" data-testid="backup-size">{size}</td>
+                            <td class="nowrap">{b.duration_ms.map(|ms| crate::deploy::view::seconds(ms as i64))}</td>
+                            <td class="file">
+                                {b.file_name.clone().map(|f| view! { <div data-testid="backup-file">{f}</div> })}
+                                {b.sha256.clone().map(|h| view! { <code class="small hash" title="sha256">{h}</code> })}
+                                {b.deploy_id.map(|d| view! {
+                                    <div class="muted small">"at deploy "<a href=format!("/deploys/{d}")>{format!("#{d}")}</a></div>
+                                })}
+                            </td>
+                            <td>{actions}</td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+    .into_any()
+}

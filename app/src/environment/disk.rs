@@ -1,0 +1,55 @@
+//! What the console reads of the project's files and its own key, shared by every capability that
+//! needs it: the env file's final values, a file's sha256, the installation's fingerprint key.
+
+use std::path::Path;
+
+use crate::config::Config;
+
+/// The installation's fingerprint key, in the data directory.
+pub const FINGERPRINT_KEY_FILE: &str = "fingerprint.key";
+
+/// The key that makes fingerprints of this installation: 32 random bytes made on first use and kept
+/// (owner-only) in the data directory, so fingerprints stay comparable across restarts.
+pub fn fingerprint_key(data_dir: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join(FINGERPRINT_KEY_FILE);
+    match std::fs::read(&path) {
+        Ok(key) if key.len() >= 32 => return Ok(key),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let key: [u8; 32] = rand::random();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
+    file.write_all(&key)?;
+    file.sync_all()?;
+    Ok(key.to_vec())
+}
+
+/// The final values of the project's env file as compose reads it (empty when it cannot be read or
+/// does not parse: the audit says why).
+pub fn env_values(config: &Config) -> std::collections::BTreeMap<String, String> {
+    let text = std::fs::read_to_string(config.env_file()).unwrap_or_default();
+    super::envfile::parse(&text, &|_| None)
+        .map(|file| {
+            file.resolved()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The sha256 of a file, hex; None when it cannot be read.
+pub fn file_sha256(path: &Path) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    std::fs::read(path)
+        .ok()
+        .map(|b| hex::encode(Sha256::digest(b)))
+}
