@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use app::audit::AuditEntry;
-use app::deploy::ssr::KILL_GRACE;
+use app::compose::process::KILL_GRACE;
 use app::deploy::{Deploy, DeployEvent, DeployOutcome, StepStatus};
 use app::engine::NameSource;
 use app::health::{HealthReport, Verdict};

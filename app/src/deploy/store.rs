@@ -2,8 +2,9 @@
 //! running deploy (`ssr.rs`), read by the pages and the live stream.
 
 use super::plan::PlannedStep;
-use super::ssr::{ProcessGroup, ProjectFacts};
+use super::ssr::ProjectFacts;
 use super::{Deploy, DeployLine, DeployOptions, DeployOutcome, DeployStep, StepStatus};
+use crate::compose::process::ProcessGroup;
 use crate::store::{Store, StoreError, now_text, parse_time, query_failed, time_text};
 
 /// A row of `deploys` as the history reads it.

@@ -1,0 +1,232 @@
+//! The sections of the configuration file, each a typed struct with its defaults documented on its
+//! fields (`[project]`, `[docker]`, `[health]`, `[deploy]`, `[secrets]`, `[backups]`, `[auth]`,
+//! `[audit]`, `[limits]`).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// How long the audit log keeps its entries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Entries older than this many days are deleted (daily; 0: kept for ever).
+    pub keep_days: u32,
+}
+
+/// Bounds on what one client, or everyone together, may hold of the console.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Live streams (health, a service's log, a deploy's output) one session may have open.
+    pub streams_per_session: usize,
+    /// Live streams open at once, all sessions together.
+    pub streams_total: usize,
+    /// Requests to `/saml/*` one client address may make per minute (a burst of as many at once).
+    pub saml_per_minute: u32,
+    /// A connection that has not sent a request's headers within this long is closed.
+    pub header_read_timeout_secs: u64,
+    /// The largest request body accepted (server functions, forms); the ACS takes less.
+    pub request_body_bytes: usize,
+}
+
+/// SAML login and who may do what (see the README's "Login and roles").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The IdP's metadata: an https URL (fetched at start and every `metadata_refresh_hours`, the
+    /// last good copy kept in the data directory) or a file path.
+    pub idp_metadata: String,
+    pub metadata_refresh_hours: u64,
+    /// While no copy of the metadata could be read, try again this often.
+    pub metadata_retry_secs: u64,
+    /// A copy older than this (the source failing all that time) stops logins; 0: never.
+    pub metadata_max_age_days: u64,
+    /// Accept a plain-http metadata URL (anyone on the path could swap the IdP's keys).
+    pub allow_http_metadata: bool,
+    /// Read only metadata signed by this certificate (PEM or DER; SWAMID signs its aggregate).
+    pub idp_metadata_cert: Option<PathBuf>,
+    /// The IdP to trust in an aggregate listing several (its entityID).
+    pub idp_entity_id: Option<String>,
+    /// Run the development IdP inside the console (only allowed when listening on loopback) and
+    /// trust it instead of `idp_metadata`.
+    pub dev_idp: bool,
+    /// The SP's key and certificate (PEM); generated on first start when both are absent. Relative
+    /// paths are inside `data_dir`.
+    pub sp_key: PathBuf,
+    pub sp_cert: PathBuf,
+    /// Sign AuthnRequests (HTTP-Redirect binding, rsa-sha256).
+    pub sign_requests: bool,
+    /// Accept rsa-sha1 / sha1 signatures (ADFS may still use them).
+    pub allow_sha1: bool,
+    /// Accept RSA PKCS#1 v1.5 key transport in encrypted assertions (open to padding oracles; only
+    /// for an IdP that can do nothing else).
+    pub allow_rsa15: bool,
+    pub clock_skew_secs: u64,
+    /// Accept IdP-initiated logins (responses to no request of ours).
+    pub allow_unsolicited: bool,
+    /// A session ends after this long without a request, and this long after login in any case.
+    pub session_idle_minutes: u64,
+    pub session_max_hours: u64,
+    /// Who gets which role; the highest matching role wins, nobody matching is not let in.
+    pub admins: RoleRule,
+    pub deployers: RoleRule,
+    pub viewers: RoleRule,
+    /// For the SP metadata Chalmers IT / SWAMID registers.
+    pub organization_name: String,
+    pub organization_url: String,
+    pub technical_contact: String,
+    pub support_contact: String,
+}
+
+/// Matches a person by their stable id, an affiliation (eduPersonScopedAffiliation, e.g.
+/// `employee@chalmers.se`) or the domain of their mail address.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoleRule {
+    pub ids: Vec<String>,
+    pub affiliations: Vec<String>,
+    pub mail_domains: Vec<String>,
+}
+
+/// Where backups go, when they are taken by schedule, and how many are kept (applied after each
+/// successful backup).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupsConfig {
+    /// Keep at most this many successful backups (0: no limit by count).
+    pub keep_last: usize,
+    /// Delete successful backups older than this many days (0: no limit by age).
+    pub keep_days: u32,
+    /// The backups directory; unset: `<data_dir>/backups`.
+    pub dir: Option<PathBuf>,
+    /// A cron expression (UTC; five fields, or six with seconds first) for scheduled backups; unset or
+    /// empty: none.
+    pub schedule: Option<String>,
+}
+
+impl BackupsConfig {
+    /// The parsed schedule, if one is set (validated at load, so a set one parses).
+    pub fn cron(&self) -> Option<croner::Cron> {
+        let pattern = self
+            .schedule
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())?;
+        parse_cron(pattern).ok()
+    }
+}
+
+/// Five-field cron, or six with seconds first; `@daily` and the like too.
+pub(super) fn parse_cron(pattern: &str) -> Result<croner::Cron, croner::errors::CronError> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .build()
+        .parse(pattern)
+}
+
+/// What makes a variable secret beyond the built-in rules.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// Name parts that make a variable secret, added to the built-in ones (PASSWORD, SECRET, KEY,
+    /// TOKEN, CREDENTIAL, PRIVATE, AUTH, SALT, PASSWD), matched case-insensitively anywhere in a name.
+    pub extra_name_parts: Vec<String>,
+}
+
+/// The one compose project the console deploys, as the deployment guide fixes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    /// Compose project name (`docker compose -p`). Unset: the name compose itself gives the files
+    /// (COMPOSE_PROJECT_NAME, then the compose file's `name:`, then the directory), found at start by
+    /// `compose::resolve_project_name`, so a stack started with plain `docker compose` is the one shown.
+    pub name: Option<String>,
+    /// Where `name` came from (set with it at start; not a key of the file).
+    #[serde(skip)]
+    pub name_source: crate::engine::NameSource,
+    /// The project directory (`/opt/epsm` in production).
+    pub dir: PathBuf,
+    /// Compose file, relative to `dir` unless absolute.
+    pub compose_file: PathBuf,
+    /// Env file given to compose as `--env-file`, relative to `dir` unless absolute.
+    pub env_file: PathBuf,
+    /// The URL EPSM's users open (nginx); the health page GETs its `/health/` as a user would.
+    pub public_url: Url,
+    /// Where a deploy takes the code from (the workflow's "Pull latest code").
+    pub git: GitConfig,
+    /// Compose profiles whose registry images a deploy pulls too (EPSM's `energyplus` is under `tools`);
+    /// their services are not started.
+    pub profiles: Vec<String>,
+}
+
+/// The project directory's git checkout: what a deploy fetches and checks out before it builds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitConfig {
+    /// The remote fetched from.
+    pub remote: String,
+    /// The branch a deploy brings when the deployer names no other ref.
+    pub branch: String,
+    /// A deploy key for an ssh remote (refused unless its mode is 0600).
+    pub ssh_key: Option<PathBuf>,
+    /// The ssh known_hosts file for that remote (host keys are checked strictly).
+    pub known_hosts: Option<PathBuf>,
+    /// A link to a commit, `{commit}` replaced by its id, e.g.
+    /// `https://github.com/chalmers/epsm/commit/{commit}`.
+    pub commit_url: Option<String>,
+    /// Seconds one git command (a fetch) may take.
+    pub timeout_secs: u64,
+}
+
+impl Default for GitConfig {
+    fn default() -> Self {
+        GitConfig {
+            remote: "origin".into(),
+            branch: "main".into(),
+            ssh_key: None,
+            known_hosts: None,
+            commit_url: None,
+            timeout_secs: 120,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerConfig {
+    /// Engine endpoint: `unix:///path/to/docker.sock`, `tcp://host:port` or `http://host:port`.
+    pub host: String,
+    /// The docker CLI (with the compose v2 plugin) that runs compose commands.
+    pub cli: PathBuf,
+}
+
+/// The deploy procedure's bounds and the stack's own seed command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployConfig {
+    /// Seconds to wait for database, redis and backend to be healthy after `up` (and for verify).
+    pub wait_timeout_secs: u64,
+    /// Seconds one in-container step (migrate, seed, collectstatic) may take.
+    pub exec_timeout_secs: u64,
+    /// The seed step, run in the backend container.
+    pub seed_command: Vec<String>,
+    /// Successful deploys whose images are kept for a rollback (named `<repo>:deploy-<id>`).
+    pub keep_images: usize,
+}
+
+/// The health monitor: how often it looks, how long a probe may take, and the probes themselves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Seconds between probe rounds (a container event also starts one at once).
+    pub interval_secs: u64,
+    /// Seconds one probe may take before it counts as failed.
+    pub probe_timeout_secs: u64,
+    /// Seconds between reads of the engine's disk usage (`docker system df` is expensive).
+    pub disk_usage_interval_secs: u64,
+    /// Deep probes by service name, replacing the guide's default for that service
+    /// (see `crate::health::probe::default_probe`).
+    pub probes: std::collections::BTreeMap<String, crate::health::probe::Probe>,
+}
