@@ -1,5 +1,5 @@
 //! The console's own store: one SQLite file in the data directory, schema by sqlx migrations
-//! (`app/migrations/`). Each capability adds its queries in its own `ssr.rs` as `impl Store` blocks.
+//! (`app/migrations/`). Each capability adds its queries in its own `store.rs` as `impl Store` blocks.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

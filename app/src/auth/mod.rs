@@ -109,6 +109,8 @@ pub mod metadata;
 pub mod saml;
 #[cfg(feature = "ssr")]
 pub mod ssr;
+#[cfg(feature = "ssr")]
+mod store;
 pub mod view;
 
 #[cfg(all(test, feature = "ssr"))]

@@ -5,7 +5,7 @@
 use std::sync::{Arc, RwLock};
 
 use base64::Engine;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
@@ -18,7 +18,7 @@ use super::metadata::{IdpInfo, IdpState, MetadataCopy};
 use super::saml::{self, IdpTrust, SpSettings, parse_xml, xml_escape};
 use crate::audit::{AuditEvent, AuditOutcome};
 use crate::config::Config;
-use crate::store::{Store, StoreError, now_text, query_failed};
+use crate::store::{Store, now_text};
 
 const REQUEST_KEY: &str = "saml_request";
 
@@ -517,31 +517,6 @@ fn sign_sha256(keys: &KeyPair, data: &[u8]) -> Result<String, AuthError> {
 
 fn url_encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-impl Store {
-    /// Records an assertion id until it expires; false when it was seen before (a replay).
-    pub async fn first_use_of_assertion(
-        &self,
-        id: &str,
-        valid_until: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        sqlx::query("DELETE FROM saml_assertions WHERE expires_at < ?")
-            .bind(now_text())
-            .execute(self.pool())
-            .await
-            .map_err(query_failed("expire assertion ids"))?;
-        let inserted = sqlx::query(
-            "INSERT INTO saml_assertions (id, expires_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(id)
-        .bind(crate::store::time_text(&valid_until))
-        .execute(self.pool())
-        .await
-        .map_err(query_failed("record assertion id"))?
-        .rows_affected();
-        Ok(inserted == 1)
-    }
 }
 
 #[cfg(test)]

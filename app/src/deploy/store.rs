@@ -285,8 +285,6 @@ impl Store {
     }
 
     async fn deploy_steps(&self, id: i64) -> Result<Vec<DeployStep>, StoreError> {
-        // name, status, exit code, started at, duration
-        type StepRow = (String, String, Option<i64>, Option<String>, Option<i64>);
         let rows: Vec<StepRow> = sqlx::query_as(
             "SELECT name, status, exit_code, started_at, duration_ms FROM deploy_steps
              WHERE deploy_id = ? ORDER BY position",
@@ -295,18 +293,7 @@ impl Store {
         .fetch_all(self.pool())
         .await
         .map_err(query_failed("read deploy steps"))?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(name, status, exit_code, started_at, duration_ms)| DeployStep {
-                    name,
-                    status: status.parse().unwrap_or(StepStatus::Failed),
-                    exit_code,
-                    started_at: started_at.as_deref().map(parse_time),
-                    duration_ms: duration_ms.map(|d| d.max(0) as u64),
-                },
-            )
-            .collect())
+        Ok(rows.into_iter().map(DeployStep::from).collect())
     }
 
     /// The change card the deploy's preflight made.
@@ -405,6 +392,29 @@ fn owner_alive(pid: i64) -> bool {
     }
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains("epsm-ops"))
+}
+
+/// A `deploy_steps` row as stored.
+#[derive(sqlx::FromRow)]
+struct StepRow {
+    name: String,
+    status: String,
+    exit_code: Option<i64>,
+    started_at: Option<String>,
+    duration_ms: Option<i64>,
+}
+
+impl From<StepRow> for DeployStep {
+    fn from(row: StepRow) -> DeployStep {
+        DeployStep {
+            name: row.name,
+            // The store holds only these names (a CHECK constraint).
+            status: row.status.parse().unwrap_or(StepStatus::Failed),
+            exit_code: row.exit_code,
+            started_at: row.started_at.as_deref().map(parse_time),
+            duration_ms: row.duration_ms.map(|d| d.max(0) as u64),
+        }
+    }
 }
 
 fn deploy_from_row(row: DeployRow, steps: Vec<DeployStep>) -> Deploy {

@@ -1,6 +1,8 @@
-//! The environment of the compose project: `.env.production` parsed as compose parses it, the
-//! `${VAR}` interpolation compose applies, and secrets: what is secret, how it is masked, and the one
-//! scrubber all output passes. Pure functions over text; the audit rules and the page build on these.
+//! The environment of the compose project and its audit. Pure logic over text: `envfile.rs` parses
+//! `.env.production` as compose does, `interpolate.rs` applies compose's `${VAR}` rules, `secrets.rs`
+//! says what is secret, masks it and makes the one scrubber all output passes, `audit.rs` and
+//! `drift.rs` are the rules. The I/O edge: `disk.rs` reads the files, `ssr.rs` runs the audit as a
+//! service; `view.rs` is the page. This file holds the types the page and the server share.
 
 use serde::{Deserialize, Serialize};
 

@@ -93,7 +93,8 @@ impl HealthMonitor {
         monitor
     }
 
-    /// A monitor whose rounds run only when asked (`round_and_probes`): what tests and benchmarks use.
+    /// A monitor whose rounds run only when asked (`round_and_probes`): what the command line's deploy,
+    /// the tests and the benchmarks use.
     pub fn new(
         engine: Arc<Engine>,
         config: Arc<Config>,

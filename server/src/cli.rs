@@ -1,0 +1,105 @@
+//! The command line: `epsm-ops [serve]`, `audit`, `backup`, `deploy`, with their flags (each also
+//! settable from the environment where it says so).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "epsm-ops",
+    version,
+    about = "EPSM Ops: the deploy console of the EPSM compose stack"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Serve the console (what runs when no command is given).
+    Serve(ServeArgs),
+    /// Audit a compose project's env file and compose file. Prints the findings (never a value) and
+    /// exits 1 when one is an error, so a CI pipeline can run it before a deploy.
+    Audit(AuditArgs),
+    /// Back up the project's database now, as the Backups page does (same directory, records, checks,
+    /// retention and audit log), e.g. from a cron job on the host. Exits 1 when the backup failed.
+    Backup(BackupArgs),
+    /// Deploy as the Deploy button does (same plan, one-at-a-time lock, history and audit log), printing
+    /// the steps as they run, e.g. from EPSM's own runner. Exits 0 when the deploy ended verified, 1
+    /// when it failed, 2 when another deploy runs (named) or it could not start.
+    Deploy(DeployArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct DeployArgs {
+    #[command(flatten)]
+    pub(crate) config: ServeArgs,
+    /// What to deploy: a branch of the remote, a tag or a commit (default: the configured branch).
+    #[arg(long = "ref", value_name = "REF")]
+    pub(crate) git_ref: Option<String>,
+    #[arg(long)]
+    pub(crate) skip_migrations: bool,
+    #[arg(long)]
+    pub(crate) skip_seed: bool,
+    /// Build without `--pull` (where there is no registry).
+    #[arg(long)]
+    pub(crate) no_pull: bool,
+    /// Back up the database before anything is stopped.
+    #[arg(long)]
+    pub(crate) backup_first: bool,
+    /// Do not ask before deploying (needed without a terminal to ask on).
+    #[arg(long, short = 'y')]
+    pub(crate) yes: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct BackupArgs {
+    #[command(flatten)]
+    pub(crate) config: ServeArgs,
+    /// pg_dump's output format.
+    #[arg(long, value_enum, default_value_t = DumpFormat::Custom)]
+    pub(crate) format: DumpFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum DumpFormat {
+    /// Custom format (-Fc), restored with pg_restore.
+    Custom,
+    /// Plain SQL.
+    Plain,
+}
+
+#[derive(Args)]
+pub(crate) struct AuditArgs {
+    /// The compose project directory (e.g. /opt/epsm).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) project_dir: PathBuf,
+    /// Compose file, relative to the project directory.
+    #[arg(long, default_value = "docker-compose.production.yml")]
+    pub(crate) compose_file: PathBuf,
+    /// Env file, relative to the project directory.
+    #[arg(long, default_value = ".env.production")]
+    pub(crate) env_file: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
+    /// A name part that makes a variable secret, besides the built-in ones (repeatable), as
+    /// `secrets.extra_name_parts` in the console's configuration.
+    #[arg(long = "secret-name-part", value_name = "PART")]
+    pub(crate) secret_name_parts: Vec<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Args, Default)]
+pub(crate) struct ServeArgs {
+    /// TOML configuration file (see epsm-ops.example.toml). Without one, the built-in defaults serve
+    /// the bundled EPSM-like stack when run from the repository root.
+    #[arg(long, env = "EPSM_OPS_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+}
