@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use crate::{repo_root, with_margin};
+use crate::healthcheck::with_margin;
+use crate::host::repo_root;
 
 /// The person the IdP vouches for.
 pub const EPPN: &str = "anna@chalmers.se";
