@@ -260,9 +260,16 @@ async fn a_killed_server_leaves_an_interrupted_deploy_and_cancel_stops_a_build()
 
     // Cancel while it builds: the build process tree goes, the deploy is cancelled.
     until_step_runs(&second, next, "build").await;
-    let (outcome, summary, _) = cancel_to_end(&second, next).await;
+    let (outcome, summary, events) = cancel_to_end(&second, next).await;
     assert_eq!(outcome, DeployOutcome::Cancelled);
     assert!(summary.starts_with("cancelled at step build"), "{summary}");
+    // The step heard the cancel itself and waited for compose to end before it said so.
+    assert!(
+        lines(&events)
+            .contains("cancelled: compose and the processes it started were stopped; it ended"),
+        "{}",
+        lines(&events)
+    );
     let d = deploy(&second, next).await;
     assert_eq!(
         d.steps.iter().find(|s| s.name == "build").unwrap().status,

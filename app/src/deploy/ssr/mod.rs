@@ -342,6 +342,7 @@ impl Deployer {
             scrubber: Arc::clone(&scrubber),
             source: None,
             left: LeftBehind::default(),
+            cancel: cancel.clone(),
         };
         let mut outcome = DeployOutcome::Succeeded;
         let mut summary = String::new();
@@ -372,9 +373,16 @@ impl Deployer {
                 None,
             )
             .await;
-            let result = tokio::select! {
-                r = self.carry_out(&planned.action, &options, position, &mut out) => r,
-                _ = cancel.cancelled() => Err(StepFailure::cancelled()),
+            // A compose step hears the cancel itself: it stops its process group and waits for it to
+            // end. Any other step is dropped at the cancel; its guards say what it left behind.
+            let result = if matches!(planned.action, Action::Compose(_)) {
+                self.carry_out(&planned.action, &options, position, &mut out)
+                    .await
+            } else {
+                tokio::select! {
+                    r = self.carry_out(&planned.action, &options, position, &mut out) => r,
+                    _ = cancel.cancelled() => Err(StepFailure::cancelled()),
+                }
             };
             let ms = Some(clock.elapsed().as_millis() as u64);
             match result {

@@ -14,6 +14,8 @@ pub(super) struct Output<'a> {
     pub(super) source: Option<SourcePlan>,
     /// What a cancelled step left behind or cleaned up, said by the step's guards as it is dropped.
     pub(super) left: LeftBehind,
+    /// The deploy's cancel, for the steps that stop themselves (compose).
+    pub(super) cancel: CancellationToken,
 }
 
 /// Sentences the guards of a cancelled step leave: what is still running (and where its end will be

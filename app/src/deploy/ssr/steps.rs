@@ -2,7 +2,10 @@
 //! child processes, waiting for health, verifying, the backup before.
 
 use super::*;
-use crate::compose::process::ProcessGroup;
+use crate::compose::process::{KILL_GRACE, ProcessGroup};
+
+/// Beyond the kill grace, how long a cancelled compose step waits for its process to be gone.
+const STOPPED_WITHIN: Duration = Duration::from_secs(2);
 
 impl Deployer {
     pub(super) async fn carry_out(
@@ -212,8 +215,31 @@ impl Deployer {
             });
         }
         drop(tx);
-        while let Some((stderr, line)) = rx.recv().await {
-            out.line(position, stderr, &line).await;
+        let cancel = out.cancel.clone();
+        loop {
+            tokio::select! {
+                line = rx.recv() => match line {
+                    Some((stderr, line)) => out.line(position, stderr, &line).await,
+                    None => break,
+                },
+                _ = cancel.cancelled() => {
+                    // SIGTERM to compose and everything it started, SIGKILL after the grace.
+                    drop(group);
+                    let ended = tokio::time::timeout(KILL_GRACE + STOPPED_WITHIN, child.wait()).await;
+                    let _ = self.store.set_child_group(out.id, None).await;
+                    let how = match ended {
+                        Ok(Ok(status)) => format!("it ended ({status})"),
+                        _ => "it had not ended yet".to_string(),
+                    };
+                    out.line(
+                        position,
+                        true,
+                        &format!("cancelled: compose and the processes it started were stopped; {how}"),
+                    )
+                    .await;
+                    return Err(StepFailure::cancelled());
+                }
+            }
         }
         let status = child
             .wait()
