@@ -140,14 +140,24 @@ fn ServicesGlance(first: HealthReport, live: RwSignal<Option<HealthReport>>) -> 
         let not_healthy: Vec<_> = r
             .services
             .iter()
-            .filter(|s| s.verdict.word() != "healthy")
+            .filter(|s| s.verdict.needs_attention())
             .collect();
-        let healthy = r.services.len() - not_healthy.len();
+        let healthy = r
+            .services
+            .iter()
+            .filter(|s| s.verdict == crate::health::Verdict::Healthy)
+            .count();
+        // Running with nothing to check it by: said, never counted as healthy.
+        let unchecked = r.services.len() - healthy - not_healthy.len();
         let class = if not_healthy.is_empty() { "ok" } else { "down" };
+        let unchecked_text = match unchecked {
+            0 => String::new(),
+            n => format!(", {n} running without a check"),
+        };
         view! {
             <div class=format!("status {class}") data-testid="overview-services-state"
                 data-state=if not_healthy.is_empty() { "healthy" } else { "unhealthy" }>
-                <span class="dot"></span>{format!("{healthy} of {} healthy", r.services.len())}
+                <span class="dot"></span>{format!("{healthy} of {} healthy{unchecked_text}", r.services.len())}
             </div>
             <ul class="plain small">
                 {not_healthy.into_iter().map(|s| view! {

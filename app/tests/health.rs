@@ -9,6 +9,7 @@ use app::config::Config;
 use app::engine::EngineState;
 use app::engine::ssr::Engine;
 use app::environment::secrets::{DEFAULT_SECRET_NAME_PARTS, Masker};
+use app::health::probe::Probe;
 use app::health::ssr::HealthMonitor;
 use app::health::{HealthReport, ProbeResult, Verdict};
 use end2end::{STACK_SERVICES, StackProject, docker_host, stack_secrets, with_margin};
@@ -24,6 +25,15 @@ fn two_rounds() -> Duration {
 }
 
 fn monitor_for(project: &StackProject, engine: &str) -> Arc<HealthMonitor> {
+    monitor_with(project, engine, |_| {})
+}
+
+/// A monitor of `project` whose configuration `tweak` changes first.
+fn monitor_with(
+    project: &StackProject,
+    engine: &str,
+    tweak: impl FnOnce(&mut Config),
+) -> Arc<HealthMonitor> {
     let mut config = Config::default();
     config.project.name = Some(project.name.clone());
     config.project.dir = project.dir.path().to_path_buf();
@@ -32,6 +42,7 @@ fn monitor_for(project: &StackProject, engine: &str) -> Arc<HealthMonitor> {
         .unwrap();
     config.docker.host = engine.to_string();
     config.health.probe_timeout_secs = PROBE_TIMEOUT.as_secs();
+    tweak(&mut config);
     HealthMonitor::new(
         Arc::new(Engine::new(engine)),
         Arc::new(config),
@@ -83,10 +94,7 @@ fn reason(report: &HealthReport, service: &str) -> String {
 
 fn all_healthy(report: &HealthReport) -> bool {
     report.services.len() == STACK_SERVICES.len()
-        && report
-            .services
-            .iter()
-            .all(|s| s.verdict == Verdict::Healthy)
+        && report.services.iter().all(|s| !s.verdict.needs_attention())
 }
 
 struct RemoveOnDrop(String);
@@ -106,7 +114,8 @@ async fn the_health_monitor_sees_each_failure_of_the_real_stack_with_its_reason(
     project.compose_ok(&["up", "-d"]);
     let monitor = monitor_for(&project, &docker_host());
 
-    // All seven healthy, each backed by its own probe read in this run.
+    // Six healthy, each backed by its own probe read in this run; the frontend (no healthcheck, no
+    // probe) running, and said to be unchecked rather than green.
     let report = until(
         &monitor,
         project.stack_settle_bound() + two_rounds(),
@@ -116,6 +125,14 @@ async fn the_health_monitor_sees_each_failure_of_the_real_stack_with_its_reason(
     .await;
     let names: Vec<&str> = report.services.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, STACK_SERVICES, "compose order");
+    for s in &report.services {
+        let want = if s.name == "frontend" {
+            Verdict::Unchecked
+        } else {
+            Verdict::Healthy
+        };
+        assert_eq!(s.verdict, want, "{}", s.name);
+    }
     let detail = |service: &str| match &report.service(service).unwrap().probe {
         ProbeResult::Passed { detail, .. } => detail.clone(),
         other => panic!("{service}: probe {other:?}"),
@@ -144,6 +161,38 @@ async fn the_health_monitor_sees_each_failure_of_the_real_stack_with_its_reason(
         database.ports
     );
     assert!(report.orphans.is_empty() && report.compose_error.is_none());
+
+    // A probe that does not answer in time (a command that sleeps past the timeout) makes the
+    // running, Docker-healthy redis degraded; only the second timeout in a row makes it down.
+    let slow = monitor_with(&project, &docker_host(), |config| {
+        config.health.probe_timeout_secs = 1;
+        config.health.probe_timeouts_before_down = 2;
+        config.health.probes.insert(
+            "redis".into(),
+            Probe::Exec {
+                command: vec!["sleep".into(), "5".into()],
+            },
+        );
+    });
+    let first = slow.round_and_probes().await;
+    assert_eq!(
+        verdict(&first, "redis").word(),
+        "degraded",
+        "{}",
+        reason(&first, "redis")
+    );
+    assert!(
+        reason(&first, "redis").starts_with("probe timed out (1 in a row; down after 2): "),
+        "{}",
+        reason(&first, "redis")
+    );
+    let second = slow.round_and_probes().await;
+    assert_eq!(
+        verdict(&second, "redis").word(),
+        "down",
+        "{}",
+        reason(&second, "redis")
+    );
 
     // `docker stop redis`: redis is red and says why.
     project.compose_ok(&["stop", "redis"]);

@@ -139,6 +139,10 @@ async fn a_full_deploy_ends_green_with_every_step_recorded_and_a_second_is_refus
         "{log}"
     );
     assert!(log.contains("nginx: healthy (HTTP 200"), "{log}");
+    assert!(
+        log.contains("frontend: running (no healthcheck, no probe)"),
+        "{log}"
+    );
 
     let d = deploy(&console, id).await;
     assert_eq!(d.outcome, DeployOutcome::Succeeded);
@@ -514,7 +518,7 @@ async fn a_stack_started_as_epsms_workflow_leaves_it_is_found_deployed_over_and_
     // The console with the default configuration names the project as compose does and sees it all.
     let console = Console::start(bin(), &found_as).await;
     let report = health_until(&console, project.stack_settle_bound(), |r| {
-        r.services.len() == 7 && r.services.iter().all(|s| s.verdict == Verdict::Healthy)
+        r.services.len() == 7 && r.services.iter().all(|s| !s.verdict.needs_attention())
     })
     .await;
     assert_eq!(report.project, project.name);

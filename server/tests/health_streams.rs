@@ -37,10 +37,7 @@ async fn health_and_log_streams_are_shared_scrubbed_and_prunes_are_confirmed_and
     loop {
         let report = next_report(&mut first).await;
         if report.services.len() == 7
-            && report
-                .services
-                .iter()
-                .all(|s| s.verdict == Verdict::Healthy)
+            && report.services.iter().all(|s| !s.verdict.needs_attention())
         {
             break;
         }

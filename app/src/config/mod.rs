@@ -90,6 +90,7 @@ impl Default for Config {
             health: HealthConfig {
                 interval_secs: 5,
                 probe_timeout_secs: 10,
+                probe_timeouts_before_down: 3,
                 disk_usage_interval_secs: 60,
                 probes: Default::default(),
             },

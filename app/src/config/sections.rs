@@ -222,8 +222,10 @@ pub struct DeployConfig {
 pub struct HealthConfig {
     /// Seconds between probe rounds (a container event also starts one at once).
     pub interval_secs: u64,
-    /// Seconds one probe may take before it counts as failed.
+    /// Seconds one probe may take before it counts as timed out.
     pub probe_timeout_secs: u64,
+    /// Probes timed out in a row before a running service counts as down (fewer: degraded).
+    pub probe_timeouts_before_down: u32,
     /// Seconds between reads of the engine's disk usage (`docker system df` is expensive).
     pub disk_usage_interval_secs: u64,
     /// Deep probes by service name, replacing the guide's default for that service

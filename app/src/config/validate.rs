@@ -44,6 +44,10 @@ impl Config {
             ("health.interval_secs", self.health.interval_secs),
             ("health.probe_timeout_secs", self.health.probe_timeout_secs),
             (
+                "health.probe_timeouts_before_down",
+                u64::from(self.health.probe_timeouts_before_down),
+            ),
+            (
                 "health.disk_usage_interval_secs",
                 self.health.disk_usage_interval_secs,
             ),

@@ -110,6 +110,12 @@ pub enum ProbeResult {
         reason: String,
         latency_ms: u64,
         at: DateTime<Utc>,
+        /// No answer within the probe timeout (slow, not necessarily broken).
+        #[serde(default)]
+        timed_out: bool,
+        /// How many of this service's probes in a row failed, this one included.
+        #[serde(default)]
+        streak: u32,
     },
 }
 
@@ -144,6 +150,12 @@ pub enum Verdict {
     Healthy,
     /// Running, but its healthcheck or probe has not answered yet.
     Starting { reason: String },
+    /// Running and Docker-healthy, but its probe timed out (fewer times in a row than make it down):
+    /// slow, not yet down.
+    Degraded { reason: String },
+    /// Running, with neither a Docker healthcheck nor a probe: nothing says it works, nor that it
+    /// does not.
+    Unchecked,
     /// Something failed: the reason says what.
     Down { reason: String },
     /// Compose declares it; there is no container.
@@ -164,7 +176,8 @@ impl Verdict {
     pub fn css_class(&self) -> &'static str {
         match self {
             Verdict::Healthy => "ok",
-            Verdict::Starting { .. } => "warn",
+            Verdict::Starting { .. } | Verdict::Degraded { .. } => "warn",
+            Verdict::Unchecked => "unchecked",
             Verdict::Down { .. } | Verdict::Missing => "down",
             Verdict::OtherProject { .. } => "warn",
         }
@@ -174,6 +187,8 @@ impl Verdict {
         match self {
             Verdict::Healthy => "healthy",
             Verdict::Starting { .. } => "starting",
+            Verdict::Degraded { .. } => "degraded",
+            Verdict::Unchecked => "running (no check)",
             Verdict::Down { .. } => "down",
             Verdict::Missing => "missing",
             Verdict::OtherProject { .. } => "other project",
@@ -183,7 +198,14 @@ impl Verdict {
     pub fn reason(&self) -> Option<String> {
         match self {
             Verdict::Healthy => None,
-            Verdict::Starting { reason } | Verdict::Down { reason } => Some(reason.clone()),
+            Verdict::Unchecked => Some(
+                "running; it has no healthcheck and no probe, so nothing was measured (add a \
+                 probe in health.probes)"
+                    .into(),
+            ),
+            Verdict::Starting { reason }
+            | Verdict::Degraded { reason }
+            | Verdict::Down { reason } => Some(reason.clone()),
             Verdict::Missing => {
                 Some("declared in the compose file, but there is no container".into())
             }
@@ -207,9 +229,23 @@ impl Verdict {
     }
 }
 
+impl Verdict {
+    /// Whether the service wants someone's attention: anything but healthy, or running with nothing
+    /// to check it by.
+    pub fn needs_attention(&self) -> bool {
+        !matches!(self, Verdict::Healthy | Verdict::Unchecked)
+    }
+}
+
 /// The verdict of one service from its container's facts and its probe. The first failure found is the
 /// reason given, in the order an operator would look: existence, state, restarts, healthcheck, probe.
-pub fn verdict(container: Option<&ContainerFacts>, probe: &ProbeResult) -> Verdict {
+/// A probe that timed out makes the service degraded until `timeouts_before_down` of them in a row
+/// (one slow answer is not an outage); a probe that answered "broken" makes it down at once.
+pub fn verdict(
+    container: Option<&ContainerFacts>,
+    probe: &ProbeResult,
+    timeouts_before_down: u32,
+) -> Verdict {
     let Some(c) = container else {
         return Verdict::Missing;
     };
@@ -240,7 +276,21 @@ pub fn verdict(container: Option<&ContainerFacts>, probe: &ProbeResult) -> Verdi
             c.failing_streak
         ));
     }
-    if let ProbeResult::Failed { reason, .. } = probe {
+    if let ProbeResult::Failed {
+        reason,
+        timed_out,
+        streak,
+        ..
+    } = probe
+    {
+        if *timed_out && *streak < timeouts_before_down.max(1) {
+            return Verdict::Degraded {
+                reason: format!(
+                    "probe timed out ({streak} in a row; down after {}): {reason}",
+                    timeouts_before_down.max(1)
+                ),
+            };
+        }
         return down(format!("probe failed: {reason}"));
     }
     if c.health.as_deref() == Some("starting") {
@@ -252,6 +302,13 @@ pub fn verdict(container: Option<&ContainerFacts>, probe: &ProbeResult) -> Verdi
         return Verdict::Starting {
             reason: format!("probe not run yet: {reason}"),
         };
+    }
+    let healthcheck = c
+        .health
+        .as_deref()
+        .is_some_and(|h| !h.is_empty() && h != "none");
+    if !healthcheck && *probe == ProbeResult::NotConfigured {
+        return Verdict::Unchecked;
     }
     Verdict::Healthy
 }
@@ -349,16 +406,79 @@ mod tests {
 
     #[test]
     fn healthy_needs_running_healthy_and_a_passed_probe() {
-        assert_eq!(verdict(Some(&running()), &passed()), Verdict::Healthy);
+        assert_eq!(verdict(Some(&running()), &passed(), 3), Verdict::Healthy);
         assert_eq!(
-            verdict(Some(&running()), &ProbeResult::NotConfigured),
+            verdict(Some(&running()), &ProbeResult::NotConfigured, 3),
             Verdict::Healthy
         );
         let no_healthcheck = ContainerFacts {
             health: None,
             ..running()
         };
-        assert_eq!(verdict(Some(&no_healthcheck), &passed()), Verdict::Healthy);
+        assert_eq!(
+            verdict(Some(&no_healthcheck), &passed(), 3),
+            Verdict::Healthy
+        );
+    }
+
+    #[test]
+    fn running_with_nothing_to_check_it_by_is_never_green() {
+        for health in [None, Some(""), Some("none")] {
+            let unchecked = ContainerFacts {
+                health: health.map(String::from),
+                ..running()
+            };
+            let v = verdict(Some(&unchecked), &ProbeResult::NotConfigured, 3);
+            assert_eq!(v, Verdict::Unchecked, "{health:?}");
+            assert_eq!(v.word(), "running (no check)");
+            assert_ne!(v.css_class(), Verdict::Healthy.css_class());
+            assert!(!v.needs_attention(), "running is not a problem either");
+        }
+    }
+
+    #[test]
+    fn a_slow_probe_degrades_and_only_a_run_of_them_makes_down() {
+        let timed_out = |streak| ProbeResult::Failed {
+            reason: "no answer in time".into(),
+            latency_ms: 10_000,
+            at: Utc::now(),
+            timed_out: true,
+            streak,
+        };
+        for streak in [1, 2] {
+            let v = verdict(Some(&running()), &timed_out(streak), 3);
+            assert_eq!(v.word(), "degraded", "{streak} in a row");
+            assert_eq!(v.css_class(), "warn");
+            assert!(v.needs_attention());
+            assert_eq!(
+                reason(v),
+                format!("probe timed out ({streak} in a row; down after 3): no answer in time")
+            );
+        }
+        for streak in [3, 7] {
+            let v = verdict(Some(&running()), &timed_out(streak), 3);
+            assert_eq!(
+                reason(v),
+                "probe failed: no answer in time",
+                "{streak} in a row"
+            );
+        }
+        // A probe that answered "broken" is down at once; so is a timeout when one is the limit.
+        let broken = ProbeResult::Failed {
+            reason: "database unhealthy".into(),
+            latency_ms: 40,
+            at: Utc::now(),
+            timed_out: false,
+            streak: 1,
+        };
+        assert_eq!(verdict(Some(&running()), &broken, 3).word(), "down");
+        assert_eq!(verdict(Some(&running()), &timed_out(1), 1).word(), "down");
+        // Docker saying unhealthy outranks a slow probe.
+        let unhealthy = ContainerFacts {
+            health: Some("unhealthy".into()),
+            ..running()
+        };
+        assert_eq!(verdict(Some(&unhealthy), &timed_out(1), 3).word(), "down");
     }
 
     #[test]
@@ -369,14 +489,14 @@ mod tests {
             ..running()
         };
         assert_eq!(
-            reason(verdict(Some(&exited), &passed())),
+            reason(verdict(Some(&exited), &passed(), 3)),
             "container is exited (exit code 137)"
         );
         let oom = ContainerFacts {
             oom_killed: true,
             ..exited.clone()
         };
-        assert!(reason(verdict(Some(&oom), &passed())).ends_with("killed for lack of memory"));
+        assert!(reason(verdict(Some(&oom), &passed(), 3)).ends_with("killed for lack of memory"));
         let unhealthy = ContainerFacts {
             health: Some("unhealthy".into()),
             health_output: Some("curl: (22) 503".into()),
@@ -384,16 +504,18 @@ mod tests {
             ..running()
         };
         assert_eq!(
-            reason(verdict(Some(&unhealthy), &passed())),
+            reason(verdict(Some(&unhealthy), &passed(), 3)),
             "healthcheck failing (4 in a row): curl: (22) 503"
         );
         let failed = ProbeResult::Failed {
             reason: "database: unhealthy: connection refused".into(),
             latency_ms: 40,
             at: Utc::now(),
+            timed_out: false,
+            streak: 1,
         };
         assert_eq!(
-            reason(verdict(Some(&running()), &failed)),
+            reason(verdict(Some(&running()), &failed, 3)),
             "probe failed: database: unhealthy: connection refused"
         );
         let looping = ContainerFacts {
@@ -404,10 +526,10 @@ mod tests {
             ..running()
         };
         assert_eq!(
-            reason(verdict(Some(&looping), &passed())),
+            reason(verdict(Some(&looping), &passed(), 3)),
             "restart loop: 5 restarts, now restarting (exit code 1)"
         );
-        assert_eq!(verdict(None, &passed()), Verdict::Missing);
+        assert_eq!(verdict(None, &passed(), 3), Verdict::Missing);
     }
 
     #[test]
@@ -416,11 +538,11 @@ mod tests {
             health: Some("starting".into()),
             ..running()
         };
-        assert_eq!(verdict(Some(&starting), &passed()).word(), "starting");
+        assert_eq!(verdict(Some(&starting), &passed(), 3).word(), "starting");
         let waiting = ProbeResult::NotRun {
             reason: "first round".into(),
         };
-        assert_eq!(verdict(Some(&running()), &waiting).word(), "starting");
+        assert_eq!(verdict(Some(&running()), &waiting, 3).word(), "starting");
     }
 
     #[test]

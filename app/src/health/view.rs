@@ -84,7 +84,18 @@ fn HealthView(report: Signal<HealthReport>, following: RwSignal<bool>) -> impl I
             .iter()
             .filter(|s| s.verdict.word() == "healthy")
             .count();
-        let summary = format!("{healthy} of {} services healthy", r.services.len());
+        let unchecked = r
+            .services
+            .iter()
+            .filter(|s| s.verdict == super::Verdict::Unchecked)
+            .count();
+        let summary = match unchecked {
+            0 => format!("{healthy} of {} services healthy", r.services.len()),
+            n => format!(
+                "{healthy} of {} services healthy, {n} running without a check",
+                r.services.len()
+            ),
+        };
         let taken = r.taken_at;
         view! {
             <section class="card" data-testid="health-engine" data-round=r.round>

@@ -348,16 +348,19 @@ impl Deployer {
             let bad: Vec<String> = report
                 .services
                 .iter()
-                .filter(|s| s.verdict != Verdict::Healthy)
+                .filter(|s| s.verdict.needs_attention())
                 .map(|s| format!("{}: {}", s.name, s.verdict.reason().unwrap_or_default()))
                 .collect();
             if bad.is_empty() && !report.services.is_empty() {
                 for s in &report.services {
-                    let probe = match &s.probe {
-                        crate::health::ProbeResult::Passed { detail, .. } => detail.clone(),
-                        _ => "running".into(),
+                    let said = match (&s.verdict, &s.probe) {
+                        (_, crate::health::ProbeResult::Passed { detail, .. }) => {
+                            format!("healthy ({detail})")
+                        }
+                        (Verdict::Unchecked, _) => "running (no healthcheck, no probe)".into(),
+                        _ => "healthy (Docker's healthcheck)".into(),
                     };
-                    out.line(position, false, &format!("{}: healthy ({probe})", s.name))
+                    out.line(position, false, &format!("{}: {said}", s.name))
                         .await;
                 }
                 return Ok(());

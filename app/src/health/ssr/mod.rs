@@ -359,7 +359,11 @@ impl HealthMonitor {
                         state: other.state.clone(),
                         looking_at: self.compose.project.clone(),
                     },
-                    (None, _) => verdict(container, &probe),
+                    (None, _) => verdict(
+                        container,
+                        &probe,
+                        self.config.health.probe_timeouts_before_down,
+                    ),
                 };
                 ServiceHealth {
                     name: name.clone(),

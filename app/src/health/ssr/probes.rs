@@ -44,15 +44,36 @@ impl HealthMonitor {
                         latency_ms,
                         at,
                     },
-                    Err(reason) => ProbeResult::Failed {
-                        reason: scrubber.scrub(&reason),
+                    Err(failure) => ProbeResult::Failed {
+                        reason: scrubber.scrub(&failure.reason),
                         latency_ms,
                         at,
+                        timed_out: failure.timed_out,
+                        streak: 1,
                     },
                 };
                 {
                     let mut state = monitor.state.lock().expect("health state");
                     state.in_flight.remove(&service);
+                    let result = match (result, state.probes.get(&service)) {
+                        (
+                            ProbeResult::Failed {
+                                reason,
+                                latency_ms,
+                                at,
+                                timed_out,
+                                ..
+                            },
+                            Some(ProbeResult::Failed { streak, .. }),
+                        ) => ProbeResult::Failed {
+                            reason,
+                            latency_ms,
+                            at,
+                            timed_out,
+                            streak: streak.saturating_add(1),
+                        },
+                        (result, _) => result,
+                    };
                     state.probes.insert(service, result);
                 }
                 monitor.publish();
@@ -74,7 +95,7 @@ impl HealthMonitor {
         &self,
         container: &str,
         plan: ProbePlan,
-    ) -> Result<String, String> {
+    ) -> Result<String, ProbeFailure> {
         let timeout = Duration::from_secs(self.config.health.probe_timeout_secs);
         match plan {
             ProbePlan::None => Ok(String::new()),
@@ -88,8 +109,11 @@ impl HealthMonitor {
                     .engine
                     .exec(container, &cmd, &env, timeout)
                     .await
-                    .map_err(|e| e.to_string())?;
-                judge(how, out.exit_code, &out.stdout, &out.stderr)
+                    .map_err(|e| ProbeFailure {
+                        timed_out: matches!(e, crate::engine::ssr::EngineError::Timeout { .. }),
+                        reason: e.to_string(),
+                    })?;
+                judge(how, out.exit_code, &out.stdout, &out.stderr).map_err(ProbeFailure::said)
             }
             ProbePlan::Http { url } => {
                 let reply = self
@@ -98,11 +122,14 @@ impl HealthMonitor {
                     .timeout(timeout)
                     .send()
                     .await
-                    .map_err(|e| format!("GET {url}: {}", http_reason(&e)))?;
+                    .map_err(|e| ProbeFailure {
+                        timed_out: e.is_timeout(),
+                        reason: format!("GET {url}: {}", http_reason(&e)),
+                    })?;
                 let status = reply.status();
                 let body = reply.text().await.unwrap_or_default();
                 if !status.is_success() {
-                    return Err(format!("GET {url}: HTTP {status}"));
+                    return Err(ProbeFailure::said(format!("GET {url}: HTTP {status}")));
                 }
                 // Through nginx, the backend's JSON: read it as the backend probe does.
                 if body.trim_start().starts_with('{') {
@@ -113,10 +140,27 @@ impl HealthMonitor {
                         "",
                     )
                     .map(|ok| format!("HTTP {}, {ok}", status.as_u16()))
+                    .map_err(ProbeFailure::said)
                 } else {
                     Ok(format!("HTTP {}", status.as_u16()))
                 }
             }
+        }
+    }
+}
+
+/// Why a probe failed, and whether it was only slow (no answer within the probe timeout).
+pub(super) struct ProbeFailure {
+    reason: String,
+    timed_out: bool,
+}
+
+impl ProbeFailure {
+    /// The probe answered, and the answer says broken.
+    fn said(reason: String) -> ProbeFailure {
+        ProbeFailure {
+            reason,
+            timed_out: false,
         }
     }
 }
