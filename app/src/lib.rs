@@ -17,6 +17,7 @@ pub mod health;
 mod live;
 pub mod overview;
 mod pages;
+pub mod tone;
 
 #[cfg(feature = "ssr")]
 pub mod compose;

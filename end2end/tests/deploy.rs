@@ -103,6 +103,11 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
         .await
         .unwrap();
     assert!(log.contains("nginx: healthy"), "{log}");
+    // compose's progress comes on stderr ("Built", "Started"): none of it is painted as an error in
+    // a green deploy.
+    browser
+        .wait_for_count("[data-testid=deploy-line].err", 0, Duration::from_secs(1))
+        .await;
     browser.screenshot("deploy-succeeded").await;
 
     browser

@@ -235,6 +235,11 @@ pub fn DeployPage() -> impl IntoView {
 fn DeployView(deploy: Deploy) -> impl IntoView {
     let id = deploy.id;
     let steps = RwSignal::new(deploy.steps.clone());
+    // A failed step's stderr is shown red (what it said last is why it failed); other lines by
+    // what they say.
+    let failed_step = move |step: usize| {
+        steps.with(|s| s.get(step).is_some_and(|s| s.status == StepStatus::Failed))
+    };
     let lines = RwSignal::new(std::collections::VecDeque::<DeployLine>::new());
     // Lines before the ones held (the page keeps the newest `LOG_WINDOW`; the raw log has all).
     let earlier = RwSignal::new(0u64);
@@ -341,8 +346,11 @@ fn DeployView(deploy: Deploy) -> impl IntoView {
                     </div>
                 })}
                 <For each=move || lines.get() key=|l| l.seq let(line)>
-                    <div class=if line.stderr { "line err" } else { "line out" } data-testid="deploy-line">
-                        <span class="text">{line.text}</span>
+                    <div class={
+                        let (text, stderr, step) = (line.text.clone(), line.stderr, line.step);
+                        move || crate::tone::line_class(&text, stderr, failed_step(step))
+                    } data-testid="deploy-line">
+                        <span class="text">{line.text.clone()}</span>
                     </div>
                 </For>
             </div>

@@ -332,10 +332,10 @@ fn LogView(service: String, filter: RwSignal<String>) -> impl IntoView {
         </p>
         <div class="log" data-testid="log-view">
             <For each=shown key=|l| l.seq let(line)>
-                <div class=if line.stderr { "line err" } else { "line out" } data-testid="log-line">
+                <div class=crate::tone::line_class(&line.text, line.stderr, false) data-testid="log-line">
                     <span class="ts">{line.time.get(11..19).unwrap_or("").to_string()}</span>
                     <span class="stream">{if line.stderr { "err" } else { "out" }}</span>
-                    <span class="text">{line.text}</span>
+                    <span class="text">{line.text.clone()}</span>
                 </div>
             </For>
         </div>
