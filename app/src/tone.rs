@@ -16,11 +16,12 @@ const ERROR_WORDS: [&str; 7] = [
 /// Whether a line says that something went wrong: one of `ERROR_WORDS`, or an exception's name
 /// (`OperationalError`, `RuntimeException`).
 pub fn says_error(text: &str) -> bool {
-    text.split(|c: char| !c.is_ascii_alphanumeric()).any(|word| {
-        ERROR_WORDS.iter().any(|e| word.eq_ignore_ascii_case(e))
-            || (word.len() > "Error".len() && word.ends_with("Error"))
-            || (word.len() > "Exception".len() && word.ends_with("Exception"))
-    })
+    text.split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|word| {
+            ERROR_WORDS.iter().any(|e| word.eq_ignore_ascii_case(e))
+                || (word.len() > "Error".len() && word.ends_with("Error"))
+                || (word.len() > "Exception".len() && word.ends_with("Exception"))
+        })
 }
 
 /// The CSS class of a log line: `err` (red) for an error, `out` (neutral) for anything else.

@@ -78,6 +78,8 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
     browser.screenshot("deploy-running").await;
     let url = browser.client.current_url().await.unwrap();
     assert!(url.path().starts_with("/deploys/"), "{url}");
+    let title = browser.client.title().await.unwrap();
+    assert_eq!(title, "Deploy #1 · EPSM Ops");
 
     browser
         .wait_for_text(

@@ -47,10 +47,12 @@ pub(crate) fn audit(args: AuditArgs) -> ExitCode {
             }
             let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
             println!(
-                "{} errors, {} warnings, {} notes",
-                count(Severity::Error),
-                count(Severity::Warning),
-                count(Severity::Info)
+                "{}",
+                app::environment::finding_counts(
+                    count(Severity::Error),
+                    count(Severity::Warning),
+                    count(Severity::Info)
+                )
             );
         }
     }

@@ -74,7 +74,7 @@ fn the_bundled_stack_passes_with_notes_only() {
     // Its URLs are built from ${REDIS_PASSWORD}; the one note is SECRET_KEY, which compose never uses.
     assert!(stdout.contains("unused-variable"), "{stdout}");
     assert!(
-        stdout.ends_with("0 errors, 0 warnings, 1 notes\n"),
+        stdout.ends_with("0 errors, 0 warnings, 1 note\n"),
         "{stdout}"
     );
 }

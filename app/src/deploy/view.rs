@@ -220,7 +220,7 @@ pub fn DeployPage() -> impl IntoView {
     };
     let deploy = Resource::new(id, get_deploy);
     view! {
-        <Title text="Deploy"/>
+        <Title text=move || format!("Deploy #{}", id())/>
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             <ErrorBoundary fallback=|errors| view! { <crate::error::ErrorList errors/> }>
                 {move || Suspend::new(async move {

@@ -72,6 +72,17 @@ pub struct Finding {
     pub fix: String,
 }
 
+/// "2 errors, 1 warning, 0 notes": the audit's verdict in words (the page and the command line).
+pub fn finding_counts(errors: usize, warnings: usize, notes: usize) -> String {
+    let s = |n: usize| if n == 1 { "" } else { "s" };
+    format!(
+        "{errors} error{}, {warnings} warning{}, {notes} note{}",
+        s(errors),
+        s(warnings),
+        s(notes)
+    )
+}
+
 /// One variable of the env file as the page shows it (its final value, masked).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Variable {

@@ -48,7 +48,7 @@ fn Report(report: EnvironmentReport) -> impl IntoView {
         </p>
         <div class=verdict data-testid="audit-verdict">
             <span class="dot"></span>
-            {format!("{errors} errors, {warnings} warnings, {notes} notes")}
+            {crate::environment::finding_counts(errors, warnings, notes)}
         </div>
         <h2 class="section">"Findings"</h2>
         <table class="table" data-testid="findings">
