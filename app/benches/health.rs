@@ -98,7 +98,7 @@ async fn main() {
             && report
                 .services
                 .iter()
-                .all(|s| s.verdict == Verdict::Healthy)
+                .all(|s| !s.verdict.needs_attention())
         {
             break;
         }
