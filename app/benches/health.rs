@@ -95,10 +95,7 @@ async fn main() {
                 .collect::<Vec<_>>()
         );
         if report.services.len() == 7
-            && report
-                .services
-                .iter()
-                .all(|s| !s.verdict.needs_attention())
+            && report.services.iter().all(|s| !s.verdict.needs_attention())
         {
             break;
         }
