@@ -9,7 +9,7 @@ use app::config::Config;
 use app::engine::ssr::Engine;
 use app::environment::secrets::{DEFAULT_SECRET_NAME_PARTS, Masker};
 use app::health::ssr::HealthMonitor;
-use app::health::{HealthReport, ProbeResult, Verdict};
+use app::health::{HealthReport, ProbeResult};
 use end2end::{Console, SseReader, StackProject, console_binary, docker_host};
 
 const CLIENTS: usize = 32;
