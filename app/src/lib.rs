@@ -13,6 +13,7 @@ pub mod deploy;
 pub mod engine;
 pub mod environment;
 pub mod error;
+mod follow;
 pub mod health;
 mod live;
 pub mod overview;
@@ -92,20 +93,31 @@ pub fn App() -> impl IntoView {
     Effect::new(move |_| hydrated.set(true));
     auth::view::provide_login();
 
+    // The navigation is a menu below the phone breakpoint (style/main.css): closed by default and
+    // after each navigation, so the page it leads to is what shows.
+    let menu_open = RwSignal::new(false);
+
     view! {
         <Title formatter=|page: String| {
             if page.is_empty() { "EPSM Ops".to_string() } else { format!("{page} · EPSM Ops") }
         }/>
         <Router>
+            <CloseMenuOnNavigation menu_open/>
+            <a class="skip-link" href="#main">"Skip to content"</a>
             <div class="layout" data-hydrated=move || hydrated.get().to_string()>
                 <header class="topbar">
+                    <button type="button" class="menu-button" data-testid="menu-button"
+                        aria-controls="main-nav" aria-expanded=move || menu_open.get().to_string()
+                        on:click=move |_| menu_open.update(|open| *open = !*open)>
+                        <span aria-hidden="true">"☰"</span>" Menu"
+                    </button>
                     <a class="brand" href="/">"EPSM Ops"</a>
-                    <span class="muted">"Energy Performance Simulation Manager — deploy console"</span>
+                    <span class="muted tagline">"Energy Performance Simulation Manager — deploy console"</span>
                     <span class="spacer"></span>
                     <engine::view::EngineBadge/>
                     <auth::view::UserBadge/>
                 </header>
-                <nav class="sidebar" aria-label="Main">
+                <nav class="sidebar" id="main-nav" aria-label="Main" class:open=move || menu_open.get()>
                     <A href="/">"Overview"</A>
                     <A href="/health">"Health"</A>
                     <A href="/deploys">"Deploys"</A>
@@ -113,7 +125,7 @@ pub fn App() -> impl IntoView {
                     <A href="/backups">"Backups"</A>
                     <A href="/audit">"Audit log"</A>
                 </nav>
-                <main class="content">
+                <main class="content" id="main" tabindex="-1">
                     <Routes fallback=pages::NotFound>
                         <Route path=path!("/") view=overview::OverviewPage/>
                         <Route path=path!("/health") view=health::view::HealthPage/>
@@ -127,4 +139,14 @@ pub fn App() -> impl IntoView {
             </div>
         </Router>
     }
+}
+
+/// Closes the phone menu whenever the address changes (a link in it was followed).
+#[component]
+fn CloseMenuOnNavigation(menu_open: RwSignal<bool>) -> impl IntoView {
+    let location = leptos_router::hooks::use_location();
+    Effect::new(move |_| {
+        location.pathname.track();
+        menu_open.set(false);
+    });
 }

@@ -185,7 +185,10 @@ fn ago(now: DateTime<Utc>, then: DateTime<Utc>) -> String {
 fn DeployGlance(deploy: Option<Deploy>, now: DateTime<Utc>) -> impl IntoView {
     let body = match deploy {
         None => view! {
-            <p class="muted" data-testid="overview-deploy-state" data-outcome="none">"No deploy yet."</p>
+            <p data-testid="overview-deploy-state" data-outcome="none">
+                "No deploy yet. " <a href="/deploys#deploy" data-testid="overview-first-deploy">"Deploy"</a>
+                " the newest code: the change card there says what it brings first."
+            </p>
         }
         .into_any(),
         Some(d) => {

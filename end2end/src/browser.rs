@@ -175,6 +175,127 @@ impl Browser {
         }
     }
 
+    /// Resizes the window to `width` x `height` CSS pixels (headless: the viewport is the window).
+    pub async fn set_size(&self, width: u32, height: u32) {
+        self.client
+            .set_window_size(width, height)
+            .await
+            .expect("set window size");
+    }
+
+    /// How many pixels the page is wider than the window (0: nothing scrolls sideways), and the
+    /// elements that stick out past the window's right edge (tag, class, test id), for the message.
+    pub async fn sideways_overflow(&self) -> (f64, Vec<String>) {
+        let value = self
+            .client
+            .execute(
+                "const root = document.documentElement; const w = root.clientWidth; \
+                 const out = [...document.querySelectorAll('body *')] \
+                   .filter(e => e.getBoundingClientRect().right > w + 0.5 && !e.closest('.table-wrap, .log')) \
+                   .slice(0, 8) \
+                   .map(e => `${e.tagName.toLowerCase()}.${e.className}[${e.dataset.testid || ''}]`); \
+                 return [root.scrollWidth - w, out];",
+                vec![],
+            )
+            .await
+            .expect("measure the page");
+        let overflow = value[0].as_f64().unwrap_or_default();
+        let culprits = value[1]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        (overflow, culprits)
+    }
+
+    /// Where the scrollable box `css` is scrolled to: how far from its bottom (0: the newest line is
+    /// in view) and whether it has more than fits (a box that fits all cannot follow or be scrolled).
+    pub async fn scroll_state(&self, css: &str) -> ScrollState {
+        let value = self
+            .client
+            .execute(
+                "const e = document.querySelector(arguments[0]); \
+                 return [e.scrollTop, e.clientHeight, e.scrollHeight];",
+                vec![serde_json::json!(css)],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("scroll state of {css:?}: {e}"));
+        let n = |i: usize| value[i].as_f64().unwrap_or_default();
+        ScrollState {
+            top: n(0),
+            from_bottom: n(2) - n(0) - n(1),
+            overflows: n(2) > n(1),
+        }
+    }
+
+    /// Scrolls the box `css` to its top, as a reader scrolling up would (the page hears a scroll event).
+    pub async fn scroll_to_top(&self, css: &str) {
+        self.client
+            .execute(
+                "document.querySelector(arguments[0]).scrollTop = 0; return true;",
+                vec![serde_json::json!(css)],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("scroll {css:?}: {e}"));
+    }
+
+    /// Waits up to `within` until the box `css` shows its newest line (scrolled to within a few pixels
+    /// of its bottom) while having more than fits.
+    pub async fn wait_until_scrolled_to_end(&self, css: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let state = self.scroll_state(css).await;
+            if state.overflows && state.from_bottom <= 8.0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{css:?} is not at its newest line after {within:?}: {state:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Runs axe-core (from npm, installed by scripts/setup.sh) on the page as it is now and returns
+    /// its serious and critical violations, one line each: rule, impact, what it says, where.
+    pub async fn accessibility_violations(&self) -> Vec<String> {
+        let path = repo_root().join(".tools/axe/node_modules/axe-core/axe.min.js");
+        let source = fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (scripts/setup.sh installs axe-core)",
+                path.display()
+            )
+        });
+        // WebDriver scripts run outside the page's CSP, as a browser extension's would.
+        self.client
+            .execute(&format!("{source}; return true;"), vec![])
+            .await
+            .expect("load axe-core");
+        let result = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1]; \
+                 axe.run(document, { resultTypes: ['violations'] }) \
+                   .then(r => done(r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical') \
+                     .map(v => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', ')}`))) \
+                   .catch(e => done([`axe failed: ${e}`]));",
+                vec![],
+            )
+            .await
+            .expect("run axe-core");
+        result
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Saves a PNG of the page to `target/screenshots/<name>.png` and returns its path.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         let dir = repo_root().join("target/screenshots");
@@ -184,6 +305,14 @@ impl Browser {
         fs::write(&path, png).expect("write screenshot");
         path
     }
+}
+
+/// A scrollable box's position, in CSS pixels.
+#[derive(Debug, Clone, Copy)]
+pub struct ScrollState {
+    pub top: f64,
+    pub from_bottom: f64,
+    pub overflows: bool,
 }
 
 impl Drop for Browser {

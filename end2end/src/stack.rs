@@ -392,6 +392,18 @@ impl StackProject {
         ]);
     }
 
+    /// Writes `count` lines "`prefix` 1" .. "`prefix` `count`" into `service`'s output (stdout), at once.
+    pub fn write_lines_to_output(&self, service: &str, prefix: &str, count: u32) {
+        self.compose_ok(&[
+            "exec",
+            "-T",
+            service,
+            "sh",
+            "-c",
+            &format!("i=1; while [ $i -le {count} ]; do echo \"{prefix} $i\"; i=$((i+1)); done > /proc/1/fd/1"),
+        ]);
+    }
+
     /// Sets `key=value` in the project's env file (replacing the line that sets it, or appending).
     pub fn set_env(&self, key: &str, value: &str) {
         let path = self.env_file();

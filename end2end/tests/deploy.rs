@@ -24,12 +24,32 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
         ],
         "Release 2: EPSM_RELEASE for the backend",
     );
+    // Its migration takes a while, as real ones do: the test looks at the deploy while it runs.
+    project.set_env("EPSM_FAILURE", "slow-migrate");
     let console = Console::for_stack(&console_binary(), &project, &[]).await;
     let browser = Browser::start().await;
     browser.login(&console, ADMIN).await;
+    // A fresh install: the Overview says what to do next, and the link leads to the Deploy form.
+    browser.open_hydrated(&format!("{}/", console.url)).await;
+    let first = browser
+        .wait_for("[data-testid=overview-deploy-state][data-outcome=none]")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        first.starts_with("No deploy yet. Deploy the newest code"),
+        "{first}"
+    );
+    browser.screenshot("overview-fresh").await;
     browser
-        .open_hydrated(&format!("{}/deploys", console.url))
+        .click_when_ready("[data-testid=overview-first-deploy]")
         .await;
+    browser.wait_for("[data-testid=deploy-form]").await;
+    assert_eq!(
+        browser.client.current_url().await.unwrap().path(),
+        "/deploys"
+    );
 
     // Before the click: "Check for updates" fetches, and the card says what the deploy brings.
     browser
@@ -59,12 +79,37 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
         .wait_for("[data-testid=change-card][data-ahead=\"1\"][data-backup-advised=false]")
         .await;
     browser.screenshot("deploy-change-card").await;
+    // The button asks first, saying what the click will do: the stack goes down for the build, and
+    // what the change card found.
     browser
-        .wait_for("[data-testid=deploy-button]")
-        .await
-        .click()
-        .await
-        .unwrap();
+        .click_when_ready("[data-testid=deploy-button]")
+        .await;
+    let confirm = browser
+        .wait_for_text(
+            "[data-testid=deploy-confirm-lines]",
+            Duration::from_secs(10),
+            |t| t.contains("new commit"),
+        )
+        .await;
+    assert!(
+        confirm
+            .contains("EPSM goes offline: the stack is stopped (down, volumes kept) for the build"),
+        "{confirm}"
+    );
+    assert!(
+        confirm.contains(
+            "1 new commit from main, the newest “Release 2: EPSM_RELEASE for the backend”."
+        ),
+        "{confirm}"
+    );
+    assert!(
+        confirm.contains("The compose file changes backend."),
+        "{confirm}"
+    );
+    browser.screenshot("deploy-confirm").await;
+    browser
+        .click_when_ready("[data-testid=deploy-confirm-button]")
+        .await;
 
     // The deploy's own page, following it live: lines arrive and the build step runs.
     browser
@@ -80,6 +125,71 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
     assert!(url.path().starts_with("/deploys/"), "{url}");
     let title = browser.client.title().await.unwrap();
     assert_eq!(title, "Deploy #1 · EPSM Ops");
+
+    // The migration takes 20 s (EPSM_FAILURE=slow-migrate): a deploy surely running for what follows.
+    browser
+        .wait_for_text("[data-testid=deploy-log]", Duration::from_secs(300), |t| {
+            t.contains("migration simulations.0002 takes 20 s")
+        })
+        .await;
+
+    // Meanwhile the Deploys page says who runs what since when, instead of a button that would be
+    // refused; "watch" leads back.
+    browser
+        .open_hydrated(&format!("{}/deploys", console.url))
+        .await;
+    let running = browser
+        .wait_for("[data-testid=deploy-running][data-deploy=\"1\"]")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        running.starts_with("running Deploy #1 is running (by Ada Admin, since "),
+        "{running}"
+    );
+    let disabled = browser
+        .client
+        .execute(
+            "return document.querySelector('[data-testid=deploy-ref]').matches(':disabled');",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        disabled,
+        serde_json::json!(true),
+        "the form is open during a deploy"
+    );
+    browser.screenshot("deploys-running").await;
+    browser
+        .click_when_ready("[data-testid=deploy-running-watch]")
+        .await;
+    browser.wait_for("[data-testid=deploy-steps]").await;
+
+    // The log follows its newest line; a reader who scrolls up stays there and is told what came.
+    const LOG: &str = "[data-testid=deploy-log]";
+    browser
+        .wait_until_scrolled_to_end(LOG, Duration::from_secs(60))
+        .await;
+    browser.scroll_to_top(LOG).await;
+    browser
+        .wait_for("[data-testid=deploy-log-following][data-following=false]")
+        .await;
+    browser
+        .wait_for_text(
+            "[data-testid=deploy-log-jump]",
+            Duration::from_secs(120),
+            |t| t.starts_with("Jump to latest"),
+        )
+        .await;
+    assert!(
+        browser.scroll_state(LOG).await.top < 1.0,
+        "the log moved while the reader read"
+    );
+    browser
+        .click_when_ready("[data-testid=deploy-log-jump]")
+        .await;
 
     browser
         .wait_for_text(
@@ -105,6 +215,10 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
         .await
         .unwrap();
     assert!(log.contains("nginx: healthy"), "{log}");
+    // Followed to its end: the verify step's last lines are in view.
+    browser
+        .wait_until_scrolled_to_end(LOG, Duration::from_secs(5))
+        .await;
     // compose's progress comes on stderr ("Built", "Started"): none of it is painted as an error in
     // a green deploy.
     browser
@@ -173,6 +287,7 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
         )
         .await;
     browser.screenshot("overview").await;
+    tour_every_page(&browser, &console.url).await;
     project.compose_ok(&["stop", "redis"]);
     browser
         .wait_for_text(
@@ -185,4 +300,78 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
         .wait_for("[data-testid=overview-service][data-service=redis]")
         .await;
     browser.screenshot("overview-redis-down").await;
+}
+
+/// Every page of a console with a stack and a deploy behind it, on a desktop and on a phone: nothing
+/// scrolls sideways (a wide table scrolls in its own box), the phone gets the menu instead of the
+/// sidebar, axe-core finds no serious or critical violation, and each leaves a screenshot
+/// (`<page>-desktop.png`, `<page>-phone.png`).
+async fn tour_every_page(browser: &Browser, base: &str) {
+    let pages = [
+        ("overview", "/"),
+        ("health", "/health"),
+        ("deploys", "/deploys"),
+        ("deploy", "/deploys/1"),
+        ("environment", "/environment"),
+        ("backups", "/backups"),
+        ("audit", "/audit"),
+    ];
+    for (size, (width, height)) in [("desktop", (1280, 800)), ("phone", (390, 844))] {
+        browser.set_size(width, height).await;
+        for (name, path) in pages {
+            browser.open_hydrated(&format!("{base}{path}")).await;
+            browser.wait_for("main h1").await;
+            let menu = browser.wait_for("[data-testid=menu-button]").await;
+            let nav = browser.wait_for("nav.sidebar").await;
+            if size == "phone" {
+                assert!(
+                    menu.is_displayed().await.unwrap(),
+                    "{path}: no menu button on a phone"
+                );
+                assert!(
+                    !nav.is_displayed().await.unwrap(),
+                    "{path}: the sidebar takes a phone's width"
+                );
+            } else {
+                assert!(
+                    !menu.is_displayed().await.unwrap(),
+                    "{path}: a menu button on a desktop"
+                );
+                assert!(
+                    nav.is_displayed().await.unwrap(),
+                    "{path}: no sidebar on a desktop"
+                );
+            }
+            let (overflow, culprits) = browser.sideways_overflow().await;
+            assert!(
+                overflow <= 0.0,
+                "{path} at {width} px scrolls sideways by {overflow} px: {culprits:?}"
+            );
+            if size == "desktop" {
+                // On a desktop every table fits: none needs its own scrollbar either.
+                let wide = browser
+                    .client
+                    .execute(
+                        "return [...document.querySelectorAll('.table-wrap')] \
+                           .filter(w => w.scrollWidth > w.clientWidth + 1) \
+                           .map(w => `${w.firstElementChild.dataset.testid}: ${w.scrollWidth - w.clientWidth} px`);",
+                        vec![],
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    wide,
+                    serde_json::json!([]),
+                    "{path}: tables wider than the page"
+                );
+            }
+            let violations = browser.accessibility_violations().await;
+            assert!(
+                violations.is_empty(),
+                "{path} at {width} px: {violations:#?}"
+            );
+            browser.screenshot(&format!("{name}-{size}")).await;
+        }
+    }
+    browser.set_size(1280, 860).await;
 }

@@ -1,6 +1,7 @@
-//! The Health page in a real browser against a real stack: seven green rows, a row that turns red by
-//! itself (no reload) seconds after its service is stopped, and a service's log following a line the
-//! test writes into the container's output, with the secret in that line masked.
+//! The Health page in a real browser against a real stack: six green rows and one running without a
+//! check, a row that turns red by itself (no reload) seconds after its service is stopped, and a
+//! service's log following the lines the test writes into the container's output (the newest in view
+//! until the reader scrolls up or pauses), with the secret in a line masked.
 
 use std::time::Duration;
 
@@ -71,8 +72,89 @@ async fn the_health_page_follows_the_stack_live_and_shows_its_logs() {
         .await;
     assert!(log.contains("connecting with password ••••"), "{log}");
 
-    // The filter narrows the view to matching lines.
+    // The log follows: more lines than fit arrive, and the newest is in view.
+    const LOG: &str = "[data-testid=log-view]";
+    project.write_lines_to_output("backend", "e2e-burst", 120);
+    browser
+        .wait_for_text(LOG, Duration::from_secs(15), |t| {
+            t.contains("e2e-burst 120")
+        })
+        .await;
+    browser
+        .wait_until_scrolled_to_end(LOG, Duration::from_secs(5))
+        .await;
+    // The reader scrolls up: the log stays where they read, and says how many lines came since.
+    browser.scroll_to_top(LOG).await;
+    browser
+        .wait_for("[data-testid=log-view-following][data-following=false]")
+        .await;
+    project.write_lines_to_output("backend", "e2e-later", 5);
+    let jump = browser
+        .wait_for_text(
+            "[data-testid=log-view-jump]",
+            Duration::from_secs(15),
+            |t| t.contains("5 new"),
+        )
+        .await;
+    assert_eq!(jump, "Jump to latest ↓ 5 new");
+    let held = browser.scroll_state(LOG).await;
+    assert!(
+        held.top < 1.0,
+        "the log moved while the reader read: {held:?}"
+    );
+    browser.screenshot("health-logs-paused").await;
+    browser
+        .click_when_ready("[data-testid=log-view-jump]")
+        .await;
+    browser
+        .wait_until_scrolled_to_end(LOG, Duration::from_secs(5))
+        .await;
+    browser
+        .wait_for("[data-testid=log-view-following][data-following=true]")
+        .await;
+    // Pause holds the view still while lines arrive; Follow goes back to the newest.
+    browser
+        .click_when_ready("[data-testid=log-view-follow]")
+        .await;
+    browser
+        .wait_for("[data-testid=log-view-following][data-following=false]")
+        .await;
+    browser.scroll_to_top(LOG).await;
+    project.write_lines_to_output("backend", "e2e-paused", 3);
+    browser
+        .wait_for_text(
+            "[data-testid=log-view-jump]",
+            Duration::from_secs(15),
+            |t| t.contains("3 new"),
+        )
+        .await;
+    assert!(browser.scroll_state(LOG).await.top < 1.0);
+    browser
+        .click_when_ready("[data-testid=log-view-follow]")
+        .await;
+    browser
+        .wait_until_scrolled_to_end(LOG, Duration::from_secs(5))
+        .await;
+
+    // The filter narrows the view to matching lines; a filter nothing matches says so.
     let filter = browser.wait_for("input[data-testid=log-filter]").await;
+    filter.send_keys("e2e-marker").await.unwrap();
+    browser
+        .wait_for_count("[data-testid=log-line]", 1, Duration::from_secs(5))
+        .await;
+    filter.clear().await.unwrap();
+    filter.send_keys("no-such-line-anywhere").await.unwrap();
+    let none = browser
+        .wait_for_text("[data-testid=log-no-match]", Duration::from_secs(5), |t| {
+            !t.is_empty()
+        })
+        .await;
+    assert!(
+        none.starts_with("No line of the last ")
+            && none.ends_with("matches “no-such-line-anywhere”."),
+        "{none}"
+    );
+    filter.clear().await.unwrap();
     filter.send_keys("e2e-marker").await.unwrap();
     browser
         .wait_for_count("[data-testid=log-line]", 1, Duration::from_secs(5))

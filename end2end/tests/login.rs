@@ -32,6 +32,11 @@ async fn a_deployer_logs_in_sees_their_buttons_only_and_logging_out_closes_the_p
         .wait_for(&format!("[data-testid=\"dev-login-{DEPLOYER}\"]"))
         .await;
     browser.screenshot("login-dev-idp").await;
+    let violations = browser.accessibility_violations().await;
+    assert!(
+        violations.is_empty(),
+        "the development IdP's page: {violations:#?}"
+    );
     browser.pick_dev_user(DEPLOYER).await;
     // Back on the page asked for, with a name and a role.
     let url = browser.client.current_url().await.unwrap();
@@ -49,6 +54,18 @@ async fn a_deployer_logs_in_sees_their_buttons_only_and_logging_out_closes_the_p
         count(&browser, "details.danger").await,
         0,
         "no admin-only option"
+    );
+    // ... and says why.
+    let note = browser
+        .wait_for("[data-testid=role-note][data-needs=admin]")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        note,
+        "Destructive options (discarding local changes, recreating volumes) need the admin role \
+         (you are a deployer): ask an admin."
     );
     browser.screenshot("login-deployer").await;
     // Maintenance (admin only) is not on the Health page; Back up now (deployer) is on Backups.
@@ -74,6 +91,11 @@ async fn a_deployer_logs_in_sees_their_buttons_only_and_logging_out_closes_the_p
             t == "Logged out"
         })
         .await;
+    let violations = browser.accessibility_violations().await;
+    assert!(
+        violations.is_empty(),
+        "the logged-out page: {violations:#?}"
+    );
     browser
         .client
         .goto(&format!("{}/backups", console.url))
@@ -96,6 +118,87 @@ async fn a_deployer_logs_in_sees_their_buttons_only_and_logging_out_closes_the_p
         .await;
     browser.wait_for("[data-testid=user-name]").await;
     assert_eq!(count(&browser, "[data-testid=deploy-button]").await, 0);
+    // Told why, instead of finding nothing.
+    let note = browser
+        .wait_for("[data-testid=role-note][data-needs=deployer]")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        note,
+        "Deploys need the deployer role (you are a viewer): ask an admin."
+    );
+    browser.screenshot("viewer-deploys").await;
+
+    // What the viewer reaches directly is a page of the console that says why, not plain text, raw
+    // JSON or the browser's own error page.
+    let refusal = async |url: &str| {
+        browser.wait_for("[data-testid=refusal-title]").await;
+        let title = browser
+            .wait_for("[data-testid=refusal-title]")
+            .await
+            .text()
+            .await
+            .unwrap();
+        let message = browser
+            .wait_for("[data-testid=refusal-message]")
+            .await
+            .text()
+            .await
+            .unwrap();
+        browser.wait_for("[data-testid=refusal-home]").await;
+        (url.to_string(), title, message)
+    };
+    browser
+        .client
+        .goto(&format!("{}/backups/1/download", console.url))
+        .await
+        .unwrap();
+    let (_, title, message) = refusal("download").await;
+    assert_eq!(title, "Not allowed");
+    assert!(message.contains("deployer"), "{message}");
+    browser.screenshot("refused-download").await;
+    browser
+        .client
+        .goto(&format!("{}/api/deploy_start", console.url))
+        .await
+        .unwrap();
+    let (_, title, _) = refusal("a visit to a server function").await;
+    assert_eq!(title, "Not a page");
+    // A form posted before the page's script ran (or by a page without it).
+    browser
+        .open_hydrated(&format!("{}/deploys", console.url))
+        .await;
+    browser
+        .client
+        .execute(
+            "const f = document.createElement('form'); f.method = 'post'; f.action = '/api/deploy_start'; \
+             document.body.append(f); f.submit(); return true;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let (_, title, message) = refusal("a form post").await;
+    assert_eq!(title, "Not allowed");
+    assert!(message.contains("deployer"), "{message}");
+    let back = browser.wait_for("[data-testid=refusal-back]").await;
+    assert_eq!(
+        back.attr("href").await.unwrap().as_deref(),
+        Some("/deploys")
+    );
+    browser.screenshot("refused-form-post").await;
+    // An address that names no deploy.
+    browser
+        .open_hydrated(&format!("{}/deploys/new", console.url))
+        .await;
+    let text = browser
+        .wait_for("[data-testid=no-such-deploy]")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(text.starts_with("There is no deploy “new”"), "{text}");
 }
 
 #[tokio::test]

@@ -107,6 +107,10 @@ async fn the_shell_hydrates_and_navigates_between_the_pages() {
         url.query_pairs().any(|(k, v)| k == "action" && v == "auth"),
         "the address carries the filter: {url}"
     );
+    assert!(
+        url.query_pairs().all(|(k, _)| !k.is_empty()),
+        "a field without a name in the address: {url}"
+    );
     let kept = browser
         .client
         .execute("return window.epsmNoReload === true;", vec![])
@@ -148,4 +152,85 @@ async fn a_dead_engine_turns_the_overview_red_with_the_reason() {
         .wait_for("[data-testid=overview-services-state][data-state=unreachable]")
         .await;
     browser.screenshot("overview-engine-unreachable").await;
+}
+
+#[tokio::test]
+async fn on_a_phone_the_navigation_is_a_menu_and_the_header_keeps_its_colours() {
+    let (console, browser, _) = open_overview(&docker_host()).await;
+    browser.set_size(390, 844).await;
+    browser.open_hydrated(&format!("{}/", console.url)).await;
+    let nav = browser.wait_for("nav.sidebar").await;
+    assert!(!nav.is_displayed().await.unwrap(), "the menu starts closed");
+    let menu = browser.wait_for("[data-testid=menu-button]").await;
+    assert_eq!(
+        menu.attr("aria-expanded").await.unwrap().as_deref(),
+        Some("false")
+    );
+    // "Log out" is on the header's own dark background, not past its edge on the light page.
+    let inside = browser
+        .client
+        .execute(
+            "const bar = document.querySelector('header.topbar').getBoundingClientRect(); \
+             const out = document.querySelector('[data-testid=logout]').getBoundingClientRect(); \
+             return out.bottom <= bar.bottom && out.right <= bar.right && out.top >= bar.top;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        inside,
+        serde_json::json!(true),
+        "Log out sits outside the header"
+    );
+    let (overflow, culprits) = browser.sideways_overflow().await;
+    assert!(
+        overflow <= 0.0,
+        "the overview scrolls sideways by {overflow} px: {culprits:?}"
+    );
+    browser.screenshot("phone-menu-closed").await;
+
+    menu.click().await.unwrap();
+    browser
+        .wait_for("[data-testid=menu-button][aria-expanded=true]")
+        .await;
+    assert!(nav.is_displayed().await.unwrap(), "the menu opened");
+    browser.screenshot("phone-menu-open").await;
+    browser
+        .client
+        .find(Locator::LinkText("Health"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .client
+        .wait()
+        .for_element(Locator::XPath("//main/h1[text()='Health']"))
+        .await
+        .unwrap();
+    // Following a link closes the menu: the page it leads to is what shows.
+    browser
+        .wait_for("[data-testid=menu-button][aria-expanded=false]")
+        .await;
+    assert!(!nav.is_displayed().await.unwrap(), "the menu stayed open");
+
+    // Keyboard: the first Tab reaches the skip link, which leads to the page's content.
+    browser
+        .open_hydrated(&format!("{}/deploys", console.url))
+        .await;
+    let skip = browser.wait_for("a.skip-link").await;
+    assert_eq!(skip.attr("href").await.unwrap().as_deref(), Some("#main"));
+    use fantoccini::actions::InputSource;
+    let tab = fantoccini::actions::KeyActions::new("keyboard".into())
+        .then(fantoccini::actions::KeyAction::Down { value: '\u{E004}' })
+        .then(fantoccini::actions::KeyAction::Up { value: '\u{E004}' });
+    browser.client.perform_actions(tab).await.unwrap();
+    let focused = browser
+        .client
+        .execute("return document.activeElement.className;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(focused, serde_json::json!("skip-link"));
+    browser.screenshot("phone-skip-link").await;
 }

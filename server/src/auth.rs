@@ -161,6 +161,7 @@ fn public(path: &str) -> bool {
         "/healthz",
         "/metrics",
         "/favicon.ico",
+        "/favicon.svg",
     ]
     .iter()
     .any(|p| path == p.trim_end_matches('/') || path.starts_with(p))
@@ -325,9 +326,9 @@ fn page(status: StatusCode, title: &str, message: &str) -> Response {
 }
 
 /// The frame of the login flow's and the development IdP's pages; `body` is already escaped.
-fn html_page(title: &str, body: &str) -> Html<String> {
+pub(crate) fn html_page(title: &str, body: &str) -> Html<String> {
     Html(format!(
-        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{} · EPSM Ops</title><link rel="stylesheet" href="/pkg/epsm-ops.css"></head><body><main class="login-page">{body}</main></body></html>"#,
+        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{} · EPSM Ops</title><link rel="icon" href="/favicon.svg" type="image/svg+xml"><link rel="stylesheet" href="/pkg/epsm-ops.css"></head><body><main class="login-page">{body}</main></body></html>"#,
         xml_escape(title)
     ))
 }

@@ -15,6 +15,7 @@ mod auth;
 mod cli;
 mod client;
 mod commands;
+mod refusals;
 mod router;
 mod start;
 mod streams;

@@ -87,6 +87,11 @@ pub fn build(
     });
     Router::new()
         .route("/healthz", get(healthz))
+        // Browsers ask for /favicon.ico where a page names no icon (a download, a JSON reply).
+        .route(
+            "/favicon.ico",
+            get(|| async { axum::response::Redirect::permanent("/favicon.svg") }),
+        )
         .merge(crate::auth::routes(&state.config.limits))
         .merge(crate::streams::routes(shutdown))
         .merge(pages)
@@ -102,6 +107,7 @@ pub fn build(
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             state.config.limits.request_body_bytes,
         ))
+        .layer(axum::middleware::from_fn(crate::refusals::html_for_browsers))
         .layer(axum::middleware::from_fn(no_store))
         .layer(tower::util::option_layer(hsts))
         .layer(

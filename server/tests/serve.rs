@@ -76,6 +76,20 @@ async fn pages_render_with_the_shell_and_strict_security_headers() {
     let (status, headers, _) = get(&console, &format!("{}/favicon.svg", console.url)).await;
     assert_eq!(status, 200);
     assert!(headers.get("cache-control").is_none(), "{headers:?}");
+    // The icon is there for pages nobody is logged in to (the login's, the IdP's), and under the
+    // name browsers ask for by themselves.
+    let anonymous = |path: &str| {
+        console
+            .anonymous_client()
+            .get(format!("{}{path}", console.url))
+            .send()
+    };
+    let icon = anonymous("/favicon.svg").await.unwrap();
+    assert_eq!(icon.status(), 200);
+    assert_eq!(icon.headers()["content-type"], "image/svg+xml");
+    let ico = anonymous("/favicon.ico").await.unwrap();
+    assert_eq!(ico.status(), 308);
+    assert_eq!(ico.headers()["location"], "/favicon.svg");
     // Plain http (development): no HSTS, no __Host- cookie.
     assert!(reply.headers().get("strict-transport-security").is_none());
 }

@@ -87,7 +87,9 @@ fn FilterForm(filter: Memo<AuditFilter>) -> impl IntoView {
     let f = filter.get_untracked();
     let outcome = f.outcome.map(AuditOutcome::as_str).unwrap_or("");
     view! {
-        <leptos_router::components::Form method="GET" action="/audit">
+        // The router's form adds its submit button to the query even without a name ("&="): dropped.
+        <leptos_router::components::Form method="GET" action="/audit"
+            on_form_data=std::sync::Arc::new(|data: &leptos::web_sys::FormData| data.delete(""))>
             <div class="filters" data-testid="audit-filter">
                 <label>"Action "
                     <select name="action" data-testid="audit-filter-action">
@@ -103,7 +105,7 @@ fn FilterForm(filter: Memo<AuditFilter>) -> impl IntoView {
                     <input type="search" name="actor" value=f.actor.clone().unwrap_or_default()
                         placeholder="name or id" data-testid="audit-filter-actor"/>
                 </label>
-                <label>"AuditOutcome "
+                <label>"Outcome "
                     <select name="outcome" data-testid="audit-filter-outcome">
                         {[("", "all"), ("ok", "ok"), ("failed", "failed"), ("refused", "refused")].into_iter().map(|(value, label)| view! {
                             <option value=value selected=outcome == value>{label}</option>
@@ -136,7 +138,7 @@ fn AuditTable(entries: Vec<AuditEntry>, filter: AuditFilter) -> impl IntoView {
         })
     });
     view! {
-        <table class="table" data-testid="audit-table">
+        <div class="table-wrap"><table class="table" data-testid="audit-table">
             <thead>
                 <tr><th>"When (UTC)"</th><th>"Who"</th><th>"Action"</th><th>"Target"</th><th>"AuditOutcome"</th><th>"Detail"</th></tr>
             </thead>
@@ -164,7 +166,7 @@ fn AuditTable(entries: Vec<AuditEntry>, filter: AuditFilter) -> impl IntoView {
                     </tr>
                 }).collect_view()}
             </tbody>
-        </table>
+        </table></div>
         <p class="pager">
             {filter.before.is_some().then(|| view! {
                 <a href=query_of(&AuditFilter { before: None, ..filter.clone() })>"← Newest"</a>

@@ -25,16 +25,48 @@ pub fn role_of(login: Result<LoginState, crate::error::AppError>) -> Option<Role
 }
 
 /// Shows its children only to people with at least `role`. The server refuses the same actions on
-/// its own; this only spares people buttons that would be refused.
+/// its own; this only spares people buttons that would be refused. With `explain` (what the hidden
+/// part does: "deploys"), someone logged in with a lower role is told why it is missing and whom to
+/// ask, instead of finding nothing.
 #[leptos::component]
-pub fn RoleGate(role: Role, children: leptos::children::ChildrenFn) -> impl leptos::IntoView {
+pub fn RoleGate(
+    role: Role,
+    #[prop(optional, into)] explain: Option<&'static str>,
+    children: leptos::children::ChildrenFn,
+) -> impl leptos::IntoView {
     use leptos::prelude::*;
     let children = StoredValue::new(children);
     view! {
         <Suspense fallback=|| ()>
-            {move || current_role().is_some_and(|r| r >= role).then(|| children.with_value(|c| c()))}
+            {move || match current_role() {
+                Some(r) if r >= role => Some(children.with_value(|c| c()).into_any()),
+                Some(r) => explain.map(|what| view! {
+                    <p class="role-note" data-testid="role-note" data-needs=role.as_str()>
+                        {missing_role_note(what, role, r)}
+                    </p>
+                }.into_any()),
+                None => None,
+            }}
         </Suspense>
     }
+}
+
+/// "Deploys need the deployer role (you are a viewer): ask an admin."
+pub fn missing_role_note(what: &str, needs: Role, has: Role) -> String {
+    let mut what = what.to_string();
+    if let Some(first) = what.get(..1) {
+        what.replace_range(..1, &first.to_uppercase());
+    }
+    format!(
+        "{what} need the {} role (you are {} {}): ask an admin.",
+        needs.as_str(),
+        if has.as_str().starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        },
+        has.as_str()
+    )
 }
 
 /// Name, role and the logout button in the top bar; the development IdP's banner while it is on.

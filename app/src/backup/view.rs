@@ -83,7 +83,7 @@ pub fn BackupsPage() -> impl IntoView {
         <Title text="Backups"/>
         <h1>"Backups"</h1>
         <div class="grid">
-            <crate::auth::view::RoleGate role=crate::auth::Role::Deployer>
+            <crate::auth::view::RoleGate role=crate::auth::Role::Deployer explain="backups on demand">
             <section class="card">
                 <h2>"Back up now"</h2>
                 <p class="muted small">
@@ -193,7 +193,7 @@ fn BackupTable(
         return view! { <p class="muted">"No backups yet."</p> }.into_any();
     }
     view! {
-        <table class="table" data-testid="backups">
+        <div class="table-wrap"><table class="table" data-testid="backups">
             <thead><tr><th>"#"</th><th>"Started (UTC)"</th><th>"By"</th><th>"Database"</th><th>"Outcome"</th><th>"Size"</th><th>"Took"</th><th>"File and sha256"</th><th></th></tr></thead>
             <tbody>
                 {backups.into_iter().map(|b| {
@@ -219,6 +219,7 @@ fn BackupTable(
                                 <ActionForm action=delete attr:class="prune">
                                     <input type="hidden" name="id" value=b.id.to_string()/>
                                     <input type="text" name="confirm" placeholder=format!("type {name}") autocomplete="off"
+                                        aria-label=format!("Type {name} to confirm the delete")
                                         data-testid=format!("delete-confirm-{}", b.id)/>
                                     <button type="submit" data-testid=format!("delete-{}", b.id)>"Delete backup"</button>
                                 </ActionForm>
@@ -238,8 +239,15 @@ fn BackupTable(
                             <td class="nowrap" data-testid="backup-size">{size}</td>
                             <td class="nowrap">{b.duration_ms.map(|ms| crate::deploy::view::seconds(ms as i64))}</td>
                             <td class="file">
-                                {b.file_name.clone().map(|f| view! { <div data-testid="backup-file">{f}</div> })}
-                                {b.sha256.clone().map(|h| view! { <code class="small hash" title="sha256">{h}</code> })}
+                                {b.file_name.clone().map(|f| view! { <div data-testid="backup-file">{breakable(&f)}</div> })}
+                                {b.sha256.clone().map(|h| {
+                                    let short: String = h.chars().take(16).collect();
+                                    view! {
+                                        <code class="small hash" title=format!("sha256 {h}") data-sha256=h.clone()>
+                                            {format!("sha256 {short}…")}
+                                        </code>
+                                    }
+                                })}
                                 {b.deploy_id.map(|d| view! {
                                     <div class="muted small">"at deploy "<a href=format!("/deploys/{d}")>{format!("#{d}")}</a></div>
                                 })}
@@ -249,7 +257,22 @@ fn BackupTable(
                     }
                 }).collect_view()}
             </tbody>
-        </table>
+        </table></div>
     }
     .into_any()
+}
+
+/// A file name that may wrap only after its separators (`-`, `_`, `.`), never inside a word.
+fn breakable(name: &str) -> impl IntoView + use<> {
+    let mut parts = Vec::new();
+    let mut rest = name;
+    while let Some(at) = rest.find(['-', '_', '.']) {
+        parts.push(rest[..=at].to_string());
+        rest = &rest[at + 1..];
+    }
+    parts.push(rest.to_string());
+    parts
+        .into_iter()
+        .map(|part| view! { {part}<wbr/> })
+        .collect_view()
 }

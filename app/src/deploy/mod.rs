@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod card;
 pub mod changes;
+pub mod form;
 #[cfg(feature = "ssr")]
 pub mod git;
 pub mod plan;

@@ -49,11 +49,6 @@ pub fn DeploysPage() -> impl IntoView {
         move || (git_ref.get(), check.version().get()),
         |(r, _)| deploy_changes(Some(r), false),
     );
-    let backup_advised = move || {
-        card.get()
-            .and_then(|c| c.ok())
-            .is_some_and(|v| matches!(v, SourceView::Card(c) if c.backup_advised))
-    };
     view! {
         <Title text="Deploys"/>
         <h1>"Deploys"</h1>
@@ -89,58 +84,28 @@ pub fn DeploysPage() -> impl IntoView {
                 })}
             </crate::auth::view::RoleGate>
         </section>
-        <crate::auth::view::RoleGate role=crate::auth::Role::Deployer>
-        <section class="card" data-testid="deploy-form">
-            <h2>"Deploy"</h2>
-            <p class="muted small">
-                "The deployment guide's procedure: pre-flight, the newest code from git, down (volumes kept), build "
-                "cache prune, build --no-cache, up --force-recreate, wait for healthy, migrate, seed, collectstatic, "
-                "verify. One deploy at a time."
-            </p>
-            <ActionForm action=start attr:class="deploy-form">
-                <label class="wide">"Deploy "
-                    <input type="text" name="options[git_ref]" data-testid="deploy-ref" autocomplete="off"
-                        placeholder="the configured branch (or a branch, tag or commit)"
-                        on:change=move |ev| git_ref.set(event_target_value(&ev))/>
-                </label>
-                <label><input type="checkbox" name="options[skip_migrations]" value="true"/>" skip migrations"</label>
-                <label><input type="checkbox" name="options[skip_seed]" value="true"/>" skip seed"</label>
-                <label><input type="checkbox" name="options[no_pull]" value="true"/>" no --pull (no registry)"</label>
-                <label><input type="checkbox" name="options[ignore_audit_errors]" value="true"/>" deploy despite audit errors"</label>
-                <label><input type="checkbox" name="options[backup_first]" value="true" data-testid="deploy-backup-first"
-                    prop:checked=backup_advised/>" back up the database first"</label>
-                <crate::auth::view::RoleGate role=crate::auth::Role::Admin>
-                    <details class="danger">
-                        <summary>"Destructive options (admin only)"</summary>
-                        <label><input type="checkbox" name="options[discard_local_changes]" value="true" data-testid="deploy-discard"/>
-                            " discard local changes on the server (changed tracked files, untracked files in the way)"</label>
-                        <label><input type="checkbox" name="options[recreate_volumes]" value="true"/>" recreate volumes: DELETES ALL DATA"</label>
-                        <input type="text" name="confirm" placeholder="type the project name to confirm" autocomplete="off"/>
-                    </details>
-                </crate::auth::view::RoleGate>
-                <button type="submit" class="primary" data-testid="deploy-button" disabled=move || start.pending().get()>
-                    {move || if start.pending().get() { "Starting…" } else { "Deploy" }}
-                </button>
-            </ActionForm>
-            {move || start.value().get().and_then(|r| r.err()).map(|e| view! {
-                <p class="error-box" role="alert" data-testid="deploy-error">{e.to_string()}</p>
-            })}
-        </section>
+        <crate::auth::view::RoleGate role=crate::auth::Role::Deployer explain="deploys">
+            <super::form::DeployForm start card git_ref/>
         </crate::auth::view::RoleGate>
         <h2 class="section">"History"</h2>
-        <p class="filters small">
-            "Show: " <a href="/deploys">"all"</a>
+        <nav class="filters small" aria-label="Filter the history" data-testid="deploy-filters">
+            "Show: "
+            <a href="/deploys" aria-current=move || filter().is_none().then_some("page")>"all"</a>
             {[DeployOutcome::Succeeded, DeployOutcome::Failed, DeployOutcome::Cancelled, DeployOutcome::Interrupted, DeployOutcome::Running]
                 .into_iter()
-                .map(|o| view! { " · " <a href=format!("/deploys?outcome={}", o.as_str())>{o.as_str()}</a> })
+                .map(|o| view! {
+                    " · "
+                    <a href=format!("/deploys?outcome={}", o.as_str())
+                        aria-current=move || (filter() == Some(o)).then_some("page")>{o.as_str()}</a>
+                })
                 .collect_view()}
-        </p>
+        </nav>
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             <ErrorBoundary fallback=|errors| view! { <crate::error::ErrorList errors/> }>
                 {move || Suspend::new(async move {
                     deploys.await.map(|list| view! {
                         <DurationChart deploys=list.clone()/>
-                        <HistoryTable deploys=list/>
+                        <HistoryTable deploys=list filter=filter()/>
                     })
                 })}
             </ErrorBoundary>
@@ -149,12 +114,22 @@ pub fn DeploysPage() -> impl IntoView {
 }
 
 #[component]
-fn HistoryTable(deploys: Vec<Deploy>) -> impl IntoView {
+fn HistoryTable(deploys: Vec<Deploy>, filter: Option<DeployOutcome>) -> impl IntoView {
     if deploys.is_empty() {
-        return view! { <p class="muted">"No deploys yet."</p> }.into_any();
+        let text = match filter {
+            None => "No deploys yet.".to_string(),
+            Some(o) => format!("No {} deploys. ", o.as_str()),
+        };
+        return view! {
+            <p class="muted" data-testid="deploy-history-empty">
+                {text}
+                {filter.is_some().then(|| view! { <a href="/deploys">"Show all"</a> })}
+            </p>
+        }
+        .into_any();
     }
     view! {
-        <table class="table" data-testid="deploy-history">
+        <div class="table-wrap"><table class="table" data-testid="deploy-history">
             <thead><tr><th>"#"</th><th>"Started (UTC)"</th><th>"By"</th><th>"Outcome"</th><th>"Duration"</th><th>"Commit"</th><th>"Summary"</th></tr></thead>
             <tbody>
                 {deploys.into_iter().map(|d| view! {
@@ -169,7 +144,7 @@ fn HistoryTable(deploys: Vec<Deploy>) -> impl IntoView {
                     </tr>
                 }).collect_view()}
             </tbody>
-        </table>
+        </table></div>
     }
     .into_any()
 }
@@ -211,23 +186,43 @@ fn DurationChart(deploys: Vec<Deploy>) -> impl IntoView {
 #[component]
 pub fn DeployPage() -> impl IntoView {
     let params = use_params_map();
-    let id = move || {
-        params.with(|p| {
-            p.get("id")
-                .and_then(|id| id.parse::<i64>().ok())
-                .unwrap_or(0)
-        })
-    };
-    let deploy = Resource::new(id, get_deploy);
+    // `/deploys/7`; anything else (`/deploys/new`) is no deploy, said as such.
+    let raw = move || params.with(|p| p.get("id").unwrap_or_default());
+    let id = move || raw().parse::<i64>().ok().filter(|id| *id > 0);
+    let deploy = Resource::new(id, |id| async move {
+        match id {
+            Some(id) => get_deploy(id).await.map(Some),
+            None => Ok(None),
+        }
+    });
     view! {
-        <Title text=move || format!("Deploy #{}", id())/>
+        <Title text=move || match id() { Some(id) => format!("Deploy #{id}"), None => "Not found".into() }/>
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             <ErrorBoundary fallback=|errors| view! { <crate::error::ErrorList errors/> }>
                 {move || Suspend::new(async move {
-                    deploy.await.map(|d| view! { <DeployView deploy=d/> })
+                    deploy.await.map(|d| match d {
+                        Some(d) => view! { <DeployView deploy=d/> }.into_any(),
+                        None => view! { <NoSuchDeploy name=raw()/> }.into_any(),
+                    })
                 })}
             </ErrorBoundary>
         </Suspense>
+    }
+}
+
+/// `/deploys/<not a number>`: a 404 page that leads to the Deploys page (where a deploy starts).
+#[component]
+fn NoSuchDeploy(name: String) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(axum::http::StatusCode::NOT_FOUND);
+    }
+    view! {
+        <h1>"Not found"</h1>
+        <p data-testid="no-such-deploy">
+            {format!("There is no deploy “{name}”: deploys are numbered. ")}
+            <a href="/deploys#deploy">"Start one, or pick one from the history"</a>
+        </p>
     }
 }
 
@@ -287,7 +282,7 @@ fn DeployView(deploy: Deploy) -> impl IntoView {
     view! {
         <h1>{format!("Deploy #{id}")}</h1>
         <section class="card">
-            <div data-testid="deploy-outcome" data-outcome=move || finished.get().map_or("running", |(o, _)| o.as_str())>
+            <div role="status" aria-live="polite" data-testid="deploy-outcome" data-outcome=move || finished.get().map_or("running", |(o, _)| o.as_str())>
                 {move || match finished.get() {
                     None => view! { <span class="tag warn">"running"</span> }.into_any(),
                     Some((o, summary)) => view! {
@@ -338,32 +333,35 @@ fn DeployView(deploy: Deploy) -> impl IntoView {
             <ol class="steps" data-testid="deploy-steps">
                 {move || steps.get().into_iter().map(step_item).collect_view()}
             </ol>
-            <div class="log deploy-log" data-testid="deploy-log">
-                {move || (earlier.get() > 0).then(|| view! {
-                    <div class="line muted" data-testid="deploy-earlier">
-                        {format!("{} earlier lines are not shown here: ", earlier.get())}
-                        <a href=format!("/deploys/{id}/log.txt") rel="external">"the whole log"</a>
-                    </div>
-                })}
-                <For each=move || lines.get() key=|l| l.seq let(line)>
-                    <div class={
-                        let (text, stderr, step) = (line.text.clone(), line.stderr, line.step);
-                        move || crate::tone::line_class(&text, stderr, failed_step(step))
-                    } data-testid="deploy-line">
-                        <span class="text">{line.text.clone()}</span>
-                    </div>
-                </For>
+            <div class="deploy-log-box">
+                <crate::follow::FollowingLog newest=Signal::derive(move || lines.with(|l| l.back().map_or(0, |l| l.seq)))
+                    class="deploy-log" testid="deploy-log" label=format!("Deploy #{id} log")>
+                    {move || (earlier.get() > 0).then(|| view! {
+                        <div class="line muted" data-testid="deploy-earlier">
+                            {format!("{} earlier lines are not shown here: ", earlier.get())}
+                            <a href=format!("/deploys/{id}/log.txt") rel="external">"the whole log"</a>
+                        </div>
+                    })}
+                    <For each=move || lines.get() key=|l| l.seq let(line)>
+                        <div class={
+                            let (text, stderr, step) = (line.text.clone(), line.stderr, line.step);
+                            move || crate::tone::line_class(&text, stderr, failed_step(step))
+                        } data-testid="deploy-line">
+                            <span class="text">{line.text.clone()}</span>
+                        </div>
+                    </For>
+                </crate::follow::FollowingLog>
             </div>
         </div>
         {(!deploy.images.is_empty()).then(|| view! {
             <h2 class="section">"Images after this deploy"</h2>
-            <table class="table compact">
+            <div class="table-wrap"><table class="table compact">
                 <tbody>
                     {deploy.images.iter().map(|(service, image)| view! {
                         <tr><td>{service.clone()}</td><td><code>{image.clone()}</code></td></tr>
                     }).collect_view()}
                 </tbody>
-            </table>
+            </table></div>
         })}
     }
 }
@@ -459,6 +457,6 @@ pub async fn get_deploy(id: i64) -> Result<Deploy, AppError> {
     crate::auth::gate::require(crate::auth::Role::Viewer).await?;
     match deployer().get(id).await? {
         Some(deploy) => Ok(deploy),
-        None => Err(AppError::Invalid(format!("there is no deploy #{id}")).replied()),
+        None => Err(AppError::NotFound(format!("there is no deploy #{id}")).replied()),
     }
 }

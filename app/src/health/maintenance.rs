@@ -168,7 +168,7 @@ pub fn MaintenanceCard() -> impl IntoView {
                 </div>
                 {target.needs_confirmation().then(|| view! {
                     <input type="text" name="confirm" placeholder="type the project name" autocomplete="off"
-                        data-testid=format!("confirm-{target:?}")/>
+                        aria-label=format!("{label}: type the project name to confirm") data-testid=format!("confirm-{target:?}")/>
                 })}
                 <button type="submit" data-testid=format!("prune-{target:?}")>"Prune"</button>
             </ActionForm>

@@ -62,7 +62,7 @@ pub fn HealthPage() -> impl IntoView {
                         view! {
                             <HealthView report following/>
                             <LogPanel report/>
-                            <crate::auth::view::RoleGate role=crate::auth::Role::Admin><super::maintenance::MaintenanceCard/></crate::auth::view::RoleGate>
+                            <crate::auth::view::RoleGate role=crate::auth::Role::Admin explain="prunes of images and build cache"><super::maintenance::MaintenanceCard/></crate::auth::view::RoleGate>
                         }
                     })
                 })}
@@ -117,20 +117,20 @@ fn HealthView(report: Signal<HealthReport>, following: RwSignal<bool>) -> impl I
                 <p class="muted small">
                     "Project " <span data-testid="health-project">{r.project.clone()}</span>
                     <span data-testid="health-project-source">{format!(" (from {})", r.project_source.describe())}</span>
-                    {format!(" · looked at {} UTC · round {} · ", taken.format("%H:%M:%S"), r.round)}
+                    {format!(" · looked at {} UTC · ", taken.format("%H:%M:%S"))}
                     <span data-testid="live" data-live=move || following.get().to_string()>
                         {move || if following.get() { "live" } else { "not live (reconnecting)" }}
                     </span>
                 </p>
                 {r.disk.clone().map(|disk| view! {
-                    <table class="table compact" data-testid="disk-usage">
+                    <div class="table-wrap"><table class="table compact" data-testid="disk-usage">
                         <thead><tr><th>"Disk"</th><th>"Count"</th><th>"Active"</th><th>"Size"</th><th>"Reclaimable"</th></tr></thead>
                         <tbody>
                             {disk.rows.into_iter().map(|d| view! {
                                 <tr><td>{d.kind}</td><td>{d.total}</td><td>{d.active}</td><td>{d.size}</td><td>{d.reclaimable}</td></tr>
                             }).collect_view()}
                         </tbody>
-                    </table>
+                    </table></div>
                 })}
             </section>
             {r.compose_error.clone().map(|e| view! {
@@ -139,7 +139,7 @@ fn HealthView(report: Signal<HealthReport>, following: RwSignal<bool>) -> impl I
                 </div>
             })}
             <h2 class="section">"Services"</h2>
-            <table class="table" data-testid="services">
+            <div class="table-wrap"><table class="table cards-on-phone" data-testid="services">
                 <thead>
                     <tr>
                         <th>"Service"</th><th>"Verdict"</th><th>"Container"</th><th>"Health"</th>
@@ -149,11 +149,11 @@ fn HealthView(report: Signal<HealthReport>, following: RwSignal<bool>) -> impl I
                 <tbody>
                     {r.services.iter().map(|s| service_row(s, taken)).collect_view()}
                 </tbody>
-            </table>
+            </table></div>
             {(!r.orphans.is_empty()).then(|| view! {
                 <h2 class="section">"Orphans"</h2>
                 <p class="muted">"Containers of this project whose service the compose file no longer declares (remove them with `up --remove-orphans`)."</p>
-                <table class="table" data-testid="orphans">
+                <div class="table-wrap"><table class="table" data-testid="orphans">
                     <thead><tr><th>"Container"</th><th>"Service label"</th><th>"State"</th><th>"Image"</th></tr></thead>
                     <tbody>
                         {r.orphans.iter().map(|c| view! {
@@ -163,7 +163,7 @@ fn HealthView(report: Signal<HealthReport>, following: RwSignal<bool>) -> impl I
                             </tr>
                         }).collect_view()}
                     </tbody>
-                </table>
+                </table></div>
             })}
         }
     }
@@ -179,31 +179,31 @@ fn service_row(s: &ServiceHealth, taken: chrono::DateTime<chrono::Utc>) -> impl 
     let replicas = (s.replicas > 1).then(|| format!(" ×{}", s.replicas));
     view! {
         <tr data-testid="service-row" data-service=s.name.clone() data-verdict=s.verdict.word()>
-            <td><strong>{s.name.clone()}</strong>{replicas}</td>
-            <td>
+            <td data-label="Service"><strong>{s.name.clone()}</strong>{replicas}</td>
+            <td data-label="Verdict">
                 <span class=format!("tag {}", s.verdict.css_class())>{s.verdict.word()}</span>
                 {s.verdict.reason().map(|r| view! { <div class="reason small" data-testid="verdict-reason">{r}</div> })}
             </td>
-            <td>
+            <td data-label="Container">
                 {c.map(|c| view! {
                     <code>{c.name.clone()}</code>
                     <div class="muted small">{c.state.clone()}</div>
                 })}
             </td>
-            <td>
+            <td data-label="Health">
                 {c.map(|c| view! {
                     {c.health.clone().unwrap_or_else(|| "no healthcheck".into())}
                     {c.health_output.clone().map(|o| view! { <div class="muted small" data-testid="health-output">{o}</div> })}
                 })}
             </td>
-            <td>
+            <td data-label="Restarts">
                 {c.map(|c| view! {
                     {c.restarts}
                     {c.restart_loop.then(|| view! { <span class="tag down">" restart loop"</span> })}
                 })}
             </td>
-            <td class="nowrap">{up}</td>
-            <td>
+            <td data-label="Up" class="nowrap">{up}</td>
+            <td data-label="Image">
                 {c.map(|c| view! {
                     <code>{c.image.clone()}</code>
                     <div class="muted small">
@@ -212,8 +212,8 @@ fn service_row(s: &ServiceHealth, taken: chrono::DateTime<chrono::Utc>) -> impl 
                     </div>
                 })}
             </td>
-            <td class="small">{c.map(|c| c.ports.join(", "))}</td>
-            <td data-testid="probe">{probe_cell(&s.probe)}</td>
+            <td data-label="Ports" class="small">{c.map(|c| c.ports.join(", "))}</td>
+            <td data-label="Deep probe" data-testid="probe">{probe_cell(&s.probe)}</td>
         </tr>
     }
 }
@@ -270,7 +270,8 @@ fn LogPanel(report: Signal<HealthReport>) -> impl IntoView {
                         {services.into_iter().map(|s| view! { <option value=s.clone()>{s.clone()}</option> }).collect_view()}
                     </select>
                 </label>
-                <input type="search" placeholder="Filter lines" data-testid="log-filter"
+                <label class="visually-hidden" for="log-filter">"Filter the log's lines"</label>
+                <input type="search" id="log-filter" placeholder="Filter lines" data-testid="log-filter"
                     on:input=move |ev| filter.set(event_target_value(&ev))/>
             </div>
             {move || selected.get().map(|service| view! { <LogView service filter/> })}
@@ -309,15 +310,23 @@ fn LogView(service: String, filter: RwSignal<String>) -> impl IntoView {
             },
         );
     });
+    let matches = move |line: &LogLine, needle: &str| {
+        needle.is_empty() || line.text.to_lowercase().contains(needle)
+    };
     let shown = move || {
-        let needle = filter.get().to_lowercase();
+        let needle = filter.get().trim().to_lowercase();
         lines.with(|q| {
             q.iter()
-                .filter(|l| needle.is_empty() || l.text.to_lowercase().contains(&needle))
+                .filter(|l| matches(l, &needle))
                 .cloned()
                 .collect::<Vec<_>>()
         })
     };
+    let shown_count = move || {
+        let needle = filter.get().trim().to_lowercase();
+        lines.with(|q| q.iter().filter(|l| matches(l, &needle)).count())
+    };
+    let label = format!("{service} log");
     view! {
         <p class="muted small" data-testid="log-state">
             {move || match ended.get() {
@@ -330,7 +339,8 @@ fn LogView(service: String, filter: RwSignal<String>) -> impl IntoView {
                 <button class="link" on:click=move |_| attempt.update(|n| *n += 1)>"Follow again"</button>
             })}
         </p>
-        <div class="log" data-testid="log-view">
+        <crate::follow::FollowingLog newest=Signal::derive(move || lines.with(|q| q.back().map_or(0, |l| l.seq)))
+            testid="log-view" label>
             <For each=shown key=|l| l.seq let(line)>
                 <div class=crate::tone::line_class(&line.text, line.stderr, false) data-testid="log-line">
                     <span class="ts">{line.time.get(11..19).unwrap_or("").to_string()}</span>
@@ -338,7 +348,23 @@ fn LogView(service: String, filter: RwSignal<String>) -> impl IntoView {
                     <span class="text">{line.text.clone()}</span>
                 </div>
             </For>
-        </div>
+            {move || {
+                let needle = filter.get();
+                let (held, matching) = (lines.with(VecDeque::len), shown_count());
+                match (held, matching) {
+                    (0, _) if ended.get().is_none() => Some(view! {
+                        <div class="empty" data-testid="log-empty">"No lines yet: waiting for the service to write one."</div>
+                    }.into_any()),
+                    (0, _) => Some(view! { <div class="empty" data-testid="log-empty">"The service wrote no lines."</div> }.into_any()),
+                    (held, 0) => Some(view! {
+                        <div class="empty" data-testid="log-no-match">
+                            {format!("No line of the last {held} matches “{}”.", needle.trim())}
+                        </div>
+                    }.into_any()),
+                    _ => None,
+                }
+            }}
+        </crate::follow::FollowingLog>
     }
 }
 
