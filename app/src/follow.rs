@@ -27,6 +27,9 @@ pub fn FollowingLog(
     children: Children,
 ) -> impl IntoView {
     let scroller = NodeRef::<leptos::html::Div>::new();
+    // Where the box itself last scrolled to: the browser reports that scroll a frame later, when more
+    // lines may have arrived, so only a position above it is the reader's doing.
+    let put_at = StoredValue::new(0i32);
     let following = RwSignal::new(true);
     // The newest line when the reader stopped following: the lines after it are "new".
     let left_at = RwSignal::new(0u64);
@@ -43,7 +46,7 @@ pub fn FollowingLog(
     Effect::new(move |_| {
         newest.track();
         if following.get_untracked() {
-            request_animation_frame(move || scroll_to_end(scroller));
+            request_animation_frame(move || scroll_to_end(scroller, put_at));
         }
     });
     let stop_following = move || {
@@ -54,20 +57,19 @@ pub fn FollowingLog(
     };
     let follow = move || {
         following.set(true);
-        scroll_to_end(scroller);
+        scroll_to_end(scroller, put_at);
     };
-    // The reader scrolled: up (away from the newest line) stops following, back down resumes it.
-    // Lines that arrive do not scroll the box by themselves (`overflow-anchor: none`), so only the
-    // reader and `scroll_to_end` get here.
+    // The reader scrolled: up (above where the box put itself) stops following, back down to the
+    // newest line resumes it. Lines that arrive do not scroll the box by themselves
+    // (`overflow-anchor: none`), so only the reader and `scroll_to_end` get here.
     let on_scroll = move |_| {
         let Some(el) = scroller.get_untracked() else {
             return;
         };
-        let at_bottom =
-            el.scroll_top() + el.client_height() >= el.scroll_height() - AT_BOTTOM_SLACK;
-        if at_bottom {
+        let top = el.scroll_top();
+        if top + el.client_height() >= el.scroll_height() - AT_BOTTOM_SLACK {
             following.set(true);
-        } else {
+        } else if top + AT_BOTTOM_SLACK < put_at.get_value() {
             stop_following();
         }
     };
@@ -94,9 +96,10 @@ pub fn FollowingLog(
     }
 }
 
-/// Scrolls the log box to its newest line.
-fn scroll_to_end(scroller: NodeRef<leptos::html::Div>) {
+/// Scrolls the log box to its newest line and remembers where that put it.
+fn scroll_to_end(scroller: NodeRef<leptos::html::Div>, put_at: StoredValue<i32>) {
     if let Some(el) = scroller.get_untracked() {
         el.set_scroll_top(el.scroll_height());
+        put_at.set_value(el.scroll_top());
     }
 }

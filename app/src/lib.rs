@@ -102,7 +102,6 @@ pub fn App() -> impl IntoView {
             if page.is_empty() { "EPSM Ops".to_string() } else { format!("{page} · EPSM Ops") }
         }/>
         <Router>
-            <CloseMenuOnNavigation menu_open/>
             <a class="skip-link" href="#main">"Skip to content"</a>
             <div class="layout" data-hydrated=move || hydrated.get().to_string()>
                 <header class="topbar">
@@ -117,7 +116,9 @@ pub fn App() -> impl IntoView {
                     <engine::view::EngineBadge/>
                     <auth::view::UserBadge/>
                 </header>
-                <nav class="sidebar" id="main-nav" aria-label="Main" class:open=move || menu_open.get()>
+                // Following one of its links closes the menu (the click bubbles up to here).
+                <nav class="sidebar" id="main-nav" aria-label="Main" class:open=move || menu_open.get()
+                    on:click=move |_| menu_open.set(false)>
                     <A href="/">"Overview"</A>
                     <A href="/health">"Health"</A>
                     <A href="/deploys">"Deploys"</A>
@@ -139,14 +140,4 @@ pub fn App() -> impl IntoView {
             </div>
         </Router>
     }
-}
-
-/// Closes the phone menu whenever the address changes (a link in it was followed).
-#[component]
-fn CloseMenuOnNavigation(menu_open: RwSignal<bool>) -> impl IntoView {
-    let location = leptos_router::hooks::use_location();
-    Effect::new(move |_| {
-        location.pathname.track();
-        menu_open.set(false);
-    });
 }

@@ -16,7 +16,8 @@ const ERROR_WORDS: [&str; 7] = [
 /// Whether a line says that something went wrong: one of `ERROR_WORDS`, or an exception's name
 /// (`OperationalError`, `RuntimeException`).
 pub fn says_error(text: &str) -> bool {
-    text.split(|c: char| !c.is_ascii_alphanumeric())
+    // Identifiers stay whole: `add_error_messages` names a migration, it does not say "error".
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .any(|word| {
             ERROR_WORDS.iter().any(|e| word.eq_ignore_ascii_case(e))
                 || (word.len() > "Error".len() && word.ends_with("Error"))
@@ -51,6 +52,12 @@ mod tests {
             (
                 "[2026-12-01 10:00:00 +0000] [7] [INFO] Booting worker with pid: 7",
                 true,
+                false,
+                "line out",
+            ),
+            (
+                "  Applying auth.0007_alter_validators_add_error_messages... OK",
+                false,
                 false,
                 "line out",
             ),

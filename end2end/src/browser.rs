@@ -231,15 +231,27 @@ impl Browser {
         }
     }
 
+    /// Scrolls the page until the element `css` is in view (for a screenshot of it).
+    pub async fn scroll_into_view(&self, css: &str) {
+        self.on_element(css, "e.scrollIntoView()").await;
+    }
+
     /// Scrolls the box `css` to its top, as a reader scrolling up would (the page hears a scroll event).
     pub async fn scroll_to_top(&self, css: &str) {
+        self.on_element(css, "e.scrollTop = 0").await;
+    }
+
+    /// Runs the JavaScript `statement` with `e` the element `css`.
+    async fn on_element(&self, css: &str, statement: &str) {
         self.client
             .execute(
-                "document.querySelector(arguments[0]).scrollTop = 0; return true;",
+                &format!(
+                    "const e = document.querySelector(arguments[0]); {statement}; return true;"
+                ),
                 vec![serde_json::json!(css)],
             )
             .await
-            .unwrap_or_else(|e| panic!("scroll {css:?}: {e}"));
+            .unwrap_or_else(|e| panic!("{statement} on {css:?}: {e}"));
     }
 
     /// Waits up to `within` until the box `css` shows its newest line (scrolled to within a few pixels

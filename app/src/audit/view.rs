@@ -138,7 +138,7 @@ fn AuditTable(entries: Vec<AuditEntry>, filter: AuditFilter) -> impl IntoView {
         })
     });
     view! {
-        <div class="table-wrap"><table class="table" data-testid="audit-table">
+        <div class="table-wrap" tabindex="0"><table class="table" data-testid="audit-table">
             <thead>
                 <tr><th>"When (UTC)"</th><th>"Who"</th><th>"Action"</th><th>"Target"</th><th>"AuditOutcome"</th><th>"Detail"</th></tr>
             </thead>
@@ -148,9 +148,9 @@ fn AuditTable(entries: Vec<AuditEntry>, filter: AuditFilter) -> impl IntoView {
                         <td class="nowrap">{e.at.format("%Y-%m-%d %H:%M:%S").to_string()}</td>
                         <td>{e.actor}</td>
                         <td><code>{e.action.clone()}</code></td>
-                        <td>{e.target}</td>
+                        <td class="prose">{e.target}</td>
                         <td><span class=format!("tag {}", e.outcome.as_str())>{e.outcome.as_str()}</span></td>
-                        <td>
+                        <td class="prose">
                             {e.detail}
                             {(e.repeats > 0).then(|| view! {
                                 <span class="muted" data-testid="audit-repeats">

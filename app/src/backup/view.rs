@@ -193,7 +193,7 @@ fn BackupTable(
         return view! { <p class="muted">"No backups yet."</p> }.into_any();
     }
     view! {
-        <div class="table-wrap"><table class="table" data-testid="backups">
+        <div class="table-wrap" tabindex="0"><table class="table" data-testid="backups">
             <thead><tr><th>"#"</th><th>"Started (UTC)"</th><th>"By"</th><th>"Database"</th><th>"Outcome"</th><th>"Size"</th><th>"Took"</th><th>"File and sha256"</th><th></th></tr></thead>
             <tbody>
                 {backups.into_iter().map(|b| {

@@ -135,6 +135,9 @@ pub fn DeployForm(
                         cancel ended/>
                 })}
             </Transition>
+            // Inside a Transition, so the page is rendered knowing whether a deploy runs (a disabled
+            // form rendered enabled would stay so after hydration).
+            <Transition fallback=|| ()>
             <ActionForm action=start attr:class="deploy-form">
                 <fieldset class="plain" disabled=move || running().is_some() || start.pending().get()>
                     <legend class="visually-hidden">"Deploy options"</legend>
@@ -190,6 +193,7 @@ pub fn DeployForm(
                     </div>
                 </fieldset>
             </ActionForm>
+            </Transition>
             {move || start.value().get().and_then(|r| r.err()).map(|e| view! {
                 <p class="error-box" role="alert" data-testid="deploy-error">{e.to_string()}</p>
             })}

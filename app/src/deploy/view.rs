@@ -129,7 +129,7 @@ fn HistoryTable(deploys: Vec<Deploy>, filter: Option<DeployOutcome>) -> impl Int
         .into_any();
     }
     view! {
-        <div class="table-wrap"><table class="table" data-testid="deploy-history">
+        <div class="table-wrap" tabindex="0"><table class="table" data-testid="deploy-history">
             <thead><tr><th>"#"</th><th>"Started (UTC)"</th><th>"By"</th><th>"Outcome"</th><th>"Duration"</th><th>"Commit"</th><th>"Summary"</th></tr></thead>
             <tbody>
                 {deploys.into_iter().map(|d| view! {
@@ -355,7 +355,7 @@ fn DeployView(deploy: Deploy) -> impl IntoView {
         </div>
         {(!deploy.images.is_empty()).then(|| view! {
             <h2 class="section">"Images after this deploy"</h2>
-            <div class="table-wrap"><table class="table compact">
+            <div class="table-wrap" tabindex="0"><table class="table compact">
                 <tbody>
                     {deploy.images.iter().map(|(service, image)| view! {
                         <tr><td>{service.clone()}</td><td><code>{image.clone()}</code></td></tr>

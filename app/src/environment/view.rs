@@ -51,7 +51,7 @@ fn Report(report: EnvironmentReport) -> impl IntoView {
             {crate::environment::finding_counts(errors, warnings, notes)}
         </div>
         <h2 class="section">"Findings"</h2>
-        <div class="table-wrap"><table class="table" data-testid="findings">
+        <div class="table-wrap" tabindex="0"><table class="table" data-testid="findings">
             <thead><tr><th>"Severity"</th><th>"Rule"</th><th>"Where"</th><th>"What"</th><th>"Fix"</th></tr></thead>
             <tbody>
                 {report.findings.into_iter().map(|f| {
@@ -70,7 +70,7 @@ fn Report(report: EnvironmentReport) -> impl IntoView {
             </tbody>
         </table></div>
         <h2 class="section">"Variables"</h2>
-        <div class="table-wrap"><table class="table" data-testid="variables">
+        <div class="table-wrap" tabindex="0"><table class="table" data-testid="variables">
             <thead><tr><th>"Line"</th><th>"Variable"</th><th>"Value"</th><th>"Secret"</th></tr></thead>
             <tbody>
                 {report.variables.into_iter().map(|v| {

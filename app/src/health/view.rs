@@ -123,7 +123,7 @@ fn HealthView(report: Signal<HealthReport>, following: RwSignal<bool>) -> impl I
                     </span>
                 </p>
                 {r.disk.clone().map(|disk| view! {
-                    <div class="table-wrap"><table class="table compact" data-testid="disk-usage">
+                    <div class="table-wrap" tabindex="0"><table class="table compact" data-testid="disk-usage">
                         <thead><tr><th>"Disk"</th><th>"Count"</th><th>"Active"</th><th>"Size"</th><th>"Reclaimable"</th></tr></thead>
                         <tbody>
                             {disk.rows.into_iter().map(|d| view! {
@@ -139,11 +139,11 @@ fn HealthView(report: Signal<HealthReport>, following: RwSignal<bool>) -> impl I
                 </div>
             })}
             <h2 class="section">"Services"</h2>
-            <div class="table-wrap"><table class="table cards-on-phone" data-testid="services">
+            <div class="table-wrap" tabindex="0"><table class="table cards-on-phone" data-testid="services">
                 <thead>
                     <tr>
                         <th>"Service"</th><th>"Verdict"</th><th>"Container"</th><th>"Health"</th>
-                        <th>"Restarts"</th><th>"Up"</th><th>"Image"</th><th>"Ports"</th><th>"Deep probe"</th>
+                        <th>"Restarts"</th><th>"Up"</th><th>"Image"</th><th>"Deep probe"</th>
                     </tr>
                 </thead>
                 <tbody>
@@ -153,7 +153,7 @@ fn HealthView(report: Signal<HealthReport>, following: RwSignal<bool>) -> impl I
             {(!r.orphans.is_empty()).then(|| view! {
                 <h2 class="section">"Orphans"</h2>
                 <p class="muted">"Containers of this project whose service the compose file no longer declares (remove them with `up --remove-orphans`)."</p>
-                <div class="table-wrap"><table class="table" data-testid="orphans">
+                <div class="table-wrap" tabindex="0"><table class="table" data-testid="orphans">
                     <thead><tr><th>"Container"</th><th>"Service label"</th><th>"State"</th><th>"Image"</th></tr></thead>
                     <tbody>
                         {r.orphans.iter().map(|c| view! {
@@ -188,6 +188,9 @@ fn service_row(s: &ServiceHealth, taken: chrono::DateTime<chrono::Utc>) -> impl 
                 {c.map(|c| view! {
                     <code>{c.name.clone()}</code>
                     <div class="muted small">{c.state.clone()}</div>
+                    {(!c.ports.is_empty()).then(|| view! {
+                        <div class="small" data-testid="ports">{c.ports.join(", ")}</div>
+                    })}
                 })}
             </td>
             <td data-label="Health">
@@ -212,7 +215,6 @@ fn service_row(s: &ServiceHealth, taken: chrono::DateTime<chrono::Utc>) -> impl 
                     </div>
                 })}
             </td>
-            <td data-label="Ports" class="small">{c.map(|c| c.ports.join(", "))}</td>
             <td data-label="Deep probe" data-testid="probe">{probe_cell(&s.probe)}</td>
         </tr>
     }
@@ -231,7 +233,7 @@ fn probe_cell(probe: &ProbeResult) -> impl IntoView + use<> {
         } => view! {
             <span class="tag ok">"passed"</span>
             <span class="muted small">{format!(" {latency_ms} ms")}</span>
-            <div class="small">{detail}</div>
+            <div class="small probe-detail">{detail}</div>
         }
         .into_any(),
         ProbeResult::Failed {
@@ -239,7 +241,7 @@ fn probe_cell(probe: &ProbeResult) -> impl IntoView + use<> {
         } => view! {
             <span class="tag down">"failed"</span>
             <span class="muted small">{format!(" {latency_ms} ms")}</span>
-            <div class="reason small">{reason}</div>
+            <div class="reason small probe-detail">{reason}</div>
         }
         .into_any(),
     }
