@@ -236,6 +236,28 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
         .unwrap();
     assert_eq!(red, serde_json::json!([]), "red lines in a green deploy");
     browser.screenshot("deploy-succeeded").await;
+    // Screen readers hear the outcome change; the Redeploy button (on the page of a deploy that
+    // succeeded) keeps its distance from the facts above it.
+    browser
+        .wait_for("[data-testid=deploy-outcome][role=status][aria-live=polite]")
+        .await;
+    let here = browser.client.current_url().await.unwrap();
+    browser.open_hydrated(here.as_str()).await;
+    browser.wait_for("[data-testid=rollback-button]").await;
+    let gap = browser
+        .client
+        .execute(
+            "const button = document.querySelector('[data-testid=rollback-button]').getBoundingClientRect(); \
+             const facts = document.querySelector('dl.facts').getBoundingClientRect(); \
+             return button.top - facts.bottom;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        gap.as_f64().unwrap() >= 8.0,
+        "the button touches the row above: {gap}"
+    );
 
     browser
         .open_hydrated(&format!("{}/deploys", console.url))
@@ -252,6 +274,24 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
         assert!(!source.contains(&secret), "a secret value is in the page");
     }
     browser.screenshot("deploys").await;
+    // A filter that matches nothing says which one it is, and the way back to all.
+    browser
+        .open_hydrated(&format!("{}/deploys?outcome=failed", console.url))
+        .await;
+    let empty = browser
+        .wait_for("[data-testid=deploy-history-empty]")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(empty, "No failed deploys. Show all");
+    let active = browser
+        .wait_for("[data-testid=deploy-filters] a[aria-current=page]")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(active, "failed");
 
     // The overview sums it up: every service healthy, this deploy, no backup yet, and the audit's
     // counts as the Environment page's findings give them; then a service stops, live.

@@ -79,7 +79,12 @@ async fn the_shell_hydrates_and_navigates_between_the_pages() {
 
     // The audit log shows the console's own start.
     let table = browser.wait_for("[data-testid=audit-table]").await;
-    assert!(table.text().await.unwrap().contains("console.start"));
+    let text = table.text().await.unwrap();
+    assert!(text.contains("console.start"));
+    assert!(
+        text.starts_with("When (UTC) Who Action Target Outcome Detail"),
+        "{text}"
+    );
     browser.screenshot("audit-log").await;
 
     // Filtered to logins (client-side: the address carries the filter, the page is not reloaded).
@@ -232,5 +237,15 @@ async fn on_a_phone_the_navigation_is_a_menu_and_the_header_keeps_its_colours() 
         .await
         .unwrap();
     assert_eq!(focused, serde_json::json!("skip-link"));
+    // Focus shows: the console's own ring, not the browser's default or none.
+    let ring = browser
+        .client
+        .execute(
+            "const s = getComputedStyle(document.activeElement); return [s.outlineStyle, s.outlineWidth];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(ring, serde_json::json!(["solid", "3px"]));
     browser.screenshot("phone-skip-link").await;
 }

@@ -138,19 +138,19 @@ fn AuditTable(entries: Vec<AuditEntry>, filter: AuditFilter) -> impl IntoView {
         })
     });
     view! {
-        <div class="table-wrap" tabindex="0"><table class="table" data-testid="audit-table">
+        <div class="table-wrap" tabindex="0"><table class="table cards-on-phone" data-testid="audit-table">
             <thead>
-                <tr><th>"When (UTC)"</th><th>"Who"</th><th>"Action"</th><th>"Target"</th><th>"AuditOutcome"</th><th>"Detail"</th></tr>
+                <tr><th>"When (UTC)"</th><th>"Who"</th><th>"Action"</th><th>"Target"</th><th>"Outcome"</th><th>"Detail"</th></tr>
             </thead>
             <tbody>
                 {entries.into_iter().map(|e| view! {
                     <tr data-testid="audit-row" data-action=e.action.clone() data-outcome=e.outcome.as_str()>
-                        <td class="nowrap">{e.at.format("%Y-%m-%d %H:%M:%S").to_string()}</td>
-                        <td>{e.actor}</td>
-                        <td><code>{e.action.clone()}</code></td>
-                        <td class="prose">{e.target}</td>
-                        <td><span class=format!("tag {}", e.outcome.as_str())>{e.outcome.as_str()}</span></td>
-                        <td class="prose">
+                        <td data-label="When (UTC)" class="nowrap">{e.at.format("%Y-%m-%d %H:%M:%S").to_string()}</td>
+                        <td data-label="Who">{e.actor}</td>
+                        <td data-label="Action"><code>{e.action.clone()}</code></td>
+                        <td data-label="Target" class="prose">{e.target}</td>
+                        <td data-label="Outcome"><span class=format!("tag {}", e.outcome.as_str())>{e.outcome.as_str()}</span></td>
+                        <td data-label="Detail" class="prose">
                             {e.detail}
                             {(e.repeats > 0).then(|| view! {
                                 <span class="muted" data-testid="audit-repeats">

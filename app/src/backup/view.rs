@@ -193,7 +193,7 @@ fn BackupTable(
         return view! { <p class="muted">"No backups yet."</p> }.into_any();
     }
     view! {
-        <div class="table-wrap" tabindex="0"><table class="table" data-testid="backups">
+        <div class="table-wrap" tabindex="0"><table class="table cards-on-phone" data-testid="backups">
             <thead><tr><th>"#"</th><th>"Started (UTC)"</th><th>"By"</th><th>"Database"</th><th>"Outcome"</th><th>"Size"</th><th>"Took"</th><th>"File and sha256"</th><th></th></tr></thead>
             <tbody>
                 {backups.into_iter().map(|b| {
@@ -228,17 +228,17 @@ fn BackupTable(
                     };
                     view! {
                         <tr data-testid="backup-row" data-outcome=b.outcome.as_str()>
-                            <td>{format!("#{}", b.id)}</td>
-                            <td class="nowrap">{b.started_at.format("%Y-%m-%d %H:%M:%S").to_string()}</td>
-                            <td>{b.actor}</td>
-                            <td>{format!("{} ({})", b.database, b.format.as_str())}</td>
-                            <td>
+                            <td data-label="#">{format!("#{}", b.id)}</td>
+                            <td data-label="Started (UTC)" class="nowrap">{b.started_at.format("%Y-%m-%d %H:%M:%S").to_string()}</td>
+                            <td data-label="By">{b.actor}</td>
+                            <td data-label="Database">{format!("{} ({})", b.database, b.format.as_str())}</td>
+                            <td data-label="Outcome">
                                 <span class=format!("tag {class}")>{b.outcome.as_str()}</span>
                                 {(!b.reason.is_empty()).then(|| view! { <div class="reason small">{b.reason.clone()}</div> })}
                             </td>
-                            <td class="nowrap" data-testid="backup-size">{size}</td>
-                            <td class="nowrap">{b.duration_ms.map(|ms| crate::deploy::view::seconds(ms as i64))}</td>
-                            <td class="file">
+                            <td data-label="Size" class="nowrap" data-testid="backup-size">{size}</td>
+                            <td data-label="Took" class="nowrap">{b.duration_ms.map(|ms| crate::deploy::view::seconds(ms as i64))}</td>
+                            <td data-label="File and sha256" class="file">
                                 {b.file_name.clone().map(|f| view! { <div data-testid="backup-file">{breakable(&f)}</div> })}
                                 {b.sha256.clone().map(|h| {
                                     let short: String = h.chars().take(16).collect();

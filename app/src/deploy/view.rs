@@ -129,18 +129,18 @@ fn HistoryTable(deploys: Vec<Deploy>, filter: Option<DeployOutcome>) -> impl Int
         .into_any();
     }
     view! {
-        <div class="table-wrap" tabindex="0"><table class="table" data-testid="deploy-history">
+        <div class="table-wrap" tabindex="0"><table class="table cards-on-phone" data-testid="deploy-history">
             <thead><tr><th>"#"</th><th>"Started (UTC)"</th><th>"By"</th><th>"Outcome"</th><th>"Duration"</th><th>"Commit"</th><th>"Summary"</th></tr></thead>
             <tbody>
                 {deploys.into_iter().map(|d| view! {
                     <tr data-testid="deploy-row" data-outcome=d.outcome.as_str()>
-                        <td><a href=format!("/deploys/{}", d.id)>{format!("#{}", d.id)}</a></td>
-                        <td class="nowrap">{d.started_at.format("%Y-%m-%d %H:%M:%S").to_string()}</td>
-                        <td>{d.actor.clone()}</td>
-                        <td><span class=format!("tag {}", outcome_class(d.outcome))>{d.outcome.as_str()}</span></td>
-                        <td class="nowrap">{d.duration_ms().map(seconds)}</td>
-                        <td class="nowrap"><code>{commits(&d)}</code></td>
-                        <td class="small">{d.summary.clone()}</td>
+                        <td data-label="#"><a href=format!("/deploys/{}", d.id)>{format!("#{}", d.id)}</a></td>
+                        <td data-label="Started (UTC)" class="nowrap">{d.started_at.format("%Y-%m-%d %H:%M:%S").to_string()}</td>
+                        <td data-label="By">{d.actor.clone()}</td>
+                        <td data-label="Outcome"><span class=format!("tag {}", outcome_class(d.outcome))>{d.outcome.as_str()}</span></td>
+                        <td data-label="Duration" class="nowrap">{d.duration_ms().map(seconds)}</td>
+                        <td data-label="Commit" class="nowrap"><code>{commits(&d)}</code></td>
+                        <td data-label="Summary" class="small">{d.summary.clone()}</td>
                     </tr>
                 }).collect_view()}
             </tbody>

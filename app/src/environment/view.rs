@@ -51,7 +51,7 @@ fn Report(report: EnvironmentReport) -> impl IntoView {
             {crate::environment::finding_counts(errors, warnings, notes)}
         </div>
         <h2 class="section">"Findings"</h2>
-        <div class="table-wrap" tabindex="0"><table class="table" data-testid="findings">
+        <div class="table-wrap" tabindex="0"><table class="table cards-on-phone" data-testid="findings">
             <thead><tr><th>"Severity"</th><th>"Rule"</th><th>"Where"</th><th>"What"</th><th>"Fix"</th></tr></thead>
             <tbody>
                 {report.findings.into_iter().map(|f| {
@@ -59,18 +59,18 @@ fn Report(report: EnvironmentReport) -> impl IntoView {
                     let rule = f.rule.clone();
                     view! {
                         <tr data-rule=rule>
-                            <td><span class=format!("tag {}", f.severity.as_str())>{f.severity.as_str()}</span></td>
-                            <td><code>{f.rule}</code></td>
-                            <td class="nowrap"><code>{place}</code></td>
-                            <td><strong>{f.key}</strong>" "{f.message}</td>
-                            <td>{f.fix}</td>
+                            <td data-label="Severity"><span class=format!("tag {}", f.severity.as_str())>{f.severity.as_str()}</span></td>
+                            <td data-label="Rule"><code>{f.rule}</code></td>
+                            <td data-label="Where" class="nowrap"><code>{place}</code></td>
+                            <td data-label="What"><strong>{f.key}</strong>" "{f.message}</td>
+                            <td data-label="Fix">{f.fix}</td>
                         </tr>
                     }
                 }).collect_view()}
             </tbody>
         </table></div>
         <h2 class="section">"Variables"</h2>
-        <div class="table-wrap" tabindex="0"><table class="table" data-testid="variables">
+        <div class="table-wrap" tabindex="0"><table class="table cards-on-phone" data-testid="variables">
             <thead><tr><th>"Line"</th><th>"Variable"</th><th>"Value"</th><th>"Secret"</th></tr></thead>
             <tbody>
                 {report.variables.into_iter().map(|v| {
@@ -80,10 +80,10 @@ fn Report(report: EnvironmentReport) -> impl IntoView {
                     let key = v.key.clone();
                     view! {
                         <tr data-key=key>
-                            <td>{v.line}</td>
-                            <td><code>{v.key}</code></td>
-                            <td class="value"><code>{v.value.shown}</code></td>
-                            <td class="muted">{secret}</td>
+                            <td data-label="Line">{v.line}</td>
+                            <td data-label="Variable"><code>{v.key}</code></td>
+                            <td data-label="Value" class="value"><code>{v.value.shown}</code></td>
+                            <td data-label="Secret" class="muted">{secret}</td>
                         </tr>
                     }
                 }).collect_view()}
