@@ -121,6 +121,15 @@ impl Browser {
         self.wait_for("[data-hydrated=true]").await;
     }
 
+    /// The text of the element `css`, once it is there.
+    pub async fn text_of(&self, css: &str) -> String {
+        self.wait_for(css)
+            .await
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("text of {css:?}: {e}"))
+    }
+
     /// Waits up to `BROWSER_WAIT` for an element matching `css`.
     pub async fn wait_for(&self, css: &str) -> fantoccini::elements::Element {
         self.client

@@ -32,11 +32,8 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
     // A fresh install: the Overview says what to do next, and the link leads to the Deploy form.
     browser.open_hydrated(&format!("{}/", console.url)).await;
     let first = browser
-        .wait_for("[data-testid=overview-deploy-state][data-outcome=none]")
-        .await
-        .text()
-        .await
-        .unwrap();
+        .text_of("[data-testid=overview-deploy-state][data-outcome=none]")
+        .await;
     assert!(
         first.starts_with("No deploy yet. Deploy the newest code"),
         "{first}"
@@ -64,12 +61,7 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
         )
         .await;
     assert!(commit.contains("Dana Developer"), "{commit}");
-    let compose_part = browser
-        .wait_for("[data-testid=card-compose]")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let compose_part = browser.text_of("[data-testid=card-compose]").await;
     assert!(
         compose_part.contains("backend changed")
             && compose_part.contains("environment: + EPSM_RELEASE"),
@@ -143,11 +135,8 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
         .open_hydrated(&format!("{}/deploys", console.url))
         .await;
     let running = browser
-        .wait_for("[data-testid=deploy-running][data-deploy=\"1\"]")
-        .await
-        .text()
-        .await
-        .unwrap();
+        .text_of("[data-testid=deploy-running][data-deploy=\"1\"]")
+        .await;
     assert!(
         running.starts_with("running Deploy #1 is running (by Ada Admin (admin@dev.idp), since ")
             && running.ends_with(" ago) — watch · cancel"),
@@ -213,12 +202,7 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
             Duration::from_secs(5),
         )
         .await;
-    let log = browser
-        .wait_for("[data-testid=deploy-log]")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let log = browser.text_of("[data-testid=deploy-log]").await;
     assert!(log.contains("nginx: healthy"), "{log}");
     // Followed to its end: the verify step's last lines are in view.
     browser
@@ -278,19 +262,11 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
     browser
         .open_hydrated(&format!("{}/deploys?outcome=failed", console.url))
         .await;
-    let empty = browser
-        .wait_for("[data-testid=deploy-history-empty]")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let empty = browser.text_of("[data-testid=deploy-history-empty]").await;
     assert_eq!(empty, "No failed deploys. Show all");
     let active = browser
-        .wait_for("[data-testid=deploy-filters] a[aria-current=page]")
-        .await
-        .text()
-        .await
-        .unwrap();
+        .text_of("[data-testid=deploy-filters] a[aria-current=page]")
+        .await;
     assert_eq!(active, "failed");
 
     // The overview sums it up: every service healthy, this deploy, no backup yet, and the audit's
@@ -299,12 +275,7 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
     browser
         .wait_for("[data-testid=overview-deploy-state][data-outcome=succeeded]")
         .await;
-    let deploy = browser
-        .wait_for("[data-testid=overview-deploy]")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let deploy = browser.text_of("[data-testid=overview-deploy]").await;
     assert!(deploy.contains("Deploy #1 succeeded"), "{deploy}");
     assert!(deploy.contains("Ada Admin"), "{deploy}");
     browser

@@ -12,45 +12,20 @@ async fn the_environment_page_shows_findings_and_masked_values() {
         .open_hydrated(&format!("{}/environment", console.url))
         .await;
 
-    let verdict = browser
-        .wait_for("[data-testid=audit-verdict]")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let verdict = browser.text_of("[data-testid=audit-verdict]").await;
     assert!(
         verdict.starts_with("0 errors, "),
         "the bundled stack has no error-level finding: {verdict}"
     );
-    let unused = browser
-        .wait_for("tr[data-rule=unused-variable]")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let unused = browser.text_of("tr[data-rule=unused-variable]").await;
     assert!(unused.contains("SECRET_KEY"), "{unused}");
 
     let cell = |key: &str| format!("tr[data-key={key}] td.value");
-    let redis_url = browser
-        .wait_for(&cell("REDIS_URL"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let redis_url = browser.text_of(&cell("REDIS_URL")).await;
     assert_eq!(redis_url, "redis://:••••@redis:6379/0");
-    let password = browser
-        .wait_for(&cell("DB_PASSWORD"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let password = browser.text_of(&cell("DB_PASSWORD")).await;
     assert_eq!(password, "••••");
-    let db_name = browser
-        .wait_for(&cell("DB_NAME"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let db_name = browser.text_of(&cell("DB_NAME")).await;
     assert_eq!(
         db_name, "epsm_db",
         "values that are not secret are shown as they are"

@@ -57,11 +57,8 @@ async fn a_deployer_logs_in_sees_their_buttons_only_and_logging_out_closes_the_p
     );
     // ... and says why.
     let note = browser
-        .wait_for("[data-testid=role-note][data-needs=admin]")
-        .await
-        .text()
-        .await
-        .unwrap();
+        .text_of("[data-testid=role-note][data-needs=admin]")
+        .await;
     assert_eq!(
         note,
         "Destructive options (discarding local changes, recreating volumes) need the admin role \
@@ -120,11 +117,8 @@ async fn a_deployer_logs_in_sees_their_buttons_only_and_logging_out_closes_the_p
     assert_eq!(count(&browser, "[data-testid=deploy-button]").await, 0);
     // Told why, instead of finding nothing.
     let note = browser
-        .wait_for("[data-testid=role-note][data-needs=deployer]")
-        .await
-        .text()
-        .await
-        .unwrap();
+        .text_of("[data-testid=role-note][data-needs=deployer]")
+        .await;
     assert_eq!(
         note,
         "Deploys need the deployer role (you are a viewer): ask an admin."
@@ -135,18 +129,8 @@ async fn a_deployer_logs_in_sees_their_buttons_only_and_logging_out_closes_the_p
     // JSON or the browser's own error page.
     let refusal = async |url: &str| {
         browser.wait_for("[data-testid=refusal-title]").await;
-        let title = browser
-            .wait_for("[data-testid=refusal-title]")
-            .await
-            .text()
-            .await
-            .unwrap();
-        let message = browser
-            .wait_for("[data-testid=refusal-message]")
-            .await
-            .text()
-            .await
-            .unwrap();
+        let title = browser.text_of("[data-testid=refusal-title]").await;
+        let message = browser.text_of("[data-testid=refusal-message]").await;
         browser.wait_for("[data-testid=refusal-home]").await;
         (url.to_string(), title, message)
     };
@@ -192,12 +176,7 @@ async fn a_deployer_logs_in_sees_their_buttons_only_and_logging_out_closes_the_p
     browser
         .open_hydrated(&format!("{}/deploys/new", console.url))
         .await;
-    let text = browser
-        .wait_for("[data-testid=no-such-deploy]")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let text = browser.text_of("[data-testid=no-such-deploy]").await;
     assert!(text.starts_with("There is no deploy “new”"), "{text}");
 }
 

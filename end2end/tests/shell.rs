@@ -21,12 +21,7 @@ async fn open_overview(engine: &str) -> (Console, Browser, String) {
 async fn the_shell_hydrates_and_navigates_between_the_pages() {
     let (_console, browser, state) = open_overview(&docker_host()).await;
     assert_eq!(state, "reachable");
-    let badge = browser
-        .wait_for("[data-testid=engine-state]")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let badge = browser.text_of("[data-testid=engine-state]").await;
     assert!(badge.starts_with("Reachable — Docker "), "{badge}");
     let project = browser.wait_for("[data-testid=project-name]").await;
     assert_eq!(project.text().await.unwrap(), "epsm");
@@ -143,12 +138,7 @@ async fn the_shell_hydrates_and_navigates_between_the_pages() {
 async fn a_dead_engine_turns_the_overview_red_with_the_reason() {
     let (_console, browser, state) = open_overview("unix:///nonexistent/docker.sock").await;
     assert_eq!(state, "unreachable");
-    let reason = browser
-        .wait_for("[data-testid=engine-reason]")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let reason = browser.text_of("[data-testid=engine-reason]").await;
     assert_eq!(
         reason,
         "Docker engine not reachable at unix:///nonexistent/docker.sock: the socket does not exist (is dockerd running?)"
