@@ -182,7 +182,10 @@ fn service_row(s: &ServiceHealth, taken: chrono::DateTime<chrono::Utc>) -> impl 
             <td data-label="Service"><strong>{s.name.clone()}</strong>{replicas}</td>
             <td data-label="Verdict">
                 <span class=format!("tag {}", s.verdict.css_class())>{s.verdict.word()}</span>
-                {s.verdict.reason().map(|r| view! { <div class="reason small" data-testid="verdict-reason">{r}</div> })}
+                {s.verdict.reason().map(|r| view! {
+                    // The reason takes its verdict's colour: red only for what is down.
+                    <div class=format!("reason small {}", s.verdict.css_class()) data-testid="verdict-reason">{r}</div>
+                })}
             </td>
             <td data-label="Container">
                 {c.map(|c| view! {
