@@ -30,6 +30,16 @@ pub(super) struct SessionUser {
     /// None in sessions of versions that did not keep it: such a session is over.
     #[serde(default)]
     identity: Option<Identity>,
+    /// When a request last renewed the session's idle expiry (None: not since the login).
+    #[serde(default)]
+    seen_at: Option<DateTime<Utc>>,
+}
+
+/// How often requests renew a session's idle expiry. Renewing writes the session to the store, so a
+/// person using the console costs one write a minute, not one per request, and their session ends
+/// `auth.session_idle_minutes` after their last minute of use (not after their login).
+fn renew_every() -> Duration {
+    Duration::minutes(1)
 }
 
 impl SessionUser {
@@ -99,6 +109,7 @@ impl Gate {
             name_id,
             session_index,
             identity: Some(identity),
+            seen_at: Some(Utc::now()),
         };
         session
             .insert(USER_KEY, kept)
@@ -134,9 +145,23 @@ impl Gate {
     /// ended).
     pub async fn signed_in(&self, session: &Session) -> Option<User> {
         let who: SessionUser = session.get(USER_KEY).await.ok().flatten()?;
-        let user = who.current(&self.auth, Utc::now());
-        if user.is_none() {
-            let _ = session.flush().await;
+        let now = Utc::now();
+        let renew = who.seen_at.is_none_or(|seen| now - seen >= renew_every());
+        let kept = who.clone();
+        let user = who.current(&self.auth, now);
+        match &user {
+            None => {
+                let _ = session.flush().await;
+            }
+            // The session layer saves a changed session with a new idle expiry: this renews it.
+            Some(_) if renew => {
+                let renewed = SessionUser {
+                    seen_at: Some(now),
+                    ..kept
+                };
+                let _ = session.insert(USER_KEY, renewed).await;
+            }
+            Some(_) => {}
         }
         user
     }
@@ -386,6 +411,7 @@ mod tests {
             name_id: "n".into(),
             session_index: None,
             identity: Some(identity("anna@chalmers.se", "employee@chalmers.se")),
+            seen_at: None,
         };
         let hours = gate.auth.session_max_hours as i64;
         let now = Utc::now();
@@ -402,6 +428,29 @@ mod tests {
             old.current(&gate.auth, now).is_none(),
             "a session without the IdP's attributes"
         );
+    }
+
+    #[tokio::test]
+    async fn requests_renew_the_idle_expiry_at_most_once_a_minute() {
+        let (gate, session, sessions, _dir) = gate(rules()).await;
+        log_in(&gate, &session, "anna@chalmers.se", "employee@chalmers.se").await;
+        session.save().await.unwrap();
+        let id = session.id().unwrap();
+        // The next request, seconds after the login: nothing to write.
+        let next = Session::new(Some(id), sessions.clone(), None);
+        assert!(gate.signed_in(&next).await.is_some());
+        assert!(!next.is_modified(), "a request wrote the session again");
+        // A request more than a minute after the last renewal writes it, renewing the idle expiry.
+        let mut kept: SessionUser = next.get(USER_KEY).await.unwrap().unwrap();
+        let then = Utc::now() - Duration::seconds(90);
+        kept.seen_at = Some(then);
+        next.insert(USER_KEY, kept).await.unwrap();
+        next.save().await.unwrap();
+        let later = Session::new(Some(id), sessions.clone(), None);
+        assert!(gate.signed_in(&later).await.is_some());
+        assert!(later.is_modified(), "the idle expiry was not renewed");
+        let renewed: SessionUser = later.get(USER_KEY).await.unwrap().unwrap();
+        assert!(renewed.seen_at.unwrap() > then);
     }
 
     #[tokio::test]
