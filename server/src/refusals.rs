@@ -138,6 +138,10 @@ fn wording(status: StatusCode) -> (&'static str, &'static str) {
             "Open the page the button is on and use it there.",
         ),
         StatusCode::TOO_MANY_REQUESTS => ("Too many requests", "Wait a moment and try again."),
+        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => (
+            "Took too long",
+            "The console stopped waiting, but what was asked may still be running: look at its page.",
+        ),
         s if s.is_client_error() => ("Request refused", "Nothing was changed."),
         _ => (
             "Something failed",
