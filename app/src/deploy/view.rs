@@ -277,7 +277,22 @@ fn DeployView(deploy: Deploy) -> impl IntoView {
             navigate(&format!("/deploys/{new_id}"), Default::default());
         }
     });
-    let can_roll_back = deploy.outcome == DeployOutcome::Succeeded && !deploy.images.is_empty();
+    let can_roll_back =
+        RwSignal::new(deploy.outcome == DeployOutcome::Succeeded && !deploy.images.is_empty());
+    // A deploy that succeeds while its page is open: read it again for the images it kept, so
+    // "Redeploy this one" is offered without a reload.
+    Effect::new(move |_| {
+        if let Some((DeployOutcome::Succeeded, _)) = finished.get()
+            && !can_roll_back.get_untracked()
+        {
+            leptos::task::spawn_local(async move {
+                if let Ok(d) = get_deploy(id).await {
+                    can_roll_back
+                        .set(d.outcome == DeployOutcome::Succeeded && !d.images.is_empty());
+                }
+            });
+        }
+    });
     let options = deploy.options.describe();
     view! {
         <h1>{format!("Deploy #{id}")}</h1>
@@ -307,7 +322,7 @@ fn DeployView(deploy: Deploy) -> impl IntoView {
                 })}
             </crate::auth::view::RoleGate>
             {move || cancel.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error-box">{e.to_string()}</p> })}
-            {can_roll_back.then(|| view! {
+            {move || can_roll_back.get().then(|| view! {
                 <crate::auth::view::RoleGate role=crate::auth::Role::Deployer>
                 <ActionForm action=rollback attr:class="rollback">
                     <input type="hidden" name="id" value=id/>
