@@ -14,6 +14,11 @@ use crate::host::{free_port, repo_root};
 /// build and a CPU hog beside the test; milliseconds on a quiet machine).
 pub const HYDRATION_SEEN: Duration = Duration::from_secs(20);
 
+/// How long the page may take to react by itself, with no request (a filter typed, a box scrolled to
+/// its newest line on the next animation frame): milliseconds on a quiet machine; bounded by the
+/// slowest the wasm was seen to be, its hydration with both cores busy.
+pub const PAGE_REACTS: Duration = HYDRATION_SEEN;
+
 /// How long the browser waits for an element to appear or be clickable: the page within the
 /// console's request timeout, then hydration, with margin. The wait ends when the element is there,
 /// so the bound costs only a failing test's time.

@@ -31,6 +31,10 @@ pub fn stack_secrets() -> Vec<String> {
 }
 
 /// The bundled stack's services, in the order its compose file lists them.
+/// How long `EPSM_FAILURE=slow-migrate` makes migration simulations.0002 take (its `time.sleep` in
+/// stack/backend/app/simulations/migrations/0002_failure_switch.py).
+pub const SLOW_MIGRATION: Duration = Duration::from_secs(20);
+
 pub const STACK_SERVICES: [&str; 7] = [
     "database",
     "redis",
@@ -382,25 +386,25 @@ impl StackProject {
     /// stderr or stdout.
     pub fn write_to_output(&self, service: &str, line: &str, stderr: bool) {
         let fd = if stderr { 2 } else { 1 };
-        self.compose_ok(&[
-            "exec",
-            "-T",
-            service,
-            "sh",
-            "-c",
-            &format!("echo '{line}' > /proc/1/fd/{fd}"),
-        ]);
+        self.shell_into_output(service, &format!("echo '{line}'"), fd);
     }
 
     /// Writes `count` lines "`prefix` 1" .. "`prefix` `count`" into `service`'s output (stdout), at once.
     pub fn write_lines_to_output(&self, service: &str, prefix: &str, count: u32) {
+        let script =
+            format!("i=1; while [ $i -le {count} ]; do echo \"{prefix} $i\"; i=$((i+1)); done");
+        self.shell_into_output(service, &script, 1);
+    }
+
+    /// Runs `script` in `service` with its output going to the container's own stream `fd`.
+    fn shell_into_output(&self, service: &str, script: &str, fd: u8) {
         self.compose_ok(&[
             "exec",
             "-T",
             service,
             "sh",
             "-c",
-            &format!("i=1; while [ $i -le {count} ]; do echo \"{prefix} $i\"; i=$((i+1)); done > /proc/1/fd/1"),
+            &format!("{{ {script}; }} > /proc/1/fd/{fd}"),
         ]);
     }
 

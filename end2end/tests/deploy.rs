@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use end2end::{ADMIN, Browser, Console, StackProject, console_binary, stack_secrets};
 
+/// The whole deploy's bound (build, up, the console's own wait for healthy, the steps after it), as
+/// this test had it before; the deploy took 2.0 min of it in the last clean-clone run.
+const WHOLE_DEPLOY: Duration = Duration::from_secs(600);
+
 #[tokio::test]
 async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history() {
     let project = StackProject::new("epsmclick");
@@ -76,10 +80,11 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
     browser
         .click_when_ready("[data-testid=deploy-button]")
         .await;
+    // The card is on the page already; the confirmation adds one server function (the form's state).
     let confirm = browser
         .wait_for_text(
             "[data-testid=deploy-confirm-lines]",
-            Duration::from_secs(10),
+            end2end::with_margin(end2end::CONSOLE_REQUEST_TIMEOUT),
             |t| t.contains("new commit"),
         )
         .await;
@@ -124,7 +129,7 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
 
     // The migration takes 20 s (EPSM_FAILURE=slow-migrate): a deploy surely running for what follows.
     browser
-        .wait_for_text("[data-testid=deploy-log]", Duration::from_secs(300), |t| {
+        .wait_for_text("[data-testid=deploy-log]", WHOLE_DEPLOY, |t| {
             t.contains("migration simulations.0002 takes 20 s")
         })
         .await;
@@ -164,16 +169,17 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
     // The log follows its newest line; a reader who scrolls up stays there and is told what came.
     const LOG: &str = "[data-testid=deploy-log]";
     browser
-        .wait_until_scrolled_to_end(LOG, Duration::from_secs(60))
+        .wait_until_scrolled_to_end(LOG, end2end::BROWSER_WAIT)
         .await;
     browser.scroll_to_top(LOG).await;
     browser
         .wait_for("[data-testid=deploy-log-following][data-following=false]")
         .await;
+    // New lines come when the 20 s migration ends and the steps after it print.
     browser
         .wait_for_text(
             "[data-testid=deploy-log-jump]",
-            Duration::from_secs(120),
+            end2end::with_margin(end2end::SLOW_MIGRATION),
             |t| t.starts_with("Jump to latest"),
         )
         .await;
@@ -186,11 +192,9 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
         .await;
 
     browser
-        .wait_for_text(
-            "[data-testid=deploy-outcome]",
-            Duration::from_secs(600),
-            |t| !t.contains("running"),
-        )
+        .wait_for_text("[data-testid=deploy-outcome]", WHOLE_DEPLOY, |t| {
+            !t.contains("running")
+        })
         .await;
     browser
         .wait_for("[data-testid=deploy-outcome][data-outcome=succeeded]")
@@ -206,7 +210,7 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
     assert!(log.contains("nginx: healthy"), "{log}");
     // Followed to its end: the verify step's last lines are in view.
     browser
-        .wait_until_scrolled_to_end(LOG, Duration::from_secs(5))
+        .wait_until_scrolled_to_end(LOG, end2end::PAGE_REACTS)
         .await;
     // compose's progress comes on stderr ("Built", "Started"): none of it is painted as an error in
     // a green deploy.

@@ -5,7 +5,13 @@
 
 use std::time::Duration;
 
-use end2end::{ADMIN, Browser, Console, StackProject, console_binary, stack_secrets};
+use end2end::{
+    ADMIN, BROWSER_WAIT, Browser, Console, PAGE_REACTS, StackProject, console_binary, stack_secrets,
+};
+
+/// A line written into a container's output reaches the open page through docker's log follow and
+/// the console's stream, with no polling: the bound of anything the console sends to a page.
+const LINE_ARRIVES: Duration = BROWSER_WAIT;
 
 const HEALTHY_ROWS: &str = "tr[data-testid=service-row][data-verdict=healthy]";
 
@@ -81,13 +87,9 @@ async fn the_health_page_follows_the_stack_live_and_shows_its_logs() {
     const LOG: &str = "[data-testid=log-view]";
     project.write_lines_to_output("backend", "e2e-burst", 120);
     browser
-        .wait_for_text(LOG, Duration::from_secs(15), |t| {
-            t.contains("e2e-burst 120")
-        })
+        .wait_for_text(LOG, LINE_ARRIVES, |t| t.contains("e2e-burst 120"))
         .await;
-    browser
-        .wait_until_scrolled_to_end(LOG, Duration::from_secs(5))
-        .await;
+    browser.wait_until_scrolled_to_end(LOG, PAGE_REACTS).await;
     // The reader scrolls up: the log stays where they read, and says how many lines came since.
     browser.scroll_to_top(LOG).await;
     browser
@@ -95,11 +97,9 @@ async fn the_health_page_follows_the_stack_live_and_shows_its_logs() {
         .await;
     project.write_lines_to_output("backend", "e2e-later", 5);
     let jump = browser
-        .wait_for_text(
-            "[data-testid=log-view-jump]",
-            Duration::from_secs(15),
-            |t| t.contains("5 new"),
-        )
+        .wait_for_text("[data-testid=log-view-jump]", LINE_ARRIVES, |t| {
+            t.contains("5 new")
+        })
         .await;
     assert_eq!(jump, "Jump to latest ↓ 5 new");
     let held = browser.scroll_state(LOG).await;
@@ -111,9 +111,7 @@ async fn the_health_page_follows_the_stack_live_and_shows_its_logs() {
     browser
         .click_when_ready("[data-testid=log-view-jump]")
         .await;
-    browser
-        .wait_until_scrolled_to_end(LOG, Duration::from_secs(5))
-        .await;
+    browser.wait_until_scrolled_to_end(LOG, PAGE_REACTS).await;
     browser
         .wait_for("[data-testid=log-view-following][data-following=true]")
         .await;
@@ -127,32 +125,26 @@ async fn the_health_page_follows_the_stack_live_and_shows_its_logs() {
     browser.scroll_to_top(LOG).await;
     project.write_lines_to_output("backend", "e2e-paused", 3);
     browser
-        .wait_for_text(
-            "[data-testid=log-view-jump]",
-            Duration::from_secs(15),
-            |t| t.contains("3 new"),
-        )
+        .wait_for_text("[data-testid=log-view-jump]", LINE_ARRIVES, |t| {
+            t.contains("3 new")
+        })
         .await;
     assert!(browser.scroll_state(LOG).await.top < 1.0);
     browser
         .click_when_ready("[data-testid=log-view-follow]")
         .await;
-    browser
-        .wait_until_scrolled_to_end(LOG, Duration::from_secs(5))
-        .await;
+    browser.wait_until_scrolled_to_end(LOG, PAGE_REACTS).await;
 
     // The filter narrows the view to matching lines; a filter nothing matches says so.
     let filter = browser.wait_for("input[data-testid=log-filter]").await;
     filter.send_keys("e2e-marker").await.unwrap();
     browser
-        .wait_for_count("[data-testid=log-line]", 1, Duration::from_secs(5))
+        .wait_for_count("[data-testid=log-line]", 1, PAGE_REACTS)
         .await;
     filter.clear().await.unwrap();
     filter.send_keys("no-such-line-anywhere").await.unwrap();
     let none = browser
-        .wait_for_text("[data-testid=log-no-match]", Duration::from_secs(5), |t| {
-            !t.is_empty()
-        })
+        .wait_for_text("[data-testid=log-no-match]", PAGE_REACTS, |t| !t.is_empty())
         .await;
     assert!(
         none.starts_with("No line of the last ")
@@ -162,7 +154,7 @@ async fn the_health_page_follows_the_stack_live_and_shows_its_logs() {
     filter.clear().await.unwrap();
     filter.send_keys("e2e-marker").await.unwrap();
     browser
-        .wait_for_count("[data-testid=log-line]", 1, Duration::from_secs(5))
+        .wait_for_count("[data-testid=log-line]", 1, PAGE_REACTS)
         .await;
 
     let source = browser.client.source().await.unwrap();

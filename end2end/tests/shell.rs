@@ -17,6 +17,24 @@ async fn open_overview(engine: &str) -> (Console, Browser, String) {
     (console, browser, state)
 }
 
+/// Clicks the navigation's link `link` and waits until the page it leads to has that heading.
+async fn follow_link(browser: &Browser, link: &str) {
+    browser
+        .client
+        .find(Locator::LinkText(link))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .client
+        .wait()
+        .for_element(Locator::XPath(&format!("//main/h1[text()='{link}']")))
+        .await
+        .unwrap_or_else(|e| panic!("{link}: the heading never became {link}: {e}"));
+}
+
 #[tokio::test]
 async fn the_shell_hydrates_and_navigates_between_the_pages() {
     let (_console, browser, state) = open_overview(&docker_host()).await;
@@ -39,20 +57,7 @@ async fn the_shell_hydrates_and_navigates_between_the_pages() {
         ("Backups", "/backups"),
         ("Audit log", "/audit"),
     ] {
-        browser
-            .client
-            .find(Locator::LinkText(link))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        browser
-            .client
-            .wait()
-            .for_element(Locator::XPath(&format!("//main/h1[text()='{link}']")))
-            .await
-            .unwrap_or_else(|e| panic!("{link}: the heading never became {link}: {e}"));
+        follow_link(&browser, link).await;
         assert_eq!(browser.client.current_url().await.unwrap().path(), path);
         let current = browser
             .client
@@ -190,20 +195,7 @@ async fn on_a_phone_the_navigation_is_a_menu_and_the_header_keeps_its_colours() 
         .await;
     assert!(nav.is_displayed().await.unwrap(), "the menu opened");
     browser.screenshot("phone-menu-open").await;
-    browser
-        .client
-        .find(Locator::LinkText("Health"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    browser
-        .client
-        .wait()
-        .for_element(Locator::XPath("//main/h1[text()='Health']"))
-        .await
-        .unwrap();
+    follow_link(&browser, "Health").await;
     // Following a link closes the menu: the page it leads to is what shows.
     browser
         .wait_for("[data-testid=menu-button][aria-expanded=false]")

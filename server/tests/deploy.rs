@@ -930,9 +930,6 @@ async fn a_deploy_brings_what_origin_has_and_refuses_what_would_overwrite_the_se
     }
 }
 
-/// How long `EPSM_FAILURE=slow-migrate` makes migration simulations.0002 take (its `time.sleep`).
-const SLOW_MIGRATION: Duration = Duration::from_secs(20);
-
 /// A deploy's whole log, as `/deploys/{id}/log.txt` serves it.
 async fn raw_log(console: &Console, id: i64) -> String {
     console.get_text(&format!("/deploys/{id}/log.txt")).await
@@ -971,7 +968,7 @@ async fn a_cancel_says_what_it_leaves_running_in_a_container_and_stops_a_backup_
     );
     // Its end is written into the deploy's log when it comes.
     eventually(
-        with_margin(SLOW_MIGRATION),
+        with_margin(end2end::SLOW_MIGRATION),
         "the migration's end is not in the log",
         async || {
             raw_log(&console, id)

@@ -315,22 +315,15 @@ fn LogView(service: String, filter: RwSignal<String>) -> impl IntoView {
             },
         );
     });
-    let matches = move |line: &LogLine, needle: &str| {
-        needle.is_empty() || line.text.to_lowercase().contains(needle)
-    };
-    let shown = move || {
+    let shown = Memo::new(move |_| {
         let needle = filter.get().trim().to_lowercase();
         lines.with(|q| {
             q.iter()
-                .filter(|l| matches(l, &needle))
+                .filter(|l| needle.is_empty() || l.text.to_lowercase().contains(&needle))
                 .cloned()
                 .collect::<Vec<_>>()
         })
-    };
-    let shown_count = move || {
-        let needle = filter.get().trim().to_lowercase();
-        lines.with(|q| q.iter().filter(|l| matches(l, &needle)).count())
-    };
+    });
     let label = format!("{service} log");
     view! {
         <p class="muted small" data-testid="log-state">
@@ -346,7 +339,7 @@ fn LogView(service: String, filter: RwSignal<String>) -> impl IntoView {
         </p>
         <crate::follow::FollowingLog newest=Signal::derive(move || lines.with(|q| q.back().map_or(0, |l| l.seq)))
             testid="log-view" label>
-            <For each=shown key=|l| l.seq let(line)>
+            <For each=move || shown.get() key=|l| l.seq let(line)>
                 <div class=crate::tone::line_class(&line.text, line.stderr, false) data-testid="log-line">
                     <span class="ts">{line.time.get(11..19).unwrap_or("").to_string()}</span>
                     <span class="stream">{if line.stderr { "err" } else { "out" }}</span>
@@ -355,7 +348,7 @@ fn LogView(service: String, filter: RwSignal<String>) -> impl IntoView {
             </For>
             {move || {
                 let needle = filter.get();
-                let (held, matching) = (lines.with(VecDeque::len), shown_count());
+                let (held, matching) = (lines.with(VecDeque::len), shown.with(Vec::len));
                 match (held, matching) {
                     (0, _) if ended.get().is_none() => Some(view! {
                         <div class="empty" data-testid="log-empty">"No lines yet: waiting for the service to write one."</div>
