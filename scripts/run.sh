@@ -23,5 +23,5 @@ if [[ " $* " != *" --config "* && " $* " != *" --config="* ]]; then
 fi
 EPSM_OPS_SITE_ROOT=target/site target/release/epsm-ops serve "$@" &
 server=$!
-trap 'kill -TERM $server 2>/dev/null; wait $server; engine_stop' EXIT INT TERM
+trap 'kill -TERM $server 2>/dev/null; wait $server; engine_stop; registry_stop' EXIT INT TERM
 wait $server

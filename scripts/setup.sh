@@ -18,6 +18,7 @@ apt_packages=(
   docker.io                 # dockerd 20.10; the engine for the stack and the tests
   chromium chromium-driver  # browser tests
   mmdebstrap                # the offline Debian rootfs the EPSM-like stack is built from
+  docker-registry           # a loopback registry serving that rootfs as the stack's base image
   libclang-dev pkg-config libssl-dev libxml2-dev libxmlsec1-dev libxslt1-dev  # samael / xmlsec
   xmlsec1                   # pysaml2 signs and encrypts with it (interop tests)
   brotli                    # benchmark: compressed wasm size

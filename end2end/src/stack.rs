@@ -62,6 +62,26 @@ pub fn engine_answers() -> bool {
         .unwrap_or(false)
 }
 
+/// The image every Dockerfile of the stack starts from, as `scripts/lib/registry.sh` publishes it.
+pub const BASE_IMAGE: &str = "localhost:5055/epsm/base:bookworm";
+
+/// Whether the loopback registry answers with the stack's base image.
+fn base_image_published() -> bool {
+    Command::new("curl")
+        .args([
+            "-fsS",
+            "--max-time",
+            "5",
+            "-o",
+            "/dev/null",
+            "-H",
+            "Accept: application/vnd.docker.distribution.manifest.v2+json",
+            "http://127.0.0.1:5055/v2/epsm/base/manifests/bookworm",
+        ])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// The engine endpoint the tests use, as the console should be configured for it.
 pub fn docker_host() -> String {
     std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
@@ -71,7 +91,7 @@ pub fn docker_host() -> String {
 /// may change its env file and break it at will. `docker compose down -v` and its images go on drop.
 pub struct StackProject {
     /// A git working tree (branch `main`) cloned from `origin`, as `/opt/epsm` is on the real host;
-    /// the env file and the rootfs tarball are ignored, as they are not in EPSM's repository.
+    /// the env file is ignored, as it is not in EPSM's repository.
     pub dir: tempfile::TempDir,
     /// The bare repository `dir` was cloned from: its remote `origin`.
     pub origin: tempfile::TempDir,
@@ -87,13 +107,12 @@ impl StackProject {
             "no Docker engine answers at {} (scripts/test.sh starts one)",
             docker_host()
         );
-        let source = repo_root().join("stack");
-        let rootfs = source.join("base/rootfs.tar");
         assert!(
-            rootfs.is_file(),
-            "{} is missing: build it with stack/base/build-rootfs.sh",
-            rootfs.display()
+            base_image_published(),
+            "the stack's base image {BASE_IMAGE} is not in the loopback registry \
+             (scripts/test.sh builds and publishes it: scripts/lib/registry.sh)"
         );
+        let source = repo_root().join("stack");
         let dir = tempfile::Builder::new()
             .prefix("epsm-stack-")
             .tempdir()
@@ -105,7 +124,7 @@ impl StackProject {
             .expect("temp dir");
         fs::write(
             dir.path().join(".gitignore"),
-            ".env.production\nbase/rootfs.tar\nbase/rootfs.tar.sha256\n__pycache__/\n",
+            ".env.production\n__pycache__/\n",
         )
         .expect("write .gitignore");
         git(
@@ -477,7 +496,8 @@ fn git(dir: &Path, args: &[&str]) -> Output {
     out
 }
 
-/// Copies a directory tree; the big rootfs tarball is hard-linked when the file system allows.
+/// Copies a directory tree but the rootfs tarball and its stamp: the builds pull the base image, and
+/// EPSM's repository holds no such file.
 fn copy_tree(from: &Path, to: &Path) {
     fs::create_dir_all(to).expect("create dir");
     for entry in fs::read_dir(from).expect("read dir") {
@@ -486,11 +506,7 @@ fn copy_tree(from: &Path, to: &Path) {
         let kind = entry.file_type().expect("file type");
         if kind.is_dir() {
             copy_tree(&src, &dst);
-        } else if src.extension().is_some_and(|e| e == "tar") {
-            fs::hard_link(&src, &dst)
-                .or_else(|_| fs::copy(&src, &dst).map(drop))
-                .expect("link or copy");
-        } else {
+        } else if !entry.file_name().to_string_lossy().starts_with("rootfs.tar") {
             fs::copy(&src, &dst).expect("copy file");
         }
     }

@@ -6,15 +6,18 @@ export PATH="$ROOT/.tools/binaryen/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 export COMPOSE_BAKE=false
 step() { printf '\n\033[1;32m==> %s\033[0m\n' "$*" >&2; }
 
-# What every command needs before it builds anything: the toolchain, a Docker engine (private, and
-# stopped at exit, when none answers) and the stack's base rootfs.
+# What every command needs before it builds anything: the toolchain, a Docker engine and a loopback
+# registry (private, and stopped at exit, when none answers) and the stack's base image in it.
 prepare() {
   source "$ROOT/scripts/lib/engine.sh"
+  source "$ROOT/scripts/lib/registry.sh"
   step "toolchain"
   bash "$ROOT/scripts/setup.sh"
-  trap engine_stop EXIT
+  trap 'engine_stop; registry_stop' EXIT
   step "docker engine"
   engine_ensure
-  step "stack base image (rootfs)"
+  step "stack base image (rootfs, published to the loopback registry)"
   bash "$ROOT/stack/base/build-rootfs.sh"
+  registry_ensure
+  base_publish
 }

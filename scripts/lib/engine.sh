@@ -55,6 +55,8 @@ engine_stop() {
     for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
   fi
+  # What the run left on disk, for a run that ends short of it.
+  echo "[engine] data root at the end: $(du -sh "$dir/data" 2>/dev/null | cut -f1)" >&2
   # Overlay mounts may linger for a moment after dockerd exits.
   grep -o "$dir[^ ]*" /proc/mounts 2>/dev/null | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
   rm -rf "$dir"

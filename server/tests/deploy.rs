@@ -243,6 +243,8 @@ async fn a_failing_migration_fails_the_deploy_at_migrate_with_its_output() {
 async fn a_killed_server_leaves_an_interrupted_deploy_and_cancel_stops_a_build() {
     let _turn = ONE_STACK_AT_A_TIME.lock().await;
     let project = StackProject::new("epsmkill");
+    // Builds take about a second; this one lasts until the test ends it.
+    project.set_env("EPSM_FAILURE", "slow-build");
     let mut first = Console::for_stack(bin(), &project, &[]).await;
     let id = start(&first, &[("options[no_pull]", "true")]).await;
     until_step_runs(&first, id, "build").await;
