@@ -506,7 +506,11 @@ fn copy_tree(from: &Path, to: &Path) {
         let kind = entry.file_type().expect("file type");
         if kind.is_dir() {
             copy_tree(&src, &dst);
-        } else if !entry.file_name().to_string_lossy().starts_with("rootfs.tar") {
+        } else if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("rootfs.tar")
+        {
             fs::copy(&src, &dst).expect("copy file");
         }
     }

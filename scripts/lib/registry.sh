@@ -62,7 +62,7 @@ base_publish() {
   local rootfs="$ROOT/stack/base/rootfs.tar"
   local stamp
   stamp=$(cut -c1-16 "$ROOT/stack/base/rootfs.tar.sha256")
-  if curl -fsS --max-time 5 -o /dev/null \
+  if curl -fs --max-time 5 -o /dev/null \
     -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
     "http://$REGISTRY_ADDR/v2/epsm/base/manifests/rootfs-$stamp"; then
     echo "[registry] $BASE_IMAGE:bookworm is this rootfs already" >&2
