@@ -53,6 +53,11 @@ row "stack build --no-cache --pull (cold)" "$(secs "$t0" "$t1")" "7 services, em
 row "stack up -d until all healthy" "$(secs "$t1" "$t2")" "up -d --wait"
 row "stack cold build + up" "$(secs "$t0" "$t2")" "the two above"
 
+step "pages: every page under load beside /healthz, store writes, RSS"
+while IFS= read -r line; do rows+=("$line"); done < <(
+  EPSM_CONSOLE_BIN=target/release/epsm-ops cargo bench -p app --features ssr --bench pages 2>/dev/null | grep '^| '
+)
+
 step "health: page under load, probe round, Docker API calls per round"
 while IFS= read -r line; do rows+=("$line"); done < <(
   EPSM_CONSOLE_BIN=target/release/epsm-ops cargo bench -p app --features ssr --bench health 2>/dev/null | grep '^| '

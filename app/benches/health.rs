@@ -52,10 +52,6 @@ async fn calls_per_round(console: &Console, viewers: usize) -> f64 {
     (calls1 - calls0) as f64 / (rounds1 - rounds0).max(1) as f64
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
 #[tokio::main]
 async fn main() {
     let project = StackProject::new("epsmbench");
@@ -103,48 +99,25 @@ async fn main() {
     drop(first);
 
     // The Health page (server-rendered with the newest report) under concurrent clients.
-    let client = console.client().clone();
     let page = format!("{}/health", console.url);
-    let started = Instant::now();
-    let workers: Vec<_> = (0..CLIENTS)
-        .map(|_| {
-            let (client, page) = (client.clone(), page.clone());
-            tokio::spawn(async move {
-                let mut times = Vec::new();
-                while started.elapsed() < LOAD_FOR {
-                    let t = Instant::now();
-                    let reply = client.get(&page).send().await.unwrap();
-                    assert!(reply.status().is_success());
-                    reply.bytes().await.unwrap();
-                    times.push(t.elapsed());
-                }
-                times
-            })
-        })
-        .collect();
-    let mut times = Vec::new();
-    for w in workers {
-        times.extend(w.await.unwrap());
-    }
-    let elapsed = started.elapsed();
-    times.sort();
+    let run = end2end::load::load(console.client(), &page, CLIENTS, LOAD_FOR).await;
     let how = format!(
         "{CLIENTS} concurrent clients on loopback for {} s, release build",
         LOAD_FOR.as_secs()
     );
     row(
         "health page p50",
-        format!("{:.1} ms", percentile(&times, 0.5).as_secs_f64() * 1e3),
+        format!("{:.1} ms", run.percentile(0.5).as_secs_f64() * 1e3),
         &how,
     );
     row(
         "health page p99",
-        format!("{:.1} ms", percentile(&times, 0.99).as_secs_f64() * 1e3),
+        format!("{:.1} ms", run.percentile(0.99).as_secs_f64() * 1e3),
         &how,
     );
     row(
         "health page throughput",
-        format!("{:.0} req/s", times.len() as f64 / elapsed.as_secs_f64()),
+        format!("{:.0} req/s", run.per_second()),
         &how,
     );
 

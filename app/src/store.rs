@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::SqlitePool;
@@ -29,6 +31,8 @@ pub enum StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,
+    /// Transactions that wrote (SQLite's commit hook, on every connection of the pool).
+    commits: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -42,8 +46,20 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
+        let commits = Arc::new(AtomicU64::new(0));
+        let counter = commits.clone();
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            .after_connect(move |conn, _| {
+                let counter = counter.clone();
+                Box::pin(async move {
+                    conn.lock_handle().await?.set_commit_hook(move || {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        true
+                    });
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await
             .map_err(|source| StoreError::Open {
@@ -54,7 +70,13 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|source| StoreError::Migrate { path, source })?;
-        Ok(Store { pool })
+        Ok(Store { pool, commits })
+    }
+
+    /// Write transactions committed since the store was opened (migrations included): a page view
+    /// should add none (the `/metrics` counter `epsm_ops_store_commits_total`).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     /// One trivial query: is the store usable right now?
@@ -90,4 +112,35 @@ pub(crate) fn parse_time(text: &str) -> chrono::DateTime<chrono::Utc> {
 /// Maps a sqlx error of one named query to the store's error.
 pub(crate) fn query_failed(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { what, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_transactions_that_write_count_as_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let opened = store.commits();
+        assert!(opened > 0, "the migrations wrote");
+        for _ in 0..5 {
+            store.ping().await.unwrap();
+        }
+        assert_eq!(store.commits(), opened, "reads are not commits");
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let mut tx = store.pool().begin().await.unwrap();
+        for x in 0..3 {
+            sqlx::query("INSERT INTO t VALUES (?)")
+                .bind(x)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+        assert_eq!(store.commits(), opened + 2, "one per transaction");
+    }
 }

@@ -38,6 +38,16 @@ pub const VIEWER: &str = "viewer@dev.idp";
 /// Logs in at the IdP, but no rule admits them.
 pub const OUTSIDER: &str = "outsider@elsewhere.example";
 
+/// Every page of the console without a parameter in its path (the router's routes but `/deploys/:id`).
+pub const PAGES: [&str; 6] = [
+    "/",
+    "/health",
+    "/deploys",
+    "/backups",
+    "/environment",
+    "/audit",
+];
+
 /// The role rules and development IdP every test console runs with (and a login rate limit no test
 /// meets unless it sets its own: every test logs in from 127.0.0.1).
 pub const AUTH_ENV: [(&str, &str); 5] = [

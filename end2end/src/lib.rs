@@ -3,6 +3,7 @@
 //! Nothing here is a fake: each piece is the thing a user meets, started and cleaned up per test.
 
 pub mod healthcheck;
+pub mod load;
 pub mod pysaml2;
 pub mod saml_attacks;
 

@@ -165,6 +165,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), StartError> {
             masker.clone(),
             engine.clone(),
             store.clone(),
+            health.clone(),
         ),
         streams: app::streams::StreamLimits::new(
             config.limits.streams_per_session,

@@ -420,10 +420,14 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
          epsm_ops_health_rounds_total {}\n\
          # HELP epsm_ops_health_viewers Pages following the live health reports now.\n\
          # TYPE epsm_ops_health_viewers gauge\n\
-         epsm_ops_health_viewers {}\n",
+         epsm_ops_health_viewers {}\n\
+         # HELP epsm_ops_store_commits_total Transactions that wrote to the console's store.\n\
+         # TYPE epsm_ops_store_commits_total counter\n\
+         epsm_ops_store_commits_total {}\n",
         state.engine.api_calls(),
         state.health.rounds(),
         state.health.viewers(),
+        state.store.commits(),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

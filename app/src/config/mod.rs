@@ -82,6 +82,7 @@ impl Default for Config {
                 public_url: Url::parse("http://127.0.0.1:8080/").expect("constant URL parses"),
                 git: GitConfig::default(),
                 profiles: Vec::new(),
+                recheck_secs: 60,
             },
             docker: DockerConfig {
                 host: default_docker_host(std::env::var("DOCKER_HOST").ok()),

@@ -159,6 +159,9 @@ pub struct ProjectConfig {
     /// Compose profiles whose registry images a deploy pulls too (EPSM's `energyplus` is under `tools`);
     /// their services are not started.
     pub profiles: Vec<String>,
+    /// Seconds the environment audit is kept while the files and containers it read are unchanged
+    /// (what a file stamp cannot see, such as a file compose includes, shows after this long).
+    pub recheck_secs: u64,
 }
 
 /// The project directory's git checkout: what a deploy fetches and checks out before it builds.

@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::environment::disk::{FileStamp, stamp};
 use crate::environment::secrets::Scrubber;
 
 /// The variables a git child keeps from the console's environment.
@@ -148,6 +149,31 @@ impl Git {
         }
     }
 
+    /// Stamps of what `resolve(wanted)` and `head` read in a plain `.git` directory: HEAD, the packed
+    /// refs, FETCH_HEAD, the ref directories (git writes a ref by renaming a new file into its
+    /// directory, which changes the directory) and the ref files `wanted` may name. Equal stamps: the
+    /// same answers, without asking git. None when there is no `.git` directory to stamp or `wanted`
+    /// is not a ref name `resolve` would try.
+    pub fn refs_stamp(&self, wanted: &str) -> Option<Vec<Option<FileStamp>>> {
+        let git = self.dir.join(".git");
+        if !git.is_dir() || !plausible_ref(wanted) {
+            return None;
+        }
+        let remote = format!("refs/remotes/{}", self.remote);
+        let mut paths = vec![
+            git.join("HEAD"),
+            git.join("packed-refs"),
+            git.join("FETCH_HEAD"),
+        ];
+        for dir in ["refs/heads", "refs/tags", remote.as_str()] {
+            let named = git.join(dir).join(wanted);
+            paths.push(git.join(dir));
+            paths.extend(named.parent().map(Path::to_path_buf));
+            paths.push(named);
+        }
+        Some(paths.iter().map(|p| stamp(p)).collect())
+    }
+
     /// The commit checked out now.
     pub async fn head(&self, scrubber: &Scrubber) -> Option<String> {
         self.run(
@@ -181,7 +207,7 @@ impl Git {
 
     /// The commit `wanted` names: a branch of the remote, a tag, or a commit id (in that order).
     pub async fn resolve(&self, wanted: &str, scrubber: &Scrubber) -> Option<String> {
-        if wanted.is_empty() || wanted.starts_with('-') || wanted.contains("..") {
+        if !plausible_ref(wanted) {
             return None;
         }
         let candidates = [
@@ -273,6 +299,12 @@ impl Git {
 }
 
 /// `git status --porcelain=v1 -z`: `XY path\0`, renames and copies followed by their old path.
+/// Whether `wanted` may name a ref or commit: not empty, not an option, no `..` (which also keeps
+/// it inside the ref directories when it is joined to them).
+fn plausible_ref(wanted: &str) -> bool {
+    !wanted.is_empty() && !wanted.starts_with('-') && !wanted.contains("..")
+}
+
 pub fn parse_status(out: &str) -> WorkingTree {
     let mut tree = WorkingTree::default();
     let mut entries = out.split('\0').filter(|e| !e.is_empty());
@@ -322,6 +354,66 @@ pub fn some_paths(paths: &[String], n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "commit.gpgsign=false",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn the_refs_stamp_changes_with_a_commit_a_fetch_or_a_new_tag_and_not_otherwise() {
+        let origin = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        git(origin.path(), &["init", "-q", "--initial-branch=main"]);
+        git(
+            origin.path(),
+            &["commit", "-q", "--allow-empty", "-m", "one"],
+        );
+        git(
+            dir.path(),
+            &["clone", "-q", &origin.path().display().to_string(), "."],
+        );
+        let mut config = Config::default();
+        config.project.dir = dir.path().to_path_buf();
+        let repo = Git::from_config(&config);
+        let stamp = || repo.refs_stamp("main").expect("a .git directory");
+
+        let first = stamp();
+        assert_eq!(stamp(), first, "nothing changed");
+        git(
+            dir.path(),
+            &["commit", "-q", "--allow-empty", "-m", "local"],
+        );
+        let committed = stamp();
+        assert_ne!(committed, first, "HEAD's branch moved");
+        git(
+            origin.path(),
+            &["commit", "-q", "--allow-empty", "-m", "two"],
+        );
+        git(dir.path(), &["fetch", "-q", "origin"]);
+        let fetched = stamp();
+        assert_ne!(fetched, committed, "origin/main moved");
+        git(dir.path(), &["tag", "v1"]);
+        assert_ne!(stamp(), fetched, "a tag appeared");
+        assert_eq!(repo.refs_stamp("../../etc"), None, "not a ref name");
+    }
 
     #[test]
     fn status_separates_changed_tracked_files_from_untracked_ones() {

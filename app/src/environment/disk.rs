@@ -53,3 +53,29 @@ pub fn file_sha256(path: &Path) -> Option<String> {
         .ok()
         .map(|b| hex::encode(Sha256::digest(b)))
 }
+
+/// What a stat says of a file, enough to tell that it changed: another file (inode), another length,
+/// content written (mtime) or its mode or owner changed (ctime). A page compares these instead of
+/// reading the file again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStamp {
+    inode: u64,
+    len: u64,
+    mode: u32,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+/// The file's stamp now; None when it cannot be read (absent, say).
+pub fn stamp(path: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+    Some(FileStamp {
+        inode: m.ino(),
+        len: m.len(),
+        mode: m.mode(),
+        mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+        ctime_ns: ns(m.ctime(), m.ctime_nsec()),
+    })
+}

@@ -94,6 +94,8 @@ pub struct Variable {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvironmentReport {
+    /// When the files were read and the containers compared (the report is kept until they change).
+    pub checked_at: chrono::DateTime<chrono::Utc>,
     pub env_file: String,
     pub compose_file: String,
     pub variables: Vec<Variable>,

@@ -6,12 +6,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::audit::{AuditInput, audit, compose_references};
-use super::disk::file_sha256;
+use super::disk::{FileStamp, file_sha256, stamp};
 use super::envfile::{EnvFile, parse};
 use super::secrets::Masker;
 use super::{EnvironmentReport, Finding, Severity, Variable};
 use crate::config::Config;
 use crate::engine::ssr::Engine;
+use crate::health::ssr::HealthMonitor;
 use crate::store::Store;
 
 /// The Environment page's content: every variable masked, and the audit's findings.
@@ -37,6 +38,7 @@ pub fn environment_report(
     });
     variables.sort_by_key(|v| v.line);
     Ok(EnvironmentReport {
+        checked_at: chrono::Utc::now(),
         env_file: config.env_file().display().to_string(),
         compose_file: config.compose_file().display().to_string(),
         variables,
@@ -186,11 +188,34 @@ fn read(path: &Path) -> Result<String, AuditError> {
 
 /// The environment audit as a service: the files' audit (blocking file reads, on a blocking thread)
 /// and the drift against the running containers and the last successful deploy.
+///
+/// The audit costs child processes (`docker compose config`, git) and engine calls, so it is made
+/// once per change of what it reads and kept: a page view compares a few file stamps and the
+/// containers the health monitor last saw, and answers from memory while they are the same (for at
+/// most `project.recheck_secs`; the report says when it was made).
 pub struct EnvironmentAudit {
     config: Arc<Config>,
     masker: Arc<Masker>,
     engine: Arc<Engine>,
     store: Store,
+    health: Arc<HealthMonitor>,
+    /// The last report and what it was made from. Held while a new one is made, so concurrent views
+    /// wait for that one instead of each making their own.
+    kept: tokio::sync::Mutex<Option<Kept>>,
+}
+
+struct Kept {
+    inputs: Inputs,
+    made: std::time::Instant,
+    report: EnvironmentReport,
+}
+
+/// What the audit read, as cheaply as it can be compared: the stat of each file (a change of
+/// content, mode or the file itself shows), and each service's container.
+#[derive(Debug, PartialEq, Eq)]
+struct Inputs {
+    files: Vec<Option<FileStamp>>,
+    containers: Vec<(String, String, Option<chrono::DateTime<chrono::Utc>>)>,
 }
 
 impl EnvironmentAudit {
@@ -199,17 +224,62 @@ impl EnvironmentAudit {
         masker: Arc<Masker>,
         engine: Arc<Engine>,
         store: Store,
+        health: Arc<HealthMonitor>,
     ) -> Arc<EnvironmentAudit> {
         Arc::new(EnvironmentAudit {
             config,
             masker,
             engine,
             store,
+            health,
+            kept: tokio::sync::Mutex::new(None),
         })
     }
 
-    /// The Environment page's report: the files' findings and variables, then the drift findings.
+    /// What the report depends on that a stat or memory can tell: the env and compose files, the
+    /// retired files beside them, the git index and ignore file (whether the env file is tracked), and
+    /// the container of each service as the health monitor last saw it.
+    fn inputs(&self) -> Inputs {
+        let dir = &self.config.project.dir;
+        let mut paths = vec![self.config.env_file(), self.config.compose_file()];
+        paths.extend(RETIRED.iter().map(|name| dir.join(name)));
+        paths.extend([dir.join(".git/index"), dir.join(".gitignore")]);
+        let report = self.health.latest();
+        Inputs {
+            files: paths.iter().map(|p| stamp(p)).collect(),
+            containers: report
+                .services
+                .iter()
+                .filter_map(|s| {
+                    let c = s.container.as_ref()?;
+                    Some((s.name.clone(), c.id.clone(), c.started_at))
+                })
+                .collect(),
+        }
+    }
+
+    /// The Environment page's report: the kept one while nothing it read changed and it is younger
+    /// than `project.recheck_secs`, else a new one.
     pub async fn report(&self) -> Result<EnvironmentReport, AuditError> {
+        let inputs = self.inputs();
+        let mut kept = self.kept.lock().await;
+        if let Some(k) = kept.as_ref()
+            && k.inputs == inputs
+            && k.made.elapsed() < std::time::Duration::from_secs(self.config.project.recheck_secs)
+        {
+            return Ok(k.report.clone());
+        }
+        let report = self.make_report().await?;
+        *kept = Some(Kept {
+            inputs,
+            made: std::time::Instant::now(),
+            report: report.clone(),
+        });
+        Ok(report)
+    }
+
+    /// The files' findings and variables, then the drift findings, read now.
+    async fn make_report(&self) -> Result<EnvironmentReport, AuditError> {
         let (config, masker) = (self.config.clone(), self.masker.clone());
         let mut report = tokio::task::spawn_blocking(move || environment_report(&config, &masker))
             .await

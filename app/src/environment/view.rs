@@ -46,6 +46,12 @@ fn Report(report: EnvironmentReport) -> impl IntoView {
             <code>{report.env_file}</code> " with " <code>{report.compose_file}</code>
             ". Secrets are masked; equal fingerprints mean equal values."
         </p>
+        <p class="muted small" data-testid="audit-checked-at">
+            {format!(
+                "Checked at {} UTC; checked again when a file or a container changes, at the latest a minute later.",
+                report.checked_at.format("%H:%M:%S"),
+            )}
+        </p>
         <div class=verdict data-testid="audit-verdict">
             <span class="dot"></span>
             {crate::environment::finding_counts(errors, warnings, notes)}

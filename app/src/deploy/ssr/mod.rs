@@ -110,6 +110,16 @@ pub struct Deployer {
     card_cache: Mutex<Option<(CardKey, ChangeCard)>>,
     /// When the console last fetched the remote.
     last_fetch: Mutex<Option<DateTime<Utc>>>,
+    /// What git said the change card's ref and HEAD are, under which ref stamps.
+    refs_seen: Mutex<Option<RefsSeen>>,
+}
+
+/// The change card's git answers (`resolve(wanted)`, `head`), kept while the refs are unchanged.
+struct RefsSeen {
+    wanted: String,
+    stamps: Option<Vec<Option<crate::environment::disk::FileStamp>>>,
+    target: Option<String>,
+    running: Option<String>,
 }
 
 /// What a change card's git and compose parts depend on: the commit that runs and the target.
@@ -142,6 +152,7 @@ impl Deployer {
             git: Git::from_config(&config),
             card_cache: Mutex::new(None),
             last_fetch: Mutex::new(None),
+            refs_seen: Mutex::new(None),
             config,
             store,
             engine,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use super::{CardKey, Deployer, Done, Output, SourcePlan, StepFailure, short};
+use super::{CardKey, Deployer, Done, Output, RefsSeen, SourcePlan, StepFailure, short};
 use crate::audit::AuditOutcome;
 use crate::auth::Actor;
 use crate::deploy::DeployOptions;
@@ -187,6 +187,19 @@ impl Deployer {
         fetch: bool,
     ) -> SourceView {
         let scrubber = self.scrubber();
+        let wanted = wanted.unwrap_or(&self.git.branch).to_string();
+        // What git answered last, while the refs it read are unchanged (a page view starts no git).
+        let stamps = self.git.refs_stamp(&wanted);
+        let seen = self
+            .refs_seen
+            .lock()
+            .expect("refs seen")
+            .as_ref()
+            .filter(|r| !fetch && stamps.is_some() && r.wanted == wanted && r.stamps == stamps)
+            .map(|r| (r.target.clone(), r.running.clone()));
+        if let Some((target, running)) = seen {
+            return self.card_or_why(&wanted, running, target, &scrubber).await;
+        }
         if !self.git.is_checkout(&scrubber).await {
             return SourceView::NotGit {
                 dir: self.config.project.dir.display().to_string(),
@@ -218,8 +231,28 @@ impl Deployer {
             }
             *self.last_fetch.lock().expect("fetch time") = Some(Utc::now());
         }
-        let wanted = wanted.unwrap_or(&self.git.branch).to_string();
-        let Some(target) = self.git.resolve(&wanted, &scrubber).await else {
+        // Stamped before git reads: a ref that moves while it reads makes the next view ask again.
+        let stamps = self.git.refs_stamp(&wanted);
+        let target = self.git.resolve(&wanted, &scrubber).await;
+        let running = self.git.head(&scrubber).await;
+        *self.refs_seen.lock().expect("refs seen") = stamps.map(|stamps| RefsSeen {
+            wanted: wanted.clone(),
+            stamps: Some(stamps),
+            target: target.clone(),
+            running: running.clone(),
+        });
+        self.card_or_why(&wanted, running, target, &scrubber).await
+    }
+
+    /// The card for `running -> target`, or why there is none.
+    async fn card_or_why(
+        &self,
+        wanted: &str,
+        running: Option<String>,
+        target: Option<String>,
+        scrubber: &Scrubber,
+    ) -> SourceView {
+        let Some(target) = target else {
             return SourceView::Unavailable {
                 reason: format!(
                     "unknown ref {wanted:?}: not a branch of {}, a tag or a commit",
@@ -227,8 +260,7 @@ impl Deployer {
                 ),
             };
         };
-        let running = self.git.head(&scrubber).await;
-        match self.card(&wanted, running, target, &scrubber).await {
+        match self.card(wanted, running, target, scrubber).await {
             Ok(card) => SourceView::Card(Box::new(card)),
             Err(reason) => SourceView::Unavailable { reason },
         }

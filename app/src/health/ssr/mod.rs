@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -71,8 +71,8 @@ struct State {
     image_created: HashMap<String, Option<DateTime<Utc>>>,
 }
 
-/// Modification time and size of the compose and env files: compose is asked again only when they change.
-type FilesStamp = Vec<Option<(SystemTime, u64)>>;
+/// The stamps of the compose and env files: compose is asked again only when they change.
+type FilesStamp = Vec<Option<crate::environment::disk::FileStamp>>;
 
 /// What one round read that probes need: the env file's values and the scrubber made from them.
 struct RoundInputs {
@@ -260,10 +260,7 @@ impl HealthMonitor {
     async fn read_compose(&self, scrubber: &Scrubber) {
         let stamp: FilesStamp = [self.config.compose_file(), self.config.env_file()]
             .iter()
-            .map(|p| {
-                let meta = std::fs::metadata(p).ok()?;
-                Some((meta.modified().ok()?, meta.len()))
-            })
+            .map(|p| crate::environment::disk::stamp(p))
             .collect();
         let cached = {
             let state = self.state.lock().expect("health state");

@@ -1,0 +1,81 @@
+//! Pages benchmark (run by scripts/bench.sh; prints table rows, asserts nothing): every page, logged
+//! in, under 32 concurrent clients against a running EPSM-like stack, side by side with `/healthz` in
+//! the same run as the floor; the console's RSS before and after; child processes and store writes
+//! during the load. Real stack, real engine, the release console (`EPSM_CONSOLE_BIN`).
+
+use std::time::Duration;
+
+use end2end::{Console, PAGES, StackProject, VIEWER, console_binary};
+
+const CLIENTS: usize = 32;
+const LOAD_FOR: Duration = Duration::from_secs(5);
+
+fn row(figure: &str, value: String, how: &str) {
+    println!("| {figure} | {value} | {how} |");
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+#[tokio::main]
+async fn main() {
+    let project = StackProject::new("epsmpagesbench");
+    project.compose_ok(&["build"]);
+    project.up_wait(&[]);
+    let console = Console::for_stack(&console_binary(), &project, &[]).await;
+    let viewer = console.login(VIEWER).await.unwrap();
+    for page in PAGES {
+        let url = format!("{}{page}", console.url);
+        viewer
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+    }
+    let rss_before = rss_mib(console.pid());
+    let commits_before = console.metric("epsm_ops_store_commits_total").await;
+
+    let how = format!(
+        "logged in, {CLIENTS} concurrent clients on loopback for {} s each, release build, a running stack",
+        LOAD_FOR.as_secs()
+    );
+    let mut floor = None;
+    // `/healthz` first: the floor every page is read against.
+    for page in std::iter::once("/healthz").chain(PAGES) {
+        let url = format!("{}{page}", console.url);
+        let run = end2end::load::load(&viewer, &url, CLIENTS, LOAD_FOR).await;
+        let rate = run.per_second();
+        let floor = *floor.get_or_insert(rate);
+        row(
+            &format!("page {page}"),
+            format!(
+                "{rate:.0} req/s (floor/{:.1}), p50 {:.1} ms, p99 {:.1} ms",
+                floor / rate,
+                run.percentile(0.5).as_secs_f64() * 1e3,
+                run.percentile(0.99).as_secs_f64() * 1e3
+            ),
+            &how,
+        );
+    }
+    let commits = console.metric("epsm_ops_store_commits_total").await - commits_before;
+    row(
+        "store writes during the page load",
+        commits.to_string(),
+        "epsm_ops_store_commits_total (SQLite's commit hook) across the runs above",
+    );
+    row(
+        "server RSS before / after the page load",
+        format!("{rss_before:.1} / {:.1} MiB", rss_mib(console.pid())),
+        "VmRSS of the release console, logged in, after one view of each page / after the runs above",
+    );
+}

@@ -1,0 +1,50 @@
+//! Load for the benchmarks: `clients` concurrent loops GETting one URL for a while, on loopback, each
+//! reply read to its end. Reports what a benchmark row needs; asserts only that every reply succeeded.
+
+use std::time::{Duration, Instant};
+
+/// What one load run measured.
+pub struct Load {
+    /// Every request's time, sorted.
+    pub times: Vec<Duration>,
+    pub elapsed: Duration,
+}
+
+impl Load {
+    /// The `p` quantile (0..=1) of the request times.
+    pub fn percentile(&self, p: f64) -> Duration {
+        self.times[((self.times.len() as f64 - 1.0) * p).round() as usize]
+    }
+
+    pub fn per_second(&self) -> f64 {
+        self.times.len() as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// `clients` loops GETting `url` with `client` (its cookies: a logged-in session) for `how_long`.
+pub async fn load(client: &reqwest::Client, url: &str, clients: usize, how_long: Duration) -> Load {
+    let started = Instant::now();
+    let workers: Vec<_> = (0..clients)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.to_string());
+            tokio::spawn(async move {
+                let mut times = Vec::new();
+                while started.elapsed() < how_long {
+                    let t = Instant::now();
+                    let reply = client.get(&url).send().await.unwrap();
+                    assert!(reply.status().is_success(), "{url}: {}", reply.status());
+                    reply.bytes().await.unwrap();
+                    times.push(t.elapsed());
+                }
+                times
+            })
+        })
+        .collect();
+    let mut times = Vec::new();
+    for w in workers {
+        times.extend(w.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    times.sort();
+    Load { times, elapsed }
+}

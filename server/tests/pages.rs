@@ -1,0 +1,145 @@
+//! Page views read memory: against a running EPSM-like stack, 100 views of every page by a logged-in
+//! viewer start no process and write nothing to the console's store. The console runs with `git` and
+//! `docker` on its PATH wrapped by scripts that log each start, so every child process it starts
+//! (compose, git) is counted from outside; store writes are SQLite's commit hook count (`/metrics`).
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use end2end::{Console, PAGES, StackProject, VIEWER, with_margin};
+
+const VIEWS: usize = 100;
+
+/// The first `name` on PATH (the program the console would run).
+fn on_path(name: &str) -> PathBuf {
+    std::env::split_paths(&std::env::var_os("PATH").expect("PATH"))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} is not on PATH"))
+}
+
+/// A directory with `git` and `docker` scripts that append their command line to `log`, then run
+/// the real program.
+fn counting_wrappers(dir: &Path, log: &Path) {
+    for name in ["git", "docker"] {
+        let script = dir.join(name);
+        fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho \"{name} $*\" >> '{}'\nexec '{}' \"$@\"\n",
+                log.display(),
+                on_path(name).display()
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+fn started(log: &Path) -> Vec<String> {
+    fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn page_views_start_no_process_and_write_nothing() {
+    let project = StackProject::new("epsmpages");
+    project.compose_ok(&["build"]);
+    let up = project.up_wait(&[]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+
+    let wrappers = tempfile::tempdir().unwrap();
+    let log = wrappers.path().join("started.log");
+    counting_wrappers(wrappers.path(), &log);
+    let path = format!(
+        "{}:{}",
+        wrappers.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let console = Console::for_stack(
+        Path::new(env!("CARGO_BIN_EXE_epsm-ops")),
+        &project,
+        // Kept for an hour: the views below must not depend on how fast this machine is.
+        &[("PATH", &path), ("EPSM_OPS_PROJECT_RECHECK_SECS", "3600")],
+    )
+    .await;
+    assert!(
+        started(&log)
+            .iter()
+            .any(|l| l.starts_with("docker compose")),
+        "the wrappers count: the console's start ran compose through them"
+    );
+    let viewer = console.login(VIEWER).await.unwrap();
+    let logged_in = std::time::Instant::now();
+    let view = async |page: &str| {
+        let reply = viewer
+            .get(format!("{}{page}", console.url))
+            .send()
+            .await
+            .unwrap();
+        let status = reply.status();
+        let body = reply.text().await.unwrap();
+        assert_eq!(status, 200, "{page}: {body}");
+        body
+    };
+
+    // The audit keys on the containers the health monitor last saw: let its first round (of the
+    // running stack) end, at the 2 s interval `for_stack` sets.
+    let deadline = std::time::Instant::now() + with_margin(Duration::from_secs(2));
+    while console.metric("epsm_ops_health_rounds_total").await < 1 {
+        assert!(std::time::Instant::now() < deadline, "no health round");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The first view of each page may read what nothing has read yet (the audit, the change card).
+    for page in PAGES {
+        view(page).await;
+    }
+    let before = (
+        started(&log),
+        console.metric("epsm_ops_store_commits_total").await,
+    );
+    for page in PAGES {
+        for _ in 0..VIEWS {
+            view(page).await;
+        }
+    }
+    let after = (
+        started(&log),
+        console.metric("epsm_ops_store_commits_total").await,
+    );
+    let new: Vec<&String> = after.0[before.0.len()..].iter().collect();
+    assert!(
+        new.is_empty(),
+        "{} page views started {} processes: {new:#?}",
+        PAGES.len() * VIEWS,
+        new.len()
+    );
+    // The session's idle expiry is renewed at most once a minute (one write), nothing else writes.
+    let renewals = logged_in.elapsed().as_secs() / 60;
+    assert!(
+        after.1 - before.1 <= renewals,
+        "{} page views wrote to the store {} times ({renewals} idle-expiry renewals allowed)",
+        PAGES.len() * VIEWS,
+        after.1 - before.1
+    );
+
+    // The kept audit is the files' as they are: a change of the env file is seen at the next view,
+    // with one audit's processes.
+    project.set_env("EPSM_PAGES_PROBE", "changed");
+    let body = view("/environment").await;
+    assert!(body.contains("EPSM_PAGES_PROBE"), "the new variable shows");
+    let audit_again = started(&log).len() - after.0.len();
+    assert!(
+        audit_again > 0,
+        "a changed env file is audited again (compose config)"
+    );
+}
