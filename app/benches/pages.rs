@@ -29,7 +29,13 @@ async fn main() {
     let project = StackProject::new("epsmpagesbench");
     project.compose_ok(&["build"]);
     project.up_wait(&[]);
-    let console = Console::for_stack(&console_binary(), &project, &[]).await;
+    // The default probe interval (the tests' 2 s would measure docker exec, not the pages).
+    let console = Console::for_stack(
+        &console_binary(),
+        &project,
+        &[("EPSM_OPS_HEALTH_INTERVAL_SECS", "5")],
+    )
+    .await;
     let viewer = console.login(VIEWER).await.unwrap();
     for page in PAGES {
         let url = format!("{}{page}", console.url);
@@ -46,7 +52,7 @@ async fn main() {
     let commits_before = console.metric("epsm_ops_store_commits_total").await;
 
     let how = format!(
-        "logged in, {CLIENTS} concurrent clients on loopback for {} s each, release build, a running stack",
+        "logged in, {CLIENTS} concurrent clients on loopback for {} s each, release build, a running stack probed every 5 s",
         LOAD_FOR.as_secs()
     );
     let mut floor = None;

@@ -5,11 +5,13 @@ use leptos::prelude::*;
 use super::{EngineState, EngineStatus, ProjectInfo};
 use crate::error::AppError;
 
+/// The engine as the health monitor's last round saw it: every page's badge, without a Docker API call
+/// per page view.
 #[server(endpoint = "engine_status")]
 pub async fn get_engine_status() -> Result<EngineStatus, AppError> {
     crate::auth::gate::require(crate::auth::Role::Viewer).await?;
-    let engine = expect_context::<std::sync::Arc<super::ssr::Engine>>();
-    Ok(engine.status().await)
+    let health = expect_context::<std::sync::Arc<crate::health::ssr::HealthMonitor>>();
+    Ok(health.engine_status().await)
 }
 
 #[server(endpoint = "project_info")]

@@ -112,6 +112,8 @@ pub struct Deployer {
     last_fetch: Mutex<Option<DateTime<Utc>>>,
     /// What git said the change card's ref and HEAD are, under which ref stamps.
     refs_seen: Mutex<Option<RefsSeen>>,
+    /// The last scrubber made, by the env file's stamp.
+    scrubber_kept: Mutex<Option<(Option<crate::environment::disk::FileStamp>, Arc<Scrubber>)>>,
 }
 
 /// The change card's git answers (`resolve(wanted)`, `head`), kept while the refs are unchanged.
@@ -153,6 +155,7 @@ impl Deployer {
             card_cache: Mutex::new(None),
             last_fetch: Mutex::new(None),
             refs_seen: Mutex::new(None),
+            scrubber_kept: Mutex::new(None),
             config,
             store,
             engine,
@@ -345,7 +348,7 @@ impl Deployer {
         cancel: CancellationToken,
         busy: Busy,
     ) {
-        let scrubber = Arc::new(self.scrubber());
+        let scrubber = self.scrubber();
         let mut out = Output {
             deployer: &self,
             id,
@@ -482,10 +485,24 @@ impl Deployer {
         self.health.refresh();
     }
 
-    fn scrubber(&self) -> Scrubber {
+    /// The scrubber of the env file's secrets as the file is now: made again only when the file
+    /// changed (building its automaton is the dearest part of a page view otherwise).
+    fn scrubber(&self) -> Arc<Scrubber> {
+        let stamp = crate::environment::disk::stamp(&self.config.env_file());
+        let mut kept = self.scrubber_kept.lock().expect("scrubber");
+        if let Some((kept_stamp, scrubber)) = kept.as_ref()
+            && stamp.is_some()
+            && *kept_stamp == stamp
+        {
+            return scrubber.clone();
+        }
         let env = crate::environment::disk::env_values(&self.config);
-        self.masker
-            .scrubber(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        let scrubber = Arc::new(
+            self.masker
+                .scrubber(env.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        );
+        *kept = Some((stamp, scrubber.clone()));
+        scrubber
     }
 
     /// Git commit and VERSION of the project directory, and the hashes of the two files as deployed.

@@ -132,6 +132,17 @@ impl HealthMonitor {
         })
     }
 
+    /// The engine as the last round saw it (a page shows it without asking the engine again);
+    /// asked now while the first round has not ended.
+    pub async fn engine_status(&self) -> EngineStatus {
+        let report = self.latest();
+        if report.round > 0 {
+            report.engine.clone()
+        } else {
+            self.engine.status().await
+        }
+    }
+
     /// The newest report.
     pub fn latest(&self) -> Arc<HealthReport> {
         self.published.borrow().clone()
