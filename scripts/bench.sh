@@ -18,6 +18,10 @@ wasm=target/site/pkg/epsm-ops.wasm
 row "release wasm, raw" "$(kib "$(stat -c %s "$wasm")")" "size of $wasm (after wasm-opt)"
 row "release wasm, brotli" "$(kib "$(brotli -c -q 11 "$wasm" | wc -c)")" "brotli -q 11"
 row "server binary" "$(kib "$(stat -c %s target/release/epsm-ops)")" "size of target/release/epsm-ops"
+stripped=$(mktemp)
+strip -o "$stripped" target/release/epsm-ops
+row "server binary, stripped" "$(kib "$(stat -c %s "$stripped")")" "strip -o of the same binary"
+rm -f "$stripped"
 
 step "idle RSS"
 data=$(mktemp -d)

@@ -50,6 +50,8 @@ impl Store {
         let counter = commits.clone();
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            // A local file does not go stale like a network connection: no ping before each query.
+            .test_before_acquire(false)
             .after_connect(move |conn, _| {
                 let counter = counter.clone();
                 Box::pin(async move {
