@@ -89,8 +89,9 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
         )
         .await;
     assert!(
-        confirm
-            .contains("EPSM goes offline: the stack is stopped (down, volumes kept) for the build"),
+        confirm.contains(
+            "EPSM keeps serving while the new images build; it goes offline for the switch"
+        ),
         "{confirm}"
     );
     assert!(

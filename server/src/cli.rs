@@ -49,6 +49,9 @@ pub(crate) struct DeployArgs {
     /// Back up the database before anything is stopped.
     #[arg(long)]
     pub(crate) backup_first: bool,
+    /// The guide's order: stop the stack, then build (for a host short of disk or memory).
+    #[arg(long)]
+    pub(crate) stop_first: bool,
     /// Do not ask before deploying (needed without a terminal to ask on).
     #[arg(long, short = 'y')]
     pub(crate) yes: bool,

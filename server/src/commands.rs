@@ -107,6 +107,7 @@ pub(crate) async fn deploy(args: DeployArgs) -> Result<ExitCode, StartError> {
         skip_seed: args.skip_seed,
         no_pull: args.no_pull,
         backup_first: args.backup_first,
+        stop_first: args.stop_first,
         git_ref: args.git_ref,
         ..DeployOptions::default()
     };

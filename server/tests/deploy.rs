@@ -240,6 +240,46 @@ async fn a_failing_migration_fails_the_deploy_at_migrate_with_its_output() {
 }
 
 #[tokio::test]
+async fn a_build_that_fails_leaves_the_running_version_serving() {
+    let _turn = ONE_STACK_AT_A_TIME.lock().await;
+    let project = StackProject::new("epsmbuildfail");
+    project.compose_ok(&["build"]);
+    project.up_wait(&[]);
+    let containers = || project.compose_ok(&["ps", "--quiet"]).stdout;
+    let before = containers();
+    let console = Console::for_stack(bin(), &project, &[]).await;
+    let broken =
+        stack_file("backend/Dockerfile") + "RUN echo 'a build step that fails' && exit 3\n";
+    project.push_to_origin(
+        &[("backend/Dockerfile", Some(&broken))],
+        "Break the backend's build",
+    );
+    let (id, outcome, summary, log) = deploy_to_end(
+        &console,
+        &[("options[no_pull]", "true"), ("options[skip_seed]", "true")],
+    )
+    .await;
+    assert_eq!(outcome, DeployOutcome::Failed, "{log}");
+    assert!(summary.starts_with("failed at step build: "), "{summary}");
+    assert!(
+        summary.ends_with("(nothing was stopped: the running version still serves)"),
+        "{summary}"
+    );
+    assert!(log.contains("a build step that fails"), "{log}");
+    let d = deploy(&console, id).await;
+    let status = |name: &str| d.steps.iter().find(|s| s.name == name).unwrap().status;
+    assert_eq!(status("build"), StepStatus::Failed);
+    assert_eq!(status("down"), StepStatus::Pending, "the switch never came");
+    // The same containers run, and EPSM answers through nginx as before.
+    assert_eq!(containers(), before);
+    assert_eq!(running_containers(&project), 7);
+    let health = reqwest::get(format!("http://127.0.0.1:{}/health/", project.nginx_port))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+#[tokio::test]
 async fn a_killed_server_leaves_an_interrupted_deploy_and_cancel_stops_a_build() {
     let _turn = ONE_STACK_AT_A_TIME.lock().await;
     let project = StackProject::new("epsmkill");

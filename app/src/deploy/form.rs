@@ -11,7 +11,7 @@ use super::{Deploy, DeployEvent};
 use crate::error::AppError;
 
 /// What the form needs besides the change card: the deploy that runs now, and how long the last
-/// successful one took (how long EPSM was offline then).
+/// successful one took.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeployFormFacts {
     pub running: Option<Deploy>,
@@ -39,12 +39,14 @@ pub async fn deploy_form_state() -> Result<DeployFormFacts, AppError> {
 pub fn what_happens(card: Option<&SourceView>, last_succeeded_ms: Option<i64>) -> Vec<String> {
     let offline = match last_succeeded_ms {
         Some(ms) => format!(
-            "EPSM goes offline: the stack is stopped (down, volumes kept) for the build and comes back when every \
-             service is healthy (the last successful deploy took {}).",
+            "EPSM keeps serving while the new images build; it goes offline for the switch (down, volumes kept, \
+             then up) and comes back when every service is healthy (the last successful deploy took {} in all). \
+             With “stop the stack before building” it is offline for the build too.",
             seconds(ms)
         ),
-        None => "EPSM goes offline: the stack is stopped (down, volumes kept) for the build and comes back when \
-                 every service is healthy."
+        None => "EPSM keeps serving while the new images build; it goes offline for the switch (down, volumes \
+                 kept, then up) and comes back when every service is healthy. With “stop the stack before \
+                 building” it is offline for the build too."
             .to_string(),
     };
     let mut lines = vec![offline];
@@ -153,6 +155,8 @@ pub fn DeployForm(
                     <label><input type="checkbox" name="options[ignore_audit_errors]" value="true"/>" deploy despite audit errors"</label>
                     <label><input type="checkbox" name="options[backup_first]" value="true" data-testid="deploy-backup-first"
                         prop:checked=backup_advised/>" back up the database first"</label>
+                    <label><input type="checkbox" name="options[stop_first]" value="true" data-testid="deploy-stop-first"/>
+                        " stop the stack before building (the guide's order: for a host short of disk or memory)"</label>
                     <crate::auth::view::RoleGate role=crate::auth::Role::Admin explain="destructive options (discarding local changes, recreating volumes)">
                         <details class="danger">
                             <summary>"Destructive options (admin only)"</summary>
@@ -250,8 +254,11 @@ mod tests {
     #[test]
     fn the_confirmation_says_the_stack_goes_offline_and_how_long_it_took_last_time() {
         let lines = what_happens(None, Some(41_200));
-        assert!(lines[0].starts_with("EPSM goes offline"), "{lines:?}");
-        assert!(lines[0].contains("took 41.2 s"), "{lines:?}");
+        assert!(
+            lines[0].starts_with("EPSM keeps serving while the new images build"),
+            "{lines:?}"
+        );
+        assert!(lines[0].contains("took 41.2 s in all"), "{lines:?}");
         assert_eq!(
             lines[1],
             "What the deploy brings is still being worked out."

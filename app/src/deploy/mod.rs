@@ -36,6 +36,11 @@ pub struct DeployOptions {
     /// Back up the database before anything is stopped.
     #[serde(default)]
     pub backup_first: bool,
+    /// The guide's order: stop the stack, then build (for a host short of disk or memory). Without it
+    /// the new images are built while the running version serves, and the stack stops only for the
+    /// switch.
+    #[serde(default)]
+    pub stop_first: bool,
     /// A rollback: bring back the images of this earlier successful deploy, without building.
     #[serde(default)]
     pub rollback_of: Option<i64>,
@@ -72,6 +77,7 @@ impl DeployOptions {
             (self.recreate_volumes, "RECREATE VOLUMES"),
             (self.ignore_audit_errors, "ignore audit errors"),
             (self.backup_first, "back up first"),
+            (self.stop_first, "stop before building"),
             (self.discard_local_changes, "DISCARD LOCAL CHANGES"),
         ]
         .into_iter()

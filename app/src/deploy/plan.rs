@@ -41,8 +41,10 @@ pub struct PlannedStep {
     pub skipped: bool,
 }
 
-/// The guide's steps for `options` (`seed` is the stack's seed command); for a rollback, the images of
-/// the earlier deploy brought back and started without a build.
+/// The guide's steps for `options` (`seed` is the stack's seed command), built first: the new images
+/// are built while the running version serves, and the stack stops only for the switch (`down`, `up`),
+/// so a build that fails leaves it serving. `stop_first` keeps the guide's own order (down, then
+/// build). For a rollback, the images of the earlier deploy brought back and started without a build.
 pub fn plan(options: &DeployOptions, seed: &[String]) -> Vec<PlannedStep> {
     if let Some(id) = options.rollback_of {
         return rollback_plan(id);
@@ -66,7 +68,17 @@ pub fn plan(options: &DeployOptions, seed: &[String]) -> Vec<PlannedStep> {
         service: "backend".into(),
         cmd: strings(&[&["python", "manage.py"], args].concat()),
     };
-    vec![
+    let mut building = vec![
+        step("prune build cache", Action::PruneBuildCache),
+        step("build", Action::Compose(build)),
+    ];
+    let stop = step("down", Action::Compose(down));
+    if options.stop_first {
+        building.insert(0, stop);
+    } else {
+        building.push(stop);
+    }
+    let mut steps = vec![
         step("preflight", Action::Preflight),
         step("source", Action::Source),
         PlannedStep {
@@ -77,9 +89,9 @@ pub fn plan(options: &DeployOptions, seed: &[String]) -> Vec<PlannedStep> {
             skipped: options.no_pull,
             ..step("pull images", Action::PullImages)
         },
-        step("down", Action::Compose(down)),
-        step("prune build cache", Action::PruneBuildCache),
-        step("build", Action::Compose(build)),
+    ];
+    steps.extend(building);
+    steps.extend([
         step(
             "up",
             Action::Compose(strings(&["up", "-d", "--force-recreate"])),
@@ -105,7 +117,8 @@ pub fn plan(options: &DeployOptions, seed: &[String]) -> Vec<PlannedStep> {
         step("collectstatic", manage(&["collectstatic", "--noinput"])),
         step("verify", Action::Verify),
         step("keep images", Action::KeepImages),
-    ]
+    ]);
+    steps
 }
 
 /// A rollback: no build, no migration (a rollback does not undo migrations).
@@ -147,8 +160,39 @@ mod tests {
         }
     }
 
+    fn names(steps: &[PlannedStep]) -> Vec<&'static str> {
+        steps.iter().map(|s| s.name).collect()
+    }
+
     #[test]
-    fn the_default_plan_is_the_guides_procedure() {
+    fn stop_first_is_the_guides_order_and_the_default_builds_while_the_old_version_serves() {
+        let guide = plan(
+            &DeployOptions {
+                stop_first: true,
+                ..DeployOptions::default()
+            },
+            &seed(),
+        );
+        assert_eq!(
+            names(&guide)[4..7],
+            ["down", "prune build cache", "build"],
+            "the guide: down, then build"
+        );
+        let default = plan(&DeployOptions::default(), &seed());
+        assert_eq!(
+            names(&default)[4..8],
+            ["prune build cache", "build", "down", "up"],
+            "build first: down only for the switch"
+        );
+        let mut sorted = names(&default);
+        sorted.sort_unstable();
+        let mut guide_sorted = names(&guide);
+        guide_sorted.sort_unstable();
+        assert_eq!(sorted, guide_sorted, "the same steps, in another order");
+    }
+
+    #[test]
+    fn the_default_plan_is_the_guides_procedure_built_first() {
         let steps = plan(&DeployOptions::default(), &seed());
         let names: Vec<&str> = steps.iter().map(|s| s.name).collect();
         assert_eq!(
@@ -158,9 +202,9 @@ mod tests {
                 "source",
                 "back up database",
                 "pull images",
-                "down",
                 "prune build cache",
                 "build",
+                "down",
                 "up",
                 "wait for healthy",
                 "migrate",

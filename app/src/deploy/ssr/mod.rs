@@ -450,7 +450,10 @@ impl Deployer {
                         outcome.as_str(),
                         planned.name,
                         failure.reason,
-                        left_state(planned.name)
+                        left_state(
+                            planned.name,
+                            plan[..position].iter().any(|s| s.name == "down")
+                        )
                     ));
                 }
             }

@@ -428,12 +428,16 @@ impl Deployer {
     }
 }
 
-/// What state a step's failure leaves the stack in, for the summary.
-pub(super) fn left_state(step: &str) -> &'static str {
+/// What state a step's failure leaves the stack in, for the summary; `stopped`: the plan's `down`
+/// came before this step (built first, a failed build leaves the running version serving).
+pub(super) fn left_state(step: &str, stopped: bool) -> &'static str {
     match step {
         "preflight" | "back up database" => " (nothing was changed)",
         "source" => " (nothing was stopped; the working tree is as git left it)",
         "pull images" => " (nothing was stopped)",
+        "prune build cache" | "build" if !stopped => {
+            " (nothing was stopped: the running version still serves)"
+        }
         "down" | "prune build cache" | "build" => {
             " (the stack is down: run a deploy again, or roll back)"
         }
