@@ -9,27 +9,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use app::backup::{Backup, BackupOutcome};
+use end2end::bench::{row, rss_kib};
 use end2end::{Console, StackProject, console_binary};
 
 /// pgbench scale: about 15 MB of tables and indexes per unit (70: ~1.1 GB); `EPSM_BENCH_SCALE` to
 /// try another size.
 fn scale() -> String {
     std::env::var("EPSM_BENCH_SCALE").unwrap_or_else(|_| "70".into())
-}
-
-fn row(figure: &str, value: String, how: &str) {
-    println!("| {figure} | {value} | {how} |");
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// The raw dump as an operator types it; returns the time and the file's size.

@@ -8,11 +8,8 @@ use std::time::{Duration, Instant};
 
 use app::deploy::{DeployEvent, DeployOutcome};
 use chrono::{DateTime, Utc};
+use end2end::bench::row;
 use end2end::{Console, SseReader, StackProject, console_binary};
-
-fn row(figure: &str, value: String, how: &str) {
-    println!("| {figure} | {value} | {how} |");
-}
 
 /// The guide's procedure typed by hand, step for step (the seed skipped in both).
 fn by_hand(project: &StackProject) -> Duration {

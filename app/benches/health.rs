@@ -10,16 +10,13 @@ use app::engine::ssr::Engine;
 use app::environment::secrets::{DEFAULT_SECRET_NAME_PARTS, Masker};
 use app::health::ssr::HealthMonitor;
 use app::health::{HealthReport, ProbeResult};
+use end2end::bench::row;
 use end2end::{Console, SseReader, StackProject, console_binary, docker_host};
 
 const CLIENTS: usize = 32;
 const LOAD_FOR: Duration = Duration::from_secs(10);
 const VIEWERS: usize = 100;
 const COUNT_FOR: Duration = Duration::from_secs(20);
-
-fn row(figure: &str, value: String, how: &str) {
-    println!("| {figure} | {value} | {how} |");
-}
 
 /// Docker API calls per probe round while `viewers` pages follow the reports.
 async fn calls_per_round(console: &Console, viewers: usize) -> f64 {
@@ -100,7 +97,7 @@ async fn main() {
 
     // The Health page (server-rendered with the newest report) under concurrent clients.
     let page = format!("{}/health", console.url);
-    let run = end2end::load::load(console.client(), &page, CLIENTS, LOAD_FOR).await;
+    let run = end2end::bench::load(console.client(), &page, CLIENTS, LOAD_FOR).await;
     let how = format!(
         "{CLIENTS} concurrent clients on loopback for {} s, release build",
         LOAD_FOR.as_secs()

@@ -5,24 +5,11 @@
 
 use std::time::Duration;
 
+use end2end::bench::{row, rss_kib};
 use end2end::{Console, PAGES, StackProject, VIEWER, console_binary};
 
 const CLIENTS: usize = 32;
 const LOAD_FOR: Duration = Duration::from_secs(5);
-
-fn row(figure: &str, value: String, how: &str) {
-    println!("| {figure} | {value} | {how} |");
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
 
 #[tokio::main]
 async fn main() {
@@ -48,7 +35,7 @@ async fn main() {
             .await
             .unwrap();
     }
-    let rss_before = rss_mib(console.pid());
+    let rss_before = rss_kib(console.pid()) as f64 / 1024.0;
     let commits_before = console.metric("epsm_ops_store_commits_total").await;
 
     let how = format!(
@@ -59,7 +46,7 @@ async fn main() {
     // `/healthz` first: the floor every page is read against.
     for page in std::iter::once("/healthz").chain(PAGES) {
         let url = format!("{}{page}", console.url);
-        let run = end2end::load::load(&viewer, &url, CLIENTS, LOAD_FOR).await;
+        let run = end2end::bench::load(&viewer, &url, CLIENTS, LOAD_FOR).await;
         let rate = run.per_second();
         let floor = *floor.get_or_insert(rate);
         row(
@@ -81,7 +68,10 @@ async fn main() {
     );
     row(
         "server RSS before / after the page load",
-        format!("{rss_before:.1} / {:.1} MiB", rss_mib(console.pid())),
+        format!(
+            "{rss_before:.1} / {:.1} MiB",
+            rss_kib(console.pid()) as f64 / 1024.0
+        ),
         "VmRSS of the release console, logged in, after one view of each page / after the runs above",
     );
 }

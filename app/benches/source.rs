@@ -12,10 +12,7 @@ use app::deploy::changes::ssr::card_for;
 use app::deploy::git::Git;
 use app::environment::secrets::Scrubber;
 use end2end::StackProject;
-
-fn row(figure: &str, value: String, how: &str) {
-    println!("| {figure} | {value} | {how} |");
-}
+use end2end::bench::row;
 
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)

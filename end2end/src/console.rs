@@ -38,6 +38,10 @@ pub const VIEWER: &str = "viewer@dev.idp";
 /// Logs in at the IdP, but no rule admits them.
 pub const OUTSIDER: &str = "outsider@elsewhere.example";
 
+/// The health monitor's interval in the consoles `Console::for_stack` starts: a new round starts at
+/// most this long after the last one.
+pub const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+
 /// Every page of the console without a parameter in its path (the router's routes but `/deploys/:id`).
 pub const PAGES: [&str; 6] = [
     "/",
@@ -138,15 +142,16 @@ impl Console {
     }
 
     /// Starts `bin` managing `project` (its directory, name and public URL) instead of the repository's
-    /// stack, with health rounds every 2 s; `env` adds or overrides.
+    /// stack, with health rounds every [`HEALTH_INTERVAL`]; `env` adds or overrides.
     pub async fn for_stack(bin: &Path, project: &StackProject, env: &[(&str, &str)]) -> Console {
         let dir = project.dir.path().display().to_string();
         let public = format!("http://127.0.0.1:{}/", project.nginx_port);
+        let interval = HEALTH_INTERVAL.as_secs().to_string();
         let mut all = vec![
             ("EPSM_OPS_PROJECT_DIR", dir.as_str()),
             ("EPSM_OPS_PROJECT_NAME", project.name.as_str()),
             ("EPSM_OPS_PROJECT_PUBLIC_URL", public.as_str()),
-            ("EPSM_OPS_HEALTH_INTERVAL_SECS", "2"),
+            ("EPSM_OPS_HEALTH_INTERVAL_SECS", interval.as_str()),
         ];
         all.extend_from_slice(env);
         Console::start(bin, &all).await

@@ -2,8 +2,8 @@
 //! loopback port, a throwaway copy of the EPSM-like stack on the real Docker engine, and Chromium.
 //! Nothing here is a fake: each piece is the thing a user meets, started and cleaned up per test.
 
+pub mod bench;
 pub mod healthcheck;
-pub mod load;
 pub mod pysaml2;
 pub mod saml_attacks;
 

@@ -30,11 +30,11 @@ pub fn stack_secrets() -> Vec<String> {
     secrets
 }
 
-/// The bundled stack's services, in the order its compose file lists them.
-/// How long `EPSM_FAILURE=slow-migrate` makes migration simulations.0002 take (its `time.sleep` in
-/// stack/backend/app/simulations/migrations/0002_failure_switch.py).
+/// How long migration simulations.0002 takes in a project `StackProject::slow_migration` set up: the
+/// project's env file gives the stack this very number (`EPSM_SLOW_MIGRATE_SECS`).
 pub const SLOW_MIGRATION: Duration = Duration::from_secs(20);
 
+/// The bundled stack's services, in the order its compose file lists them.
 pub const STACK_SERVICES: [&str; 7] = [
     "database",
     "redis",
@@ -425,6 +425,15 @@ impl StackProject {
             "-c",
             &format!("{{ {script}; }} > /proc/1/fd/{fd}"),
         ]);
+    }
+
+    /// Makes migration simulations.0002 take [`SLOW_MIGRATION`] (a deploy to watch or cancel mid-way);
+    /// returns the line the migration prints as it starts.
+    pub fn slow_migration(&self) -> String {
+        let seconds = SLOW_MIGRATION.as_secs();
+        self.set_env("EPSM_FAILURE", "slow-migrate");
+        self.set_env("EPSM_SLOW_MIGRATE_SECS", &seconds.to_string());
+        format!("migration simulations.0002 takes {seconds} s")
     }
 
     /// Sets `key=value` in the project's env file (replacing the line that sets it, or appending).

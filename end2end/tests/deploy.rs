@@ -5,9 +5,13 @@ use std::time::Duration;
 
 use end2end::{ADMIN, Browser, Console, StackProject, console_binary, stack_secrets};
 
-/// The whole deploy's bound (build, up, the console's own wait for healthy, the steps after it), as
-/// this test had it before; the deploy took 2.0 min of it in the last clean-clone run.
-const WHOLE_DEPLOY: Duration = Duration::from_secs(600);
+/// The whole deploy's bound: the stack settling after `up` (its healthchecks along the `depends_on`
+/// chain) and the slow migration, with margin. The rest is seconds inside that margin: the build pulls
+/// its base from the loopback registry and adds COPY layers (about 1 s), down and the other steps are
+/// quick commands.
+fn whole_deploy(project: &StackProject) -> Duration {
+    end2end::with_margin(project.healthchecks().all_settled_within() + end2end::SLOW_MIGRATION)
+}
 
 #[tokio::test]
 async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history() {
@@ -29,7 +33,7 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
         "Release 2: EPSM_RELEASE for the backend",
     );
     // Its migration takes a while, as real ones do: the test looks at the deploy while it runs.
-    project.set_env("EPSM_FAILURE", "slow-migrate");
+    let slow_line = project.slow_migration();
     let console = Console::for_stack(&console_binary(), &project, &[]).await;
     let browser = Browser::start().await;
     browser.login(&console, ADMIN).await;
@@ -128,10 +132,10 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
     let title = browser.client.title().await.unwrap();
     assert_eq!(title, "Deploy #1 · EPSM Ops");
 
-    // The migration takes 20 s (EPSM_FAILURE=slow-migrate): a deploy surely running for what follows.
+    // The migration takes SLOW_MIGRATION: a deploy surely running for what follows.
     browser
-        .wait_for_text("[data-testid=deploy-log]", WHOLE_DEPLOY, |t| {
-            t.contains("migration simulations.0002 takes 20 s")
+        .wait_for_text("[data-testid=deploy-log]", whole_deploy(&project), |t| {
+            t.contains(&slow_line)
         })
         .await;
 
@@ -176,7 +180,7 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
     browser
         .wait_for("[data-testid=deploy-log-following][data-following=false]")
         .await;
-    // New lines come when the 20 s migration ends and the steps after it print.
+    // New lines come when the slow migration ends and the steps after it print.
     browser
         .wait_for_text(
             "[data-testid=deploy-log-jump]",
@@ -193,9 +197,11 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
         .await;
 
     browser
-        .wait_for_text("[data-testid=deploy-outcome]", WHOLE_DEPLOY, |t| {
-            !t.contains("running")
-        })
+        .wait_for_text(
+            "[data-testid=deploy-outcome]",
+            whole_deploy(&project),
+            |t| !t.contains("running"),
+        )
         .await;
     browser
         .wait_for("[data-testid=deploy-outcome][data-outcome=succeeded]")

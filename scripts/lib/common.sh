@@ -6,6 +6,19 @@ export PATH="$ROOT/.tools/binaryen/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 export COMPOSE_BAKE=false
 step() { printf '\n\033[1;32m==> %s\033[0m\n' "$*" >&2; }
 
+# until_answers TAG WHAT CHECK LOG: waits up to 20 s for the daemon just started in the background
+# until CHECK (a command) succeeds; says it is ready, or shows the end of its LOG and fails.
+until_answers() {
+  local tag=$1 what=$2 check=$3 log=$4 i
+  for i in $(seq 1 100); do
+    "$check" && { echo "[$tag] $what ready" >&2; return 0; }
+    sleep 0.2
+  done
+  echo "[$tag] $what did not start; its log:" >&2
+  tail -20 "$log" >&2
+  return 1
+}
+
 # What every command needs before it builds anything: the toolchain, a Docker engine and a loopback
 # registry (private, and stopped at exit, when none answers) and the stack's base image in it.
 prepare() {

@@ -1,4 +1,5 @@
-# Sourced, not run: gives the calling script a Docker engine.
+# Sourced, not run (by scripts/lib/common.sh, whose until_answers it uses): gives the calling script a
+# Docker engine.
 #   engine_ensure  - use the engine DOCKER_HOST (or the local socket) names when it answers; otherwise start
 #                    a private dockerd with a throwaway data root and export DOCKER_HOST for it.
 #   engine_stop    - stop the private engine (if this script started one) and delete its data root.
@@ -30,14 +31,7 @@ engine_ensure() {
     --bip 172.31.127.1/24 \
     >"$dir/dockerd.log" 2>&1 &
   export DOCKER_HOST="unix://$dir/docker.sock"
-  local i
-  for i in $(seq 1 100); do
-    engine_answers && { echo "[engine] private engine ready ($DOCKER_HOST)" >&2; return 0; }
-    sleep 0.2
-  done
-  echo "[engine] the private dockerd did not start; its log:" >&2
-  tail -20 "$dir/dockerd.log" >&2
-  return 1
+  until_answers engine "the private engine ($DOCKER_HOST)" engine_answers "$dir/dockerd.log"
 }
 
 engine_stop() {

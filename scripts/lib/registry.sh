@@ -1,4 +1,5 @@
-# Sourced, not run: the loopback registry the EPSM-like stack's images are built FROM.
+# Sourced, not run (by scripts/lib/common.sh, whose until_answers it uses): the loopback registry the
+# EPSM-like stack's images are built FROM.
 #   registry_ensure - use the registry answering at $REGISTRY_ADDR, or start a private one (Debian's
 #                     docker-registry, storage in a throwaway directory) for as long as the caller runs.
 #   registry_stop   - stop the private registry (if this script started one) and delete its storage.
@@ -40,14 +41,7 @@ http:
 YAML
   docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 &
   echo $! >"$dir/registry.pid"
-  local i
-  for i in $(seq 1 50); do
-    registry_answers && { echo "[registry] private registry ready at $REGISTRY_ADDR" >&2; return 0; }
-    sleep 0.2
-  done
-  echo "[registry] the private registry did not start; its log:" >&2
-  tail -20 "$dir/registry.log" >&2
-  return 1
+  until_answers registry "the private registry at $REGISTRY_ADDR" registry_answers "$dir/registry.log"
 }
 
 registry_stop() {

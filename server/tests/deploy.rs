@@ -493,11 +493,12 @@ async fn a_stack_started_as_epsms_workflow_leaves_it_is_found_deployed_over_and_
     project.up_wait(&[]);
     let dir = project.dir.path().display().to_string();
     let public = format!("http://127.0.0.1:{}/", project.nginx_port);
+    let interval = end2end::HEALTH_INTERVAL.as_secs().to_string();
     let found_as = [
         ("EPSM_OPS_PROJECT_DIR", dir.as_str()),
         ("EPSM_OPS_PROJECT_PUBLIC_URL", public.as_str()),
         ("EPSM_OPS_PROJECT_PROFILES", "[\"tools\"]"),
-        ("EPSM_OPS_HEALTH_INTERVAL_SECS", "2"),
+        ("EPSM_OPS_HEALTH_INTERVAL_SECS", interval.as_str()),
     ];
 
     // A console told another name explains, service by service, and refuses to deploy over it.
@@ -994,13 +995,13 @@ async fn a_cancel_says_what_it_leaves_running_in_a_container_and_stops_a_backup_
     use app::backup::{Backup, BackupOutcome};
     let _turn = ONE_STACK_AT_A_TIME.lock().await;
     let project = StackProject::new("epsmcancel");
-    project.set_env("EPSM_FAILURE", "slow-migrate");
+    let slow_line = project.slow_migration();
     let console = Console::for_stack(bin(), &project, &[]).await;
     let form = [("options[no_pull]", "true"), ("options[skip_seed]", "true")];
 
     // Cancelled during migrate: the migration goes on in the container, and the deploy says so.
     let id = start(&console, &form).await;
-    until_line(&console, id, "migration simulations.0002 takes 20 s").await;
+    until_line(&console, id, &slow_line).await;
     let (outcome, summary, events) = cancel_to_end(&console, id).await;
     assert_eq!(outcome, DeployOutcome::Cancelled);
     assert!(

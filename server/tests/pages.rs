@@ -3,12 +3,11 @@
 //! `docker` on its PATH wrapped by scripts that log each start, so every child process it starts
 //! (compose, git) is counted from outside; store writes are SQLite's commit hook count (`/metrics`).
 
+use app::health::HealthReport;
+use end2end::{Console, HEALTH_INTERVAL, PAGES, SseReader, StackProject, VIEWER, with_margin};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-use end2end::{Console, PAGES, StackProject, VIEWER, with_margin};
 
 const VIEWS: usize = 100;
 
@@ -92,13 +91,25 @@ async fn page_views_start_no_process_and_write_nothing() {
         body
     };
 
-    // The audit keys on the containers the health monitor last saw: let its first round (of the
-    // running stack) end, at the 2 s interval `for_stack` sets.
-    let deadline = std::time::Instant::now() + with_margin(Duration::from_secs(2));
-    while console.metric("epsm_ops_health_rounds_total").await < 1 {
-        assert!(std::time::Instant::now() < deadline, "no health round");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    // The audit keys on the containers the health monitor last saw: wait for its report of the
+    // running stack (a round starts at most HEALTH_INTERVAL after the last, and publishes at once).
+    let mut reports = SseReader::open(&viewer, &format!("{}/api/health/events", console.url)).await;
+    let deadline = std::time::Instant::now() + with_margin(HEALTH_INTERVAL);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let data = reports
+            .next_data(left)
+            .await
+            .expect("a report of the stack");
+        let report: HealthReport = serde_json::from_str(&data).unwrap();
+        if report.round > 0
+            && report.services.len() == end2end::STACK_SERVICES.len()
+            && report.services.iter().all(|s| s.container.is_some())
+        {
+            break;
+        }
     }
+    drop(reports);
     // The first view of each page may read what nothing has read yet (the audit, the change card).
     for page in PAGES {
         view(page).await;

@@ -119,7 +119,7 @@ pub struct Deployer {
 /// The change card's git answers (`resolve(wanted)`, `head`), kept while the refs are unchanged.
 struct RefsSeen {
     wanted: String,
-    stamps: Option<Vec<Option<crate::environment::disk::FileStamp>>>,
+    stamps: Vec<Option<crate::environment::disk::FileStamp>>,
     target: Option<String>,
     running: Option<String>,
 }

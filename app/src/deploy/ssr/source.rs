@@ -195,7 +195,7 @@ impl Deployer {
             .lock()
             .expect("refs seen")
             .as_ref()
-            .filter(|r| !fetch && stamps.is_some() && r.wanted == wanted && r.stamps == stamps)
+            .filter(|r| !fetch && r.wanted == wanted && Some(&r.stamps) == stamps.as_ref())
             .map(|r| (r.target.clone(), r.running.clone()));
         if let Some((target, running)) = seen {
             return self.card_or_why(&wanted, running, target, &scrubber).await;
@@ -231,13 +231,18 @@ impl Deployer {
             }
             *self.last_fetch.lock().expect("fetch time") = Some(Utc::now());
         }
-        // Stamped before git reads: a ref that moves while it reads makes the next view ask again.
-        let stamps = self.git.refs_stamp(&wanted);
+        // Stamped before git reads (again after a fetch, which moves refs): a ref that moves while git
+        // reads makes the next view ask again.
+        let stamps = if fetch {
+            self.git.refs_stamp(&wanted)
+        } else {
+            stamps
+        };
         let target = self.git.resolve(&wanted, &scrubber).await;
         let running = self.git.head(&scrubber).await;
         *self.refs_seen.lock().expect("refs seen") = stamps.map(|stamps| RefsSeen {
             wanted: wanted.clone(),
-            stamps: Some(stamps),
+            stamps,
             target: target.clone(),
             running: running.clone(),
         });

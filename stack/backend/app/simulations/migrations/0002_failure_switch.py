@@ -1,5 +1,6 @@
 """A data migration that fails on demand: EPSM_FAILURE=migrate reproduces a failing migration;
-EPSM_FAILURE=slow-migrate one that takes 20 s (a migration a deploy may be cancelled during)."""
+EPSM_FAILURE=slow-migrate one that takes EPSM_SLOW_MIGRATE_SECS (20 s unless set): a migration a deploy
+may be cancelled during."""
 import os
 import time
 
@@ -10,8 +11,9 @@ def check_failure_switch(apps, schema_editor):
     if os.environ.get("EPSM_FAILURE") == "migrate":
         raise RuntimeError("EPSM_FAILURE=migrate: migration simulations.0002 fails on purpose")
     if os.environ.get("EPSM_FAILURE") == "slow-migrate":
-        print("EPSM_FAILURE=slow-migrate: migration simulations.0002 takes 20 s", flush=True)
-        time.sleep(20)
+        seconds = int(os.environ.get("EPSM_SLOW_MIGRATE_SECS") or 20)
+        print(f"EPSM_FAILURE=slow-migrate: migration simulations.0002 takes {seconds} s", flush=True)
+        time.sleep(seconds)
 
 
 class Migration(migrations.Migration):

@@ -1,7 +1,25 @@
-//! Load for the benchmarks: `clients` concurrent loops GETting one URL for a while, on loopback, each
-//! reply read to its end. Reports what a benchmark row needs; asserts only that every reply succeeded.
+//! What the benchmarks (`app/benches`) share: a row of the table `scripts/bench.sh` prints, a process's
+//! resident memory, and load: `clients` concurrent loops GETting one URL for a while, on loopback, each
+//! reply read to its end (asserting only that every reply succeeded).
 
 use std::time::{Duration, Instant};
+
+/// One row of the benchmark table: `| figure | value | how |`.
+pub fn row(figure: &str, value: String, how: &str) {
+    println!("| {figure} | {value} | {how} |");
+}
+
+/// The resident memory of process `pid` in KiB (`VmRSS`); 0 when it cannot be read.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
 
 /// What one load run measured.
 pub struct Load {
