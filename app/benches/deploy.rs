@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use app::deploy::{DeployEvent, DeployOutcome};
+use app::deploy::{Deploy, DeployEvent, DeployOutcome};
 use chrono::{DateTime, Utc};
 use end2end::bench::row;
 use end2end::{Console, SseReader, StackProject, console_binary};
@@ -50,6 +50,12 @@ fn by_hand(project: &StackProject) -> Duration {
             || String::from_utf8_lossy(&health.stdout).contains("\"database\":\"healthy\"")
     );
     started.elapsed()
+}
+
+async fn get(console: &Console, id: i64) -> Deploy {
+    let (status, body) = console.call("deploy_get", &[("id", &id.to_string())]).await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
 }
 
 #[tokio::main]
@@ -100,6 +106,71 @@ async fn main() {
         }
     }
     let (id, console_wall, arrivals) = runs.pop().unwrap();
+    let built_first = get(&console, id).await;
+    // The same deploy in the guide's order (stopped before the build), same stack, same run.
+    let guide_id = {
+        let (status, body) = console
+            .call(
+                "deploy_start",
+                &[
+                    ("options[skip_seed]", "true"),
+                    ("options[stop_first]", "true"),
+                ],
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body.parse::<i64>().unwrap()
+    };
+    let mut stream = SseReader::open(
+        console.client(),
+        &format!("{}/api/deploys/{guide_id}/events", console.url),
+    )
+    .await;
+    while let Some(data) = stream.next_data(Duration::from_secs(900)).await {
+        if data.contains("\"Finished\"") {
+            break;
+        }
+    }
+    let guide = get(&console, guide_id).await;
+    assert_eq!(guide.outcome, DeployOutcome::Succeeded);
+    let offline = |d: &Deploy| d.downtime.clone().expect("measured");
+    let (first, stopped) = (offline(&built_first), offline(&guide));
+    let secs = |ms: u64| format!("{:.1} s", ms as f64 / 1000.0);
+    row(
+        "downtime per deploy, built first",
+        secs(first.total_ms),
+        &format!(
+            "public URL not 200 (the console's probe, every 250 ms); the maintenance page {} of it",
+            secs(first.maintenance_ms)
+        ),
+    );
+    row(
+        "downtime per deploy, the guide's order",
+        secs(stopped.total_ms),
+        &format!(
+            "stopped before the build; the maintenance page {} of it",
+            secs(stopped.maintenance_ms)
+        ),
+    );
+    row(
+        "downtime, guide's order / built first",
+        format!(
+            "{:.2}x",
+            stopped.total_ms as f64 / first.total_ms.max(1) as f64
+        ),
+        "same stack, same run",
+    );
+    let drain = built_first
+        .steps
+        .iter()
+        .find(|s| s.name == "drain tasks")
+        .and_then(|s| s.duration_ms)
+        .expect("the drain ran");
+    row(
+        "drain with no running task",
+        secs(drain),
+        "the drain tasks step: cancel_consumer, inspect active and reserved, in one exec",
+    );
     let hand = by_hand(&project);
     row(
         "one-click deploy, wall time",

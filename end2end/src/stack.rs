@@ -362,6 +362,13 @@ impl StackProject {
         self.compose_ok(&args)
     }
 
+    /// `python manage.py <args>` in the running backend (panics when it fails).
+    pub fn manage(&self, args: &[&str]) -> Output {
+        let mut all = vec!["exec", "-T", "backend", "python", "manage.py"];
+        all.extend_from_slice(args);
+        self.compose_ok(&all)
+    }
+
     /// Like `compose`, but panics with compose's output when it fails.
     pub fn compose_ok(&self, args: &[&str]) -> Output {
         let out = self.compose(args);

@@ -52,6 +52,9 @@ pub(crate) struct DeployArgs {
     /// The guide's order: stop the stack, then build (for a host short of disk or memory).
     #[arg(long)]
     pub(crate) stop_first: bool,
+    /// Don't wait for the Celery tasks that run: the switch interrupts them.
+    #[arg(long)]
+    pub(crate) no_drain: bool,
     /// Do not ask before deploying (needed without a terminal to ask on).
     #[arg(long, short = 'y')]
     pub(crate) yes: bool,

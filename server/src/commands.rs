@@ -108,6 +108,7 @@ pub(crate) async fn deploy(args: DeployArgs) -> Result<ExitCode, StartError> {
         no_pull: args.no_pull,
         backup_first: args.backup_first,
         stop_first: args.stop_first,
+        no_drain: args.no_drain,
         git_ref: args.git_ref,
         ..DeployOptions::default()
     };

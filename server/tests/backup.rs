@@ -274,16 +274,8 @@ async fn a_backup_restores_with_the_same_tables_downloads_intact_and_a_stopped_d
     let project = StackProject::new("epsmbackup");
     project.compose_ok(&["build"]);
     project.up_wait(&[]);
-    project.compose_ok(&[
-        "exec",
-        "-T",
-        "backend",
-        "python",
-        "manage.py",
-        "migrate",
-        "--noinput",
-    ]);
-    project.compose_ok(&["exec", "-T", "backend", "python", "manage.py", "seed"]);
+    project.manage(&["migrate", "--noinput"]);
+    project.manage(&["seed"]);
     let console = Console::for_stack(
         Path::new(env!("CARGO_BIN_EXE_epsm-ops")),
         &project,

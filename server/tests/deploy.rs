@@ -146,7 +146,7 @@ async fn a_full_deploy_ends_green_with_every_step_recorded_and_a_second_is_refus
 
     let d = deploy(&console, id).await;
     assert_eq!(d.outcome, DeployOutcome::Succeeded);
-    assert_eq!(d.steps.len(), 14);
+    assert_eq!(d.steps.len(), 17, "{:?}", d.steps);
     let not_run: Vec<&str> = d
         .steps
         .iter()
@@ -673,7 +673,7 @@ async fn a_stack_started_as_epsms_workflow_leaves_it_is_found_deployed_over_and_
     );
     let d = deploy(&console, cli_id).await;
     assert!(d.actor.starts_with("command line ("), "{}", d.actor);
-    assert_eq!(d.steps.len(), 14);
+    assert_eq!(d.steps.len(), 17, "{:?}", d.steps);
 }
 
 /// Reads the console's health report until `done` holds for it.

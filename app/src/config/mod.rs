@@ -100,6 +100,12 @@ impl Default for Config {
                 exec_timeout_secs: 1800,
                 seed_command: ["python", "manage.py", "seed"].map(String::from).to_vec(),
                 keep_images: 5,
+                worker_service: "celery_worker".into(),
+                celery_app: "config".into(),
+                drain_timeout_secs: 600,
+                public_service: "nginx".into(),
+                maintenance_tls_certificate: None,
+                maintenance_tls_key: None,
             },
             secrets: SecretsConfig::default(),
             auth: AuthConfig {

@@ -217,6 +217,22 @@ pub struct DeployConfig {
     pub seed_command: Vec<String>,
     /// Successful deploys whose images are kept for a rollback (named `<repo>:deploy-<id>`).
     pub keep_images: usize,
+    /// The Celery worker service drained before the switch (it stops taking tasks and the deploy waits
+    /// for the running ones); empty: no drain.
+    pub worker_service: String,
+    /// The Celery app of `celery -A <app>` in that service.
+    pub celery_app: String,
+    /// Seconds the drain waits for running tasks before the switch goes ahead (EPSM's
+    /// `SIMULATION_TIMEOUT`).
+    pub drain_timeout_secs: u64,
+    /// The service that publishes the public ports (nginx): recreated last, after the new version has
+    /// migrated, while a maintenance page answers on its ports; empty: no maintenance page.
+    pub public_service: String,
+    /// For a TLS port of the public service (443), the certificate and key as paths inside its
+    /// container (the maintenance page gets the same mounts); unset: that port is not answered during
+    /// the switch.
+    pub maintenance_tls_certificate: Option<String>,
+    pub maintenance_tls_key: Option<String>,
 }
 
 /// The health monitor: how often it looks, how long a probe may take, and the probes themselves.

@@ -157,6 +157,8 @@ pub fn DeployForm(
                         prop:checked=backup_advised/>" back up the database first"</label>
                     <label><input type="checkbox" name="options[stop_first]" value="true" data-testid="deploy-stop-first"/>
                         " stop the stack before building (the guide's order: for a host short of disk or memory)"</label>
+                    <label><input type="checkbox" name="options[no_drain]" value="true" data-testid="deploy-no-drain"/>
+                        " don't wait for running tasks (the switch interrupts the simulations that run)"</label>
                     <crate::auth::view::RoleGate role=crate::auth::Role::Admin explain="destructive options (discarding local changes, recreating volumes)">
                         <details class="danger">
                             <summary>"Destructive options (admin only)"</summary>

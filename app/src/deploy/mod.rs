@@ -10,6 +10,7 @@ pub mod changes;
 pub mod form;
 #[cfg(feature = "ssr")]
 pub mod git;
+#[cfg(feature = "ssr")]
 pub mod plan;
 #[cfg(feature = "ssr")]
 pub mod ssr;
@@ -41,6 +42,9 @@ pub struct DeployOptions {
     /// switch.
     #[serde(default)]
     pub stop_first: bool,
+    /// Don't wait for the Celery tasks that run (they are interrupted by the switch).
+    #[serde(default)]
+    pub no_drain: bool,
     /// A rollback: bring back the images of this earlier successful deploy, without building.
     #[serde(default)]
     pub rollback_of: Option<i64>,
@@ -78,6 +82,7 @@ impl DeployOptions {
             (self.ignore_audit_errors, "ignore audit errors"),
             (self.backup_first, "back up first"),
             (self.stop_first, "stop before building"),
+            (self.no_drain, "don't wait for running tasks"),
             (self.discard_local_changes, "DISCARD LOCAL CHANGES"),
         ]
         .into_iter()
@@ -166,6 +171,56 @@ pub struct Deploy {
     /// The image id of every service after the deploy.
     pub images: Vec<(String, String)>,
     pub steps: Vec<DeployStep>,
+    /// How long EPSM's users were without it (None: deploys from before it was measured).
+    pub downtime: Option<Downtime>,
+}
+
+/// How the public URL answered while a deploy ran, probed from the console every 250 ms.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Downtime {
+    /// The URL probed.
+    pub url: String,
+    /// Milliseconds it did not answer 200, in all.
+    pub total_ms: u64,
+    /// The longest stretch of those.
+    pub longest_ms: u64,
+    /// Of `total_ms`, how long the maintenance page answered instead of an error.
+    pub maintenance_ms: u64,
+    /// Probes sent, and how many of them did not get a 200.
+    pub probes: u32,
+    pub failed_probes: u32,
+    /// The first probe that did not get a 200, and the first 200 after the last such probe.
+    pub first_down: Option<DateTime<Utc>>,
+    pub back_at: Option<DateTime<Utc>>,
+}
+
+impl Downtime {
+    /// In one line, for the log, the summary and the history.
+    pub fn describe(&self) -> String {
+        let secs = |ms: u64| format!("{:.1} s", ms as f64 / 1000.0);
+        if self.probes == 0 {
+            return format!("{} was not probed", self.url);
+        }
+        if self.failed_probes == 0 {
+            return format!(
+                "{} answered 200 throughout ({} probes every 250 ms)",
+                self.url, self.probes
+            );
+        }
+        let maintenance = if self.maintenance_ms > 0 {
+            format!(", the maintenance page for {}", secs(self.maintenance_ms))
+        } else {
+            String::new()
+        };
+        format!(
+            "{} did not answer 200 for {} (longest stretch {}{maintenance}; {} of {} probes every 250 ms)",
+            self.url,
+            secs(self.total_ms),
+            secs(self.longest_ms),
+            self.failed_probes,
+            self.probes
+        )
+    }
 }
 
 impl Deploy {

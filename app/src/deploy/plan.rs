@@ -2,6 +2,7 @@
 //! Plain data; `ssr.rs` carries the steps out.
 
 use super::DeployOptions;
+use crate::config::DeployConfig;
 
 /// What a step does.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +32,12 @@ pub enum Action {
     KeepImages,
     /// A database backup (pg_dump), before anything is stopped.
     Backup,
+    /// The Celery worker stops taking tasks; the running ones are waited for (bounded).
+    Drain,
+    /// The public service stops and a maintenance page answers on its ports.
+    MaintenanceOn,
+    /// The maintenance page goes and `docker compose <args>` starts the public service.
+    Reopen(Vec<String>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -41,20 +48,16 @@ pub struct PlannedStep {
     pub skipped: bool,
 }
 
-/// The guide's steps for `options` (`seed` is the stack's seed command), built first: the new images
-/// are built while the running version serves, and the stack stops only for the switch (`down`, `up`),
-/// so a build that fails leaves it serving. `stop_first` keeps the guide's own order (down, then
-/// build). For a rollback, the images of the earlier deploy brought back and started without a build.
-pub fn plan(options: &DeployOptions, seed: &[String]) -> Vec<PlannedStep> {
+/// The guide's steps for `options`, built first: the new images are built while the running version
+/// serves, and the stack stops only for the switch. `stop_first` keeps the guide's own order (down,
+/// then build). The switch: the worker drained, the public service (nginx) replaced by a maintenance
+/// page, `down`, `up` of everything else, migrate, seed, collectstatic, and then nginx again. For a
+/// rollback, the images of the earlier deploy brought back and started without a build.
+pub fn plan(options: &DeployOptions, deploy: &DeployConfig) -> Vec<PlannedStep> {
+    let switch = Switch::of(options, deploy);
     if let Some(id) = options.rollback_of {
-        return rollback_plan(id);
+        return rollback_plan(id, &switch);
     }
-    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let step = |name, action| PlannedStep {
-        name,
-        action,
-        skipped: false,
-    };
     let mut down = strings(&["down", "--remove-orphans"]);
     if options.recreate_volumes {
         // The guide's "DELETES ALL DATA": the named volumes really go.
@@ -68,16 +71,12 @@ pub fn plan(options: &DeployOptions, seed: &[String]) -> Vec<PlannedStep> {
         service: "backend".into(),
         cmd: strings(&[&["python", "manage.py"], args].concat()),
     };
-    let mut building = vec![
+    let building = [
         step("prune build cache", Action::PruneBuildCache),
         step("build", Action::Compose(build)),
     ];
-    let stop = step("down", Action::Compose(down));
-    if options.stop_first {
-        building.insert(0, stop);
-    } else {
-        building.push(stop);
-    }
+    let mut stopping = switch.begin();
+    stopping.push(step("down", Action::Compose(down)));
     let mut steps = vec![
         step("preflight", Action::Preflight),
         step("source", Action::Source),
@@ -90,11 +89,17 @@ pub fn plan(options: &DeployOptions, seed: &[String]) -> Vec<PlannedStep> {
             ..step("pull images", Action::PullImages)
         },
     ];
-    steps.extend(building);
+    if options.stop_first {
+        steps.extend(stopping);
+        steps.extend(building);
+    } else {
+        steps.extend(building);
+        steps.extend(stopping);
+    }
     steps.extend([
         step(
             "up",
-            Action::Compose(strings(&["up", "-d", "--force-recreate"])),
+            Action::Compose(switch.up(&["up", "-d", "--force-recreate"])),
         ),
         step(
             "wait for healthy",
@@ -110,52 +115,131 @@ pub fn plan(options: &DeployOptions, seed: &[String]) -> Vec<PlannedStep> {
                 "seed",
                 Action::Exec {
                     service: "backend".into(),
-                    cmd: seed.to_vec(),
+                    cmd: deploy.seed_command.clone(),
                 },
             )
         },
         step("collectstatic", manage(&["collectstatic", "--noinput"])),
+    ]);
+    steps.extend(switch.end(&[]));
+    steps.extend([
         step("verify", Action::Verify),
         step("keep images", Action::KeepImages),
     ]);
     steps
 }
 
-/// A rollback: no build, no migration (a rollback does not undo migrations).
-fn rollback_plan(id: i64) -> Vec<PlannedStep> {
-    let step = |name, action| PlannedStep {
+/// How the switch is made for the configured worker and public service.
+struct Switch<'a> {
+    /// The worker to drain (None: no worker configured, or the deployer chose not to wait).
+    drain: Option<&'a str>,
+    /// The public service recreated last behind a maintenance page (None: no maintenance page).
+    public: Option<&'a str>,
+}
+
+impl<'a> Switch<'a> {
+    fn of(options: &DeployOptions, deploy: &'a DeployConfig) -> Switch<'a> {
+        let named = |s: &'a str| Some(s.trim()).filter(|s| !s.is_empty());
+        Switch {
+            drain: named(&deploy.worker_service),
+            public: named(&deploy.public_service),
+        }
+        .with_drain(!options.no_drain)
+    }
+
+    fn with_drain(mut self, wait: bool) -> Self {
+        self.drain = self.drain.filter(|_| wait);
+        self
+    }
+
+    /// The steps before the stack stops: drain, maintenance page.
+    fn begin(&self) -> Vec<PlannedStep> {
+        let mut steps = Vec::new();
+        if self.drain.is_some() {
+            steps.push(step("drain tasks", Action::Drain));
+        }
+        if self.public.is_some() {
+            steps.push(step("maintenance page", Action::MaintenanceOn));
+        }
+        steps
+    }
+
+    /// `up` of everything but the public service, which comes back at the end.
+    fn up(&self, args: &[&str]) -> Vec<String> {
+        let mut args = strings(args);
+        if let Some(public) = self.public {
+            args.extend(["--scale".into(), format!("{public}=0")]);
+        }
+        args
+    }
+
+    /// The public service started again, in place of the maintenance page.
+    fn end(&self, extra: &[&str]) -> Vec<PlannedStep> {
+        self.public
+            .map(|public| {
+                let mut args = strings(&["up", "-d", "--force-recreate", "--no-deps"]);
+                args.extend(strings(extra));
+                args.push(public.to_string());
+                step("reopen", Action::Reopen(args))
+            })
+            .into_iter()
+            .collect()
+    }
+}
+
+fn step(name: &'static str, action: Action) -> PlannedStep {
+    PlannedStep {
         name,
         action,
         skipped: false,
+    }
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// A rollback: no build, no migration (a rollback does not undo migrations), no drain (the tasks of
+/// a version being rolled back from are not waited for).
+fn rollback_plan(id: i64, switch: &Switch) -> Vec<PlannedStep> {
+    let switch = Switch {
+        drain: None,
+        public: switch.public,
     };
-    let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    vec![
+    let mut steps = vec![
         step("preflight", Action::Preflight),
         step("restore images", Action::RestoreImages(id)),
+    ];
+    steps.extend(switch.begin());
+    steps.extend([
         step(
             "up",
-            Action::Compose(args(&["up", "-d", "--force-recreate", "--no-build"])),
+            Action::Compose(switch.up(&["up", "-d", "--force-recreate", "--no-build"])),
         ),
         step(
             "wait for healthy",
-            Action::WaitHealthy(args(&["database", "redis", "backend"])),
+            Action::WaitHealthy(strings(&["database", "redis", "backend"])),
         ),
+    ]);
+    steps.extend(switch.end(&["--no-build"]));
+    steps.extend([
         step("verify", Action::Verify),
         step("keep images", Action::KeepImages),
-    ]
+    ]);
+    steps
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn seed() -> Vec<String> {
-        vec!["python".into(), "manage.py".into(), "seed".into()]
+    fn deploy() -> DeployConfig {
+        crate::config::Config::default().deploy
     }
 
     fn compose_args(steps: &[PlannedStep], name: &str) -> Vec<String> {
         match &steps.iter().find(|s| s.name == name).unwrap().action {
-            Action::Compose(args) => args.clone(),
+            Action::Compose(args) | Action::Reopen(args) => args.clone(),
             other => panic!("{name}: {other:?}"),
         }
     }
@@ -171,17 +255,30 @@ mod tests {
                 stop_first: true,
                 ..DeployOptions::default()
             },
-            &seed(),
+            &deploy(),
         );
         assert_eq!(
-            names(&guide)[4..7],
-            ["down", "prune build cache", "build"],
+            names(&guide)[4..9],
+            [
+                "drain tasks",
+                "maintenance page",
+                "down",
+                "prune build cache",
+                "build"
+            ],
             "the guide: down, then build"
         );
-        let default = plan(&DeployOptions::default(), &seed());
+        let default = plan(&DeployOptions::default(), &deploy());
         assert_eq!(
-            names(&default)[4..8],
-            ["prune build cache", "build", "down", "up"],
+            names(&default)[4..10],
+            [
+                "prune build cache",
+                "build",
+                "drain tasks",
+                "maintenance page",
+                "down",
+                "up"
+            ],
             "build first: down only for the switch"
         );
         let mut sorted = names(&default);
@@ -192,11 +289,10 @@ mod tests {
     }
 
     #[test]
-    fn the_default_plan_is_the_guides_procedure_built_first() {
-        let steps = plan(&DeployOptions::default(), &seed());
-        let names: Vec<&str> = steps.iter().map(|s| s.name).collect();
+    fn the_default_plan_is_the_guides_procedure_built_first_with_nginx_back_last() {
+        let steps = plan(&DeployOptions::default(), &deploy());
         assert_eq!(
-            names,
+            names(&steps),
             [
                 "preflight",
                 "source",
@@ -204,12 +300,15 @@ mod tests {
                 "pull images",
                 "prune build cache",
                 "build",
+                "drain tasks",
+                "maintenance page",
                 "down",
                 "up",
                 "wait for healthy",
                 "migrate",
                 "seed",
                 "collectstatic",
+                "reopen",
                 "verify",
                 "keep images"
             ]
@@ -221,7 +320,40 @@ mod tests {
             compose_args(&steps, "build"),
             ["build", "--no-cache", "--pull"]
         );
+        assert_eq!(
+            compose_args(&steps, "up"),
+            ["up", "-d", "--force-recreate", "--scale", "nginx=0"],
+            "everything but nginx: the maintenance page holds its ports"
+        );
+        assert_eq!(
+            compose_args(&steps, "reopen"),
+            ["up", "-d", "--force-recreate", "--no-deps", "nginx"]
+        );
+    }
+
+    #[test]
+    fn no_worker_or_public_service_configured_is_the_plain_switch() {
+        let bare = DeployConfig {
+            worker_service: String::new(),
+            public_service: " ".into(),
+            ..deploy()
+        };
+        let steps = plan(&DeployOptions::default(), &bare);
+        assert!(
+            !names(&steps)
+                .iter()
+                .any(|n| ["drain tasks", "maintenance page", "reopen"].contains(n))
+        );
         assert_eq!(compose_args(&steps, "up"), ["up", "-d", "--force-recreate"]);
+        let no_wait = plan(
+            &DeployOptions {
+                no_drain: true,
+                ..DeployOptions::default()
+            },
+            &deploy(),
+        );
+        assert!(!names(&no_wait).contains(&"drain tasks"));
+        assert!(names(&no_wait).contains(&"maintenance page"));
     }
 
     #[test]
@@ -234,7 +366,7 @@ mod tests {
             backup_first: true,
             ..DeployOptions::default()
         };
-        let steps = plan(&options, &seed());
+        let steps = plan(&options, &deploy());
         let skipped: Vec<&str> = steps.iter().filter(|s| s.skipped).map(|s| s.name).collect();
         assert_eq!(skipped, ["pull images", "migrate", "seed"]);
         assert_eq!(compose_args(&steps, "build"), ["build", "--no-cache"]);
@@ -250,15 +382,16 @@ mod tests {
             rollback_of: Some(7),
             ..DeployOptions::default()
         };
-        let steps = plan(&options, &seed());
-        let names: Vec<&str> = steps.iter().map(|s| s.name).collect();
+        let steps = plan(&options, &deploy());
         assert_eq!(
-            names,
+            names(&steps),
             [
                 "preflight",
                 "restore images",
+                "maintenance page",
                 "up",
                 "wait for healthy",
+                "reopen",
                 "verify",
                 "keep images"
             ]
@@ -266,7 +399,25 @@ mod tests {
         assert_eq!(steps[1].action, Action::RestoreImages(7));
         assert_eq!(
             compose_args(&steps, "up"),
-            ["up", "-d", "--force-recreate", "--no-build"]
+            [
+                "up",
+                "-d",
+                "--force-recreate",
+                "--no-build",
+                "--scale",
+                "nginx=0"
+            ]
+        );
+        assert_eq!(
+            compose_args(&steps, "reopen"),
+            [
+                "up",
+                "-d",
+                "--force-recreate",
+                "--no-deps",
+                "--no-build",
+                "nginx"
+            ]
         );
     }
 }

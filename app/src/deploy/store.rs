@@ -24,11 +24,12 @@ struct DeployRow {
     env_sha256: Option<String>,
     compose_sha256: Option<String>,
     images: String,
+    downtime: Option<String>,
 }
 
 /// The columns `DeployRow` reads.
 const DEPLOY_COLUMNS: &str = "id, actor, started_at, finished_at, options, outcome, summary, git_commit, \
-     to_commit, change_card, version, env_sha256, compose_sha256, images";
+     to_commit, change_card, version, env_sha256, compose_sha256, images, downtime";
 
 impl Store {
     pub(super) async fn insert_deploy(
@@ -120,14 +121,17 @@ impl Store {
         outcome: DeployOutcome,
         summary: &str,
         images: &[(String, String)],
+        downtime: Option<&super::Downtime>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE deploys SET outcome = ?, summary = ?, finished_at = ?, images = ? WHERE id = ?",
+            "UPDATE deploys SET outcome = ?, summary = ?, finished_at = ?, images = ?, downtime = ? \
+             WHERE id = ?",
         )
         .bind(outcome.as_str())
         .bind(summary)
         .bind(now_text())
         .bind(serde_json::to_string(images).unwrap_or_default())
+        .bind(downtime.and_then(|d| serde_json::to_string(d).ok()))
         .bind(id)
         .execute(self.pool())
         .await
@@ -438,6 +442,10 @@ fn deploy_from_row(row: DeployRow, steps: Vec<DeployStep>) -> Deploy {
         compose_sha256: row.compose_sha256,
         images: serde_json::from_str(&row.images).unwrap_or_default(),
         steps,
+        downtime: row
+            .downtime
+            .as_deref()
+            .and_then(|d| serde_json::from_str(d).ok()),
     }
 }
 
@@ -465,7 +473,7 @@ mod tests {
             skip_seed: true,
             ..Default::default()
         };
-        let steps = plan(&options, &["seed".into()]);
+        let steps = plan(&options, &crate::config::Config::default().deploy);
         let id = store
             .insert_deploy("ada", &options, &steps, &facts())
             .await
@@ -514,6 +522,13 @@ mod tests {
                 DeployOutcome::Succeeded,
                 "ok",
                 &[("backend".into(), "sha256:1".into())],
+                Some(&super::super::Downtime {
+                    url: "http://epsm/".into(),
+                    total_ms: 2250,
+                    probes: 40,
+                    failed_probes: 9,
+                    ..Default::default()
+                }),
             )
             .await
             .unwrap();
@@ -538,6 +553,11 @@ mod tests {
             failed[0].images,
             vec![("backend".to_string(), "sha256:1".to_string())]
         );
+        assert_eq!(
+            d.downtime.map(|d| (d.total_ms, d.failed_probes)),
+            Some((2250, 9)),
+            "the measured downtime is kept"
+        );
     }
 
     #[tokio::test]
@@ -545,7 +565,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).await.unwrap();
         let options = DeployOptions::default();
-        let steps = plan(&options, &[]);
+        let steps = plan(&options, &crate::config::Config::default().deploy);
         let id = store
             .insert_deploy("ada", &options, &steps, &facts())
             .await

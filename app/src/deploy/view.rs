@@ -130,7 +130,7 @@ fn HistoryTable(deploys: Vec<Deploy>, filter: Option<DeployOutcome>) -> impl Int
     }
     view! {
         <div class="table-wrap" tabindex="0"><table class="table cards-on-phone" data-testid="deploy-history">
-            <thead><tr><th>"#"</th><th>"Started (UTC)"</th><th>"By"</th><th>"Outcome"</th><th>"Duration"</th><th>"Commit"</th><th>"Summary"</th></tr></thead>
+            <thead><tr><th>"#"</th><th>"Started (UTC)"</th><th>"By"</th><th>"Outcome"</th><th>"Duration"</th><th>"Offline"</th><th>"Commit"</th><th>"Summary"</th></tr></thead>
             <tbody>
                 {deploys.into_iter().map(|d| view! {
                     <tr data-testid="deploy-row" data-outcome=d.outcome.as_str()>
@@ -139,6 +139,10 @@ fn HistoryTable(deploys: Vec<Deploy>, filter: Option<DeployOutcome>) -> impl Int
                         <td data-label="By">{d.actor.clone()}</td>
                         <td data-label="Outcome"><span class=format!("tag {}", outcome_class(d.outcome))>{d.outcome.as_str()}</span></td>
                         <td data-label="Duration" class="nowrap">{d.duration_ms().map(seconds)}</td>
+                        <td data-label="Offline" class="nowrap" data-testid="deploy-offline"
+                            title=d.downtime.as_ref().map(|t| t.describe())>
+                            {d.downtime.as_ref().map(|t| seconds(t.total_ms as i64))}
+                        </td>
                         <td data-label="Commit" class="nowrap"><code>{commits(&d)}</code></td>
                         <td data-label="Summary" class="small">{d.summary.clone()}</td>
                     </tr>
@@ -309,6 +313,9 @@ fn DeployView(deploy: Deploy) -> impl IntoView {
             <dl class="facts">
                 <dt>"Started"</dt><dd>{format!("{} UTC by {}", deploy.started_at.format("%Y-%m-%d %H:%M:%S"), deploy.actor)}</dd>
                 <dt>"Options"</dt><dd>{options}</dd>
+                {deploy.downtime.clone().map(|t| view! {
+                    <dt>"Offline"</dt><dd data-testid="deploy-downtime">{t.describe()}</dd>
+                })}
                 <dt>"Commit"</dt><dd><code data-testid="deploy-commits">{commits(&deploy)}</code>{deploy.version.clone().map(|v| format!(" · VERSION {v}"))}</dd>
                 <dt>"Env file"</dt><dd><code>{deploy.env_sha256.clone().map(|h| format!("sha256 {}", &h[..h.len().min(16)]))}</code></dd>
                 <dt>"Compose file"</dt><dd><code>{deploy.compose_sha256.clone().map(|h| format!("sha256 {}", &h[..h.len().min(16)]))}</code></dd>

@@ -12,10 +12,8 @@ impl Deployer {
         out: &mut Output<'_>,
     ) -> Result<i64, StepFailure> {
         let container = self
-            .engine
-            .service_container(&self.config.project_name(), service)
-            .await
-            .map_err(|e| StepFailure::new(e.to_string()))?
+            .container_of(service)
+            .await?
             .ok_or_else(|| StepFailure::new(format!("service {service} has no container")))?;
         out.line(
             position,

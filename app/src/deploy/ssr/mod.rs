@@ -31,9 +31,12 @@ use crate::store::{Store, StoreError};
 /// Longer lines are cut: one runaway line must not fill the store or a page.
 const MAX_LINE: usize = 8 * 1024;
 
+mod downtime;
+mod drain;
 mod exec;
 mod images;
 mod lines;
+mod maintenance;
 mod output;
 mod source;
 mod steps;
@@ -114,6 +117,8 @@ pub struct Deployer {
     refs_seen: Mutex<Option<RefsSeen>>,
     /// The last scrubber made, by the env file's stamp.
     scrubber_kept: Mutex<Option<(Option<crate::environment::disk::FileStamp>, Arc<Scrubber>)>>,
+    /// The worker the running deploy drained, until its switch begins (given back if it never does).
+    drained: Mutex<Option<drain::Drained>>,
 }
 
 /// The change card's git answers (`resolve(wanted)`, `head`), kept while the refs are unchanged.
@@ -156,6 +161,7 @@ impl Deployer {
             last_fetch: Mutex::new(None),
             refs_seen: Mutex::new(None),
             scrubber_kept: Mutex::new(None),
+            drained: Mutex::new(None),
             config,
             store,
             engine,
@@ -193,7 +199,7 @@ impl Deployer {
                 project: project.clone(),
             });
         }
-        let plan = plan(&options, &self.config.deploy.seed_command);
+        let plan = plan(&options, &self.config.deploy);
         let claimed = {
             // Held across no await: the check and the claim are one step.
             let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
@@ -269,7 +275,7 @@ impl Deployer {
             let reason = format!("not started: the audit log could not be written ({e})");
             let _ = self
                 .store
-                .finish_deploy(id, DeployOutcome::Failed, &reason, &[])
+                .finish_deploy(id, DeployOutcome::Failed, &reason, &[], None)
                 .await;
             return Err(e.into());
         }
@@ -360,6 +366,9 @@ impl Deployer {
         };
         let mut outcome = DeployOutcome::Succeeded;
         let mut summary = String::new();
+        // What EPSM's users meet while this runs: the public URL, every 250 ms.
+        let probe = downtime::DowntimeProbe::start(self.config.project.public_url.clone());
+        let mut switch = SwitchState::default();
         for (position, planned) in plan.iter().enumerate() {
             if planned.skipped {
                 out.step(
@@ -376,6 +385,13 @@ impl Deployer {
             if outcome != DeployOutcome::Succeeded {
                 continue;
             }
+            if matches!(planned.action, Action::MaintenanceOn) || planned.name == "down" {
+                // The switch begins: the drained worker is replaced, not given back.
+                self.forget_drain();
+            }
+            switch.maintenance |= matches!(planned.action, Action::MaintenanceOn);
+            switch.reopened |= matches!(planned.action, Action::Reopen(_));
+            switch.last = position;
             let started = Utc::now();
             let clock = Instant::now();
             out.step(
@@ -452,11 +468,21 @@ impl Deployer {
                         failure.reason,
                         left_state(
                             planned.name,
-                            plan[..position].iter().any(|s| s.name == "down")
+                            plan[..position]
+                                .iter()
+                                .any(|s| s.name == "down" || s.name == "maintenance page")
                         )
                     ));
                 }
             }
+        }
+        if outcome != DeployOutcome::Succeeded {
+            summary.push_str(&self.after_failure(&plan, &switch, &mut out).await);
+        }
+        let downtime = probe.finish().await;
+        if let Some(d) = &downtime {
+            out.line(switch.last, false, &format!("downtime: {}", d.describe()))
+                .await;
         }
         if outcome == DeployOutcome::Succeeded {
             summary = "all steps succeeded; every service up and healthy".into();
@@ -464,7 +490,7 @@ impl Deployer {
         let images = self.images().await;
         if let Err(e) = self
             .store
-            .finish_deploy(id, outcome, &summary, &images)
+            .finish_deploy(id, outcome, &summary, &images, downtime.as_ref())
             .await
         {
             tracing::error!("deploy #{id}: cannot record the outcome: {e}");
@@ -486,6 +512,36 @@ impl Deployer {
         out.send(DeployEvent::Finished { outcome, summary });
         drop(busy);
         self.health.refresh();
+    }
+
+    /// A deploy that did not succeed gives back what it took for the switch: the drained worker takes
+    /// tasks again (the switch never began), and the public service is started again in place of the
+    /// maintenance page (the switch began and did not reach `reopen`), so the stack is as compose
+    /// leaves it. Returns what the summary adds.
+    async fn after_failure(
+        &self,
+        plan: &[PlannedStep],
+        switch: &SwitchState,
+        out: &mut Output<'_>,
+    ) -> String {
+        self.resume_worker(switch.last, out).await;
+        if !switch.maintenance || switch.reopened {
+            return String::new();
+        }
+        let Some(args) = plan.iter().find_map(|s| match &s.action {
+            Action::Reopen(args) => Some(args.clone()),
+            _ => None,
+        }) else {
+            return String::new();
+        };
+        let service = &self.config.deploy.public_service;
+        match self.reopen(&args, switch.last, out).await {
+            Ok(_) => format!("; {service} was started again in place of the maintenance page"),
+            Err(failure) => format!(
+                "; {service} could not be started again ({}): the maintenance page may still answer",
+                failure.reason
+            ),
+        }
     }
 
     /// The scrubber of the env file's secrets as the file is now: made again only when the file
@@ -562,6 +618,17 @@ impl Deployer {
             .await
             .map(drop)
     }
+}
+
+/// How far a deploy's switch went, for what a failure must give back.
+#[derive(Default)]
+struct SwitchState {
+    /// The maintenance page step began.
+    maintenance: bool,
+    /// The reopen step began.
+    reopened: bool,
+    /// The position of the last step that began (where the closing lines go).
+    last: usize,
 }
 
 pub struct ProjectFacts {

@@ -52,7 +52,21 @@ impl Deployer {
             Action::RestoreImages(id) => self.restore_images(*id, position, out).await.map(none),
             Action::KeepImages => self.keep_images(position, out).await.map(none),
             Action::Backup => self.backup(position, out).await.map(none),
+            Action::Drain => self.drain(position, out).await.map(none),
+            Action::MaintenanceOn => self.maintenance_on(position, out).await.map(none),
+            Action::Reopen(args) => self
+                .reopen(args, position, out)
+                .await
+                .map(|code| Done::Code(Some(code))),
         }
+    }
+
+    /// The container of one of the project's services (running or not), as a step needs it.
+    pub(super) async fn container_of(&self, service: &str) -> Result<Option<String>, StepFailure> {
+        self.engine
+            .service_container(&self.config.project_name(), service)
+            .await
+            .map_err(|e| StepFailure::new(e.to_string()))
     }
 
     pub(super) async fn preflight(
@@ -379,11 +393,7 @@ impl Deployer {
         position: usize,
         out: &mut Output<'_>,
     ) -> Result<(), StepFailure> {
-        let exists = self
-            .engine
-            .service_container(&self.config.project_name(), "database")
-            .await
-            .map_err(|e| StepFailure::new(e.to_string()))?;
+        let exists = self.container_of("database").await?;
         if exists.is_none() {
             out.line(
                 position,
@@ -435,6 +445,8 @@ pub(super) fn left_state(step: &str, stopped: bool) -> &'static str {
         "preflight" | "back up database" => " (nothing was changed)",
         "source" => " (nothing was stopped; the working tree is as git left it)",
         "pull images" => " (nothing was stopped)",
+        "drain tasks" => " (nothing was stopped; the worker takes tasks again)",
+        "maintenance page" => " (nginx may be stopped: it is started again below)",
         "prune build cache" | "build" if !stopped => {
             " (nothing was stopped: the running version still serves)"
         }
@@ -442,6 +454,7 @@ pub(super) fn left_state(step: &str, stopped: bool) -> &'static str {
             " (the stack is down: run a deploy again, or roll back)"
         }
         "up" | "wait for healthy" => " (the new containers may be partly up)",
+        "reopen" => " (the new version runs; nginx did not start again)",
         "restore images" => " (nothing was changed)",
         "keep images" => {
             " (the new containers are up and healthy; this deploy cannot be rolled back to)"

@@ -15,6 +15,7 @@ use futures::{Stream, StreamExt};
 use super::SeenContainer;
 use super::{EngineInfo, EngineState, EngineStatus};
 
+mod containers;
 mod errors;
 mod exec;
 mod images;

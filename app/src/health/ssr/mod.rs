@@ -31,6 +31,7 @@ mod probes;
 
 use facts::changes_state;
 pub use logs::log_lines;
+pub use probes::http_reason;
 
 /// How long restart counts are remembered to tell a loop from old restarts.
 const RESTART_WINDOW: Duration = Duration::from_secs(10 * 60);

@@ -165,7 +165,7 @@ impl ProbeFailure {
     }
 }
 
-pub(super) fn http_reason(e: &reqwest::Error) -> String {
+pub fn http_reason(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "no answer in time".into()
     } else if e.is_connect() {
