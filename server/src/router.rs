@@ -28,10 +28,19 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const SESSION_COOKIE: &str = "epsm_ops_session";
 pub const SECURE_SESSION_COOKIE: &str = "__Host-epsm_ops_session";
 
+/// The session store: memory in front of the SQLite store.
+pub type Sessions = tower_sessions::CachingSessionStore<
+    tower_sessions_moka_store::MokaStore,
+    tower_sessions_sqlx_store::SqliteStore,
+>;
+
+/// Sessions held in memory at most (the least recently used go first; they are still in the store).
+pub const SESSIONS_IN_MEMORY: u64 = 10_000;
+
 pub fn build(
     state: AppState,
     shutdown: tokio_util::sync::CancellationToken,
-    sessions: tower_sessions_sqlx_store::SqliteStore,
+    sessions: Sessions,
 ) -> Router {
     use tower_sessions::cookie::SameSite;
     use tower_sessions::{Expiry, SessionManagerLayer};

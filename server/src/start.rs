@@ -131,17 +131,21 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), StartError> {
         backups.clone(),
     )
     .await?;
-    let sessions = tower_sessions_sqlx_store::SqliteStore::new(store.pool().clone());
-    sessions
-        .migrate()
+    let kept = tower_sessions_sqlx_store::SqliteStore::new(store.pool().clone());
+    kept.migrate()
         .await
         .map_err(|e| StartError::Sessions(e.to_string()))?;
     tokio::spawn({
         use tower_sessions::session_store::ExpiredDeletion;
-        sessions
-            .clone()
+        kept.clone()
             .continuously_delete_expired(std::time::Duration::from_secs(600))
     });
+    // Sessions are read from memory and written through to the store (a page view reads no row; a
+    // restart keeps everyone logged in). Each cached session goes at its own expiry.
+    let sessions = router::Sessions::new(
+        tower_sessions_moka_store::MokaStore::new(Some(router::SESSIONS_IN_MEMORY)),
+        kept,
+    );
     let gate = Arc::new(Gate::new(
         config.auth.clone(),
         store.clone(),
