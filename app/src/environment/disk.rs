@@ -1,8 +1,11 @@
 //! What the console reads of the project's files and its own key, shared by every capability that
 //! needs it: the env file's final values, a file's sha256, the installation's fingerprint key.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
+use super::secrets::{Masker, Scrubber};
 use crate::config::Config;
 
 /// The installation's fingerprint key, in the data directory.
@@ -32,9 +35,40 @@ pub fn fingerprint_key(data_dir: &Path) -> std::io::Result<Vec<u8>> {
     Ok(key.to_vec())
 }
 
+/// The env file as last read: its stamp, its values and the scrubber of its secrets.
+pub struct EnvKept {
+    stamp: FileStamp,
+    values: Arc<BTreeMap<String, String>>,
+    scrubber: Arc<Scrubber>,
+}
+
+impl Masker {
+    /// The env file's final values and the scrubber of its secrets, read again only when the file
+    /// changes (its stamp): building the scrubber's automaton is the dearest part of a health round
+    /// or a deploy's start otherwise. A file that cannot be stamped is read every time.
+    pub fn env_file(&self, config: &Config) -> (Arc<BTreeMap<String, String>>, Arc<Scrubber>) {
+        let stamp = stamp(&config.env_file());
+        let mut kept = self.env_kept.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some(k), Some(now)) = (kept.as_ref(), stamp.as_ref())
+            && k.stamp == *now
+        {
+            return (k.values.clone(), k.scrubber.clone());
+        }
+        let values = Arc::new(env_values(config));
+        let scrubber =
+            Arc::new(self.scrubber(values.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
+        *kept = stamp.map(|stamp| EnvKept {
+            stamp,
+            values: values.clone(),
+            scrubber: scrubber.clone(),
+        });
+        (values, scrubber)
+    }
+}
+
 /// The final values of the project's env file as compose reads it (empty when it cannot be read or
 /// does not parse: the audit says why).
-pub fn env_values(config: &Config) -> std::collections::BTreeMap<String, String> {
+pub fn env_values(config: &Config) -> BTreeMap<String, String> {
     let text = std::fs::read_to_string(config.env_file()).unwrap_or_default();
     super::envfile::parse(&text, &|_| None)
         .map(|file| {

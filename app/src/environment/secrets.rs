@@ -81,6 +81,9 @@ impl fmt::Display for Secret {
 pub struct Masker {
     name_parts: Vec<String>,
     fingerprint_key: Vec<u8>,
+    /// The env file's values and their scrubber, by the file's stamp (`disk::Masker::env_file`).
+    #[cfg(feature = "ssr")]
+    pub(super) env_kept: std::sync::Mutex<Option<super::disk::EnvKept>>,
 }
 
 impl Masker {
@@ -98,6 +101,8 @@ impl Masker {
         Masker {
             name_parts,
             fingerprint_key: fingerprint_key.to_vec(),
+            #[cfg(feature = "ssr")]
+            env_kept: std::sync::Mutex::new(None),
         }
     }
 

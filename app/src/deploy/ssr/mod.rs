@@ -115,8 +115,6 @@ pub struct Deployer {
     last_fetch: Mutex<Option<DateTime<Utc>>>,
     /// What git said the change card's ref and HEAD are, under which ref stamps.
     refs_seen: Mutex<Option<RefsSeen>>,
-    /// The last scrubber made, by the env file's stamp.
-    scrubber_kept: Mutex<Option<(Option<crate::environment::disk::FileStamp>, Arc<Scrubber>)>>,
     /// The worker the running deploy drained, until its switch begins (given back if it never does).
     drained: Mutex<Option<drain::Drained>>,
 }
@@ -160,7 +158,6 @@ impl Deployer {
             card_cache: Mutex::new(None),
             last_fetch: Mutex::new(None),
             refs_seen: Mutex::new(None),
-            scrubber_kept: Mutex::new(None),
             drained: Mutex::new(None),
             config,
             store,
@@ -544,24 +541,9 @@ impl Deployer {
         }
     }
 
-    /// The scrubber of the env file's secrets as the file is now: made again only when the file
-    /// changed (building its automaton is the dearest part of a page view otherwise).
+    /// The scrubber of the env file's secrets as the file is now.
     fn scrubber(&self) -> Arc<Scrubber> {
-        let stamp = crate::environment::disk::stamp(&self.config.env_file());
-        let mut kept = self.scrubber_kept.lock().expect("scrubber");
-        if let Some((kept_stamp, scrubber)) = kept.as_ref()
-            && stamp.is_some()
-            && *kept_stamp == stamp
-        {
-            return scrubber.clone();
-        }
-        let env = crate::environment::disk::env_values(&self.config);
-        let scrubber = Arc::new(
-            self.masker
-                .scrubber(env.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
-        );
-        *kept = Some((stamp, scrubber.clone()));
-        scrubber
+        self.masker.env_file(&self.config).1
     }
 
     /// Git commit and VERSION of the project directory, and the hashes of the two files as deployed.

@@ -77,7 +77,7 @@ type FilesStamp = Vec<Option<crate::environment::disk::FileStamp>>;
 
 /// What one round read that probes need: the env file's values and the scrubber made from them.
 struct RoundInputs {
-    env: BTreeMap<String, String>,
+    env: Arc<BTreeMap<String, String>>,
     scrubber: Arc<Scrubber>,
 }
 
@@ -259,14 +259,8 @@ impl HealthMonitor {
     /// The env file's values (the probes' user names and passwords) and a scrubber for them. A file
     /// that does not parse gives no values: the probes that need them say so by failing.
     fn read_env(&self) -> RoundInputs {
-        let env = crate::environment::disk::env_values(&self.config);
-        RoundInputs {
-            scrubber: Arc::new(
-                self.masker
-                    .scrubber(env.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
-            ),
-            env,
-        }
+        let (env, scrubber) = self.masker.env_file(&self.config);
+        RoundInputs { scrubber, env }
     }
 
     async fn read_compose(&self, scrubber: &Scrubber) {
