@@ -19,23 +19,30 @@ app, node, timeout = find_app(sys.argv[1]), sys.argv[2], float(sys.argv[3])
 dest = dict(destination=[node], timeout=2.0, limit=1)
 inspect = app.control.inspect(**dest)
 say = lambda **kw: print(json.dumps(kw), flush=True)
-queues = [q["name"] for q in (inspect.active_queues() or {}).get(node) or []]
+reply = inspect.active_queues()
+if not reply or node not in reply:
+    say(event="idle", why=node + " did not answer within 2 s: its tasks cannot be seen, so none are waited for")
+    sys.exit(0)
+queues = [q["name"] for q in reply[node] or []]
 if not queues:
-    say(event="idle", why="the worker answers with no queue it consumes from")
+    say(event="idle", why=node + " consumes from no queue")
     sys.exit(0)
 for q in queues:
     app.control.cancel_consumer(q, reply=True, **dest)
 say(event="stopped", queues=queues)
 deadline = time.monotonic() + timeout
 while True:
-    running = (inspect.active() or {}).get(node) or []
-    waiting = (inspect.reserved() or {}).get(node) or []
-    tasks = [dict(id=t.get("id"), name=t.get("name"), running=True) for t in running]
-    tasks += [dict(id=t.get("id"), name=t.get("name"), running=False) for t in waiting]
-    done = not tasks
-    late = not done and time.monotonic() >= deadline
-    say(event="tasks", tasks=tasks, timeout=late)
-    if done or late:
+    running, waiting = inspect.active(), inspect.reserved()
+    late = time.monotonic() >= deadline
+    if running is None or waiting is None or node not in running:
+        say(event="silent", timeout=late)
+    else:
+        tasks = [dict(id=t.get("id"), name=t.get("name"), running=True) for t in running.get(node) or []]
+        tasks += [dict(id=t.get("id"), name=t.get("name"), running=False) for t in waiting.get(node) or []]
+        say(event="tasks", tasks=tasks, timeout=late and bool(tasks))
+        if not tasks:
+            break
+    if late:
         break
     time.sleep(1)
 "#;
@@ -54,9 +61,20 @@ print("consuming from " + ", ".join(sys.argv[3:]), flush=True)
 #[derive(Debug, Deserialize)]
 #[serde(tag = "event", rename_all = "lowercase")]
 enum Said {
-    Idle { why: String },
-    Stopped { queues: Vec<String> },
-    Tasks { tasks: Vec<Task>, timeout: bool },
+    Idle {
+        why: String,
+    },
+    Stopped {
+        queues: Vec<String>,
+    },
+    Tasks {
+        tasks: Vec<Task>,
+        timeout: bool,
+    },
+    /// The worker did not answer a look (busy or hung); `timeout`: and the time is up.
+    Silent {
+        timeout: bool,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -200,6 +218,18 @@ impl Deployer {
                         });
                         text
                     }
+                    Said::Silent { timeout: true } => {
+                        answered = true;
+                        format!(
+                            "drain timeout ({} s): {node} does not answer; the switch goes ahead",
+                            deploy.drain_timeout_secs
+                        )
+                    }
+                    Said::Silent { timeout: false } if last_said != "silent" => {
+                        last_said = "silent".into();
+                        format!("{node} did not answer; asking again")
+                    }
+                    Said::Silent { .. } => continue,
                     Said::Tasks { tasks, timeout } => {
                         seen.retain(|(t, _)| tasks.contains(t));
                         for t in &tasks {
@@ -254,7 +284,8 @@ impl Deployer {
             Ok(done) if answered && done.succeeded() => Ok(()),
             Ok(done) => Err(StepFailure {
                 reason: format!(
-                    "the drain in {} ended without an answer (exit code {})",
+                    "the drain in {} ended without an answer (exit code {}; deploy.celery_app names \
+                     the Celery app, and the option \"don't wait for running tasks\" skips the drain)",
                     deploy.worker_service,
                     done.exit_code.map_or("none".into(), |c| c.to_string())
                 ),
@@ -309,5 +340,35 @@ impl Deployer {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_line_the_drain_prints_is_understood() {
+        let lines = [
+            r#"{"event": "idle", "why": "celery@x consumes from no queue"}"#,
+            r#"{"event": "stopped", "queues": ["celery"]}"#,
+            r#"{"event": "tasks", "tasks": [{"id": "3f2a", "name": "t.sim", "running": true}], "timeout": false}"#,
+            r#"{"event": "silent", "timeout": true}"#,
+        ];
+        let said: Vec<Said> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .collect();
+        assert!(matches!(&said[1], Said::Stopped { queues } if queues == &["celery"]));
+        let Said::Tasks { tasks, timeout } = &said[2] else {
+            panic!("{:?}", said[2])
+        };
+        assert!(!timeout);
+        assert_eq!(tasks[0].describe(None), "t.sim[3f2a]");
+        assert!(matches!(said[3], Said::Silent { timeout: true }));
+        // Each script prints only events of that shape (the Python's `say(event=...)` calls).
+        for event in ["idle", "stopped", "tasks", "silent"] {
+            assert!(DRAIN.contains(&format!("say(event=\"{event}\"")), "{event}");
+        }
     }
 }
