@@ -94,7 +94,7 @@ async fn clicking_deploy_shows_live_progress_ends_green_and_lands_in_the_history
         .await;
     assert!(
         confirm.contains(
-            "EPSM keeps serving while the new images build; it goes offline for the switch"
+            "EPSM keeps serving while the new images build. For the switch, the worker first finishes"
         ),
         "{confirm}"
     );

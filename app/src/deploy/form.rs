@@ -11,11 +11,12 @@ use super::{Deploy, DeployEvent};
 use crate::error::AppError;
 
 /// What the form needs besides the change card: the deploy that runs now, and how long the last
-/// successful one took.
+/// successful one took and kept EPSM offline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeployFormFacts {
     pub running: Option<Deploy>,
     pub last_succeeded_ms: Option<i64>,
+    pub last_offline_ms: Option<u64>,
     pub read_at: DateTime<Utc>,
 }
 
@@ -29,6 +30,11 @@ pub async fn deploy_form_state() -> Result<DeployFormFacts, AppError> {
     );
     Ok(DeployFormFacts {
         running: running?.into_iter().next(),
+        last_offline_ms: succeeded
+            .as_ref()
+            .ok()
+            .and_then(|s| s.first()?.downtime.as_ref())
+            .map(|d| d.total_ms),
         last_succeeded_ms: succeeded?.first().and_then(Deploy::duration_ms),
         read_at: Utc::now(),
     })
@@ -36,19 +42,26 @@ pub async fn deploy_form_state() -> Result<DeployFormFacts, AppError> {
 
 /// What a deploy with the default order does to the running stack, then what the change card says
 /// it brings: the lines of the confirmation.
-pub fn what_happens(card: Option<&SourceView>, last_succeeded_ms: Option<i64>) -> Vec<String> {
-    let offline = match last_succeeded_ms {
-        Some(ms) => format!(
-            "EPSM keeps serving while the new images build; it goes offline for the switch (down, volumes kept, \
-             then up) and comes back when every service is healthy (the last successful deploy took {} in all). \
-             With “stop the stack before building” it is offline for the build too.",
-            seconds(ms)
+pub fn what_happens(
+    card: Option<&SourceView>,
+    last_succeeded_ms: Option<i64>,
+    last_offline_ms: Option<u64>,
+) -> Vec<String> {
+    let last = match (last_succeeded_ms, last_offline_ms) {
+        (Some(ms), Some(off)) => format!(
+            " The last successful deploy took {} in all, and EPSM was offline for {} of it.",
+            seconds(ms),
+            seconds(off as i64)
         ),
-        None => "EPSM keeps serving while the new images build; it goes offline for the switch (down, volumes \
-                 kept, then up) and comes back when every service is healthy. With “stop the stack before \
-                 building” it is offline for the build too."
-            .to_string(),
+        (Some(ms), None) => format!(" The last successful deploy took {} in all.", seconds(ms)),
+        _ => String::new(),
     };
+    let offline = format!(
+        "EPSM keeps serving while the new images build. For the switch, the worker first finishes the tasks \
+         it runs (or “don't wait for running tasks”); then a maintenance page answers while the stack goes \
+         down (volumes kept), comes up, migrates and collects its static files, and EPSM is back when nginx \
+         is. With “stop the stack before building” it is offline for the build too.{last}"
+    );
     let mut lines = vec![offline];
     match card {
         Some(SourceView::Card(c)) => {
@@ -182,8 +195,10 @@ pub fn DeployForm(
                         <ul data-testid="deploy-confirm-lines">
                             {move || {
                                 let card = card.get().and_then(Result::ok);
-                                let last = state.get().and_then(Result::ok).and_then(|s| s.last_succeeded_ms);
-                                what_happens(card.as_ref(), last)
+                                let facts = state.get().and_then(Result::ok);
+                                let last = facts.as_ref().and_then(|s| s.last_succeeded_ms);
+                                let offline = facts.as_ref().and_then(|s| s.last_offline_ms);
+                                what_happens(card.as_ref(), last, offline)
                                     .into_iter()
                                     .map(|line| view! { <li>{line}</li> })
                                     .collect_view()
@@ -255,12 +270,16 @@ mod tests {
 
     #[test]
     fn the_confirmation_says_the_stack_goes_offline_and_how_long_it_took_last_time() {
-        let lines = what_happens(None, Some(41_200));
+        let lines = what_happens(None, Some(41_200), Some(13_500));
         assert!(
             lines[0].starts_with("EPSM keeps serving while the new images build"),
             "{lines:?}"
         );
-        assert!(lines[0].contains("took 41.2 s in all"), "{lines:?}");
+        assert!(
+            lines[0].contains("took 41.2 s in all, and EPSM was offline for 13.5 s of it"),
+            "{lines:?}"
+        );
+        assert!(lines[0].contains("a maintenance page answers"), "{lines:?}");
         assert_eq!(
             lines[1],
             "What the deploy brings is still being worked out."
@@ -269,6 +288,7 @@ mod tests {
             Some(&SourceView::NotGit {
                 dir: "/opt/epsm".into(),
             }),
+            None,
             None,
         );
         assert!(!lines[0].contains("took"), "{lines:?}");
