@@ -8,9 +8,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use app::deploy::{Deploy, DeployEvent, DeployOutcome, DeployStep, StepStatus};
+use app::deploy::{Deploy, DeployEvent, DeployOutcome, DeployStep};
 use chrono::{DateTime, Utc};
-use end2end::{Console, SseReader, StackProject};
+use end2end::{Console, SseReader, StackProject, with_margin};
 
 /// One stack test at a time in this binary (the nextest group bounds the rest).
 static ONE_STACK_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -29,6 +29,10 @@ enum Seen {
     Down,
 }
 
+/// A probe's bound, as the console's own downtime probe has it: a slower answer counts as not
+/// answering (it decides a probe's verdict, not how long the test waits).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// What the probe got, and when.
 type Seens = Arc<Mutex<Vec<(DateTime<Utc>, Seen)>>>;
 
@@ -45,7 +49,7 @@ impl Prober {
             let seen = seen.clone();
             async move {
                 let client = reqwest::Client::builder()
-                    .timeout(Duration::from_secs(2))
+                    .timeout(PROBE_TIMEOUT)
                     .pool_max_idle_per_host(0)
                     .build()
                     .unwrap();
@@ -94,15 +98,27 @@ async fn start(console: &Console, form: &[(&str, &str)]) -> i64 {
     body.parse().unwrap_or_else(|_| panic!("an id: {body}"))
 }
 
-/// Follows deploy `id` until `until` holds for an event, or to its end; the log so far.
-async fn follow(console: &Console, id: i64, until: impl Fn(&DeployEvent) -> bool) -> String {
+/// How long a deploy of `project` may take: every service settling after `up`, a drain of up to
+/// `drain`, with margin (the builds and in-container steps of this stack take seconds).
+fn whole_deploy(project: &StackProject, drain: Duration) -> Duration {
+    project.stack_settle_bound() + with_margin(drain)
+}
+
+/// Follows deploy `id` until `until` holds for an event, or to its end (each event within `bound`);
+/// the log so far.
+async fn follow(
+    console: &Console,
+    id: i64,
+    bound: Duration,
+    until: impl Fn(&DeployEvent) -> bool,
+) -> String {
     let mut stream = SseReader::open(
         console.client(),
         &format!("{}/api/deploys/{id}/events", console.url),
     )
     .await;
     let mut log = String::new();
-    while let Some(data) = stream.next_data(Duration::from_secs(600)).await {
+    while let Some(data) = stream.next_data(bound).await {
         let event: DeployEvent = serde_json::from_str(&data).unwrap();
         if let DeployEvent::Line(l) = &event {
             log.push_str(&l.text);
@@ -115,10 +131,15 @@ async fn follow(console: &Console, id: i64, until: impl Fn(&DeployEvent) -> bool
     log
 }
 
-/// Runs a deploy with `form` to its end: the deploy as the history keeps it, and its log.
-async fn deploy_to_end(console: &Console, form: &[(&str, &str)]) -> (Deploy, String) {
+/// Runs a deploy with `form` to its end (within `bound`): the deploy as the history keeps it, and its
+/// log.
+async fn deploy_to_end(
+    console: &Console,
+    bound: Duration,
+    form: &[(&str, &str)],
+) -> (Deploy, String) {
     let id = start(console, form).await;
-    let log = follow(console, id, |_| false).await;
+    let log = follow(console, id, bound, |_| false).await;
     (get(console, id).await, log)
 }
 
@@ -156,7 +177,8 @@ async fn built_first_epsm_serves_through_the_build_and_a_maintenance_page_answer
     let prober = Prober::start(format!("http://127.0.0.1:{}/", project.nginx_port));
 
     // Built first.
-    let (d, log) = deploy_to_end(&console, &FORM).await;
+    let bound = whole_deploy(&project, Duration::ZERO);
+    let (d, log) = deploy_to_end(&console, bound, &FORM).await;
     assert_eq!(d.outcome, DeployOutcome::Succeeded, "{log}");
     let (build_from, build_to) = span(&d, "build");
     let (switch_from, _) = span(&d, "maintenance page");
@@ -213,6 +235,7 @@ async fn built_first_epsm_serves_through_the_build_and_a_maintenance_page_answer
     // The guide's order: offline for the build too.
     let (guide, log) = deploy_to_end(
         &console,
+        bound,
         &[FORM[0], FORM[1], ("options[stop_first]", "true")],
     )
     .await;
@@ -251,7 +274,7 @@ async fn built_first_epsm_serves_through_the_build_and_a_maintenance_page_answer
 }
 
 /// Queues the stack's stand-in simulation `name`, taking `seconds`.
-fn simulate(project: &StackProject, name: &str, seconds: u32) {
+fn simulate(project: &StackProject, name: &str, seconds: u64) {
     project.manage(&[
         "shell",
         "-c",
@@ -265,6 +288,14 @@ fn status(project: &StackProject, name: &str) -> String {
         "epsm_db",
         &format!("SELECT status FROM simulations_simulation WHERE name = '{name}'"),
     )
+}
+
+/// Queues simulation `name` (taking `seconds`) and waits until the worker runs it: a healthy worker
+/// takes a task within its healthcheck's bound.
+async fn start_simulation(project: &StackProject, name: &str, seconds: u64) {
+    simulate(project, name, seconds);
+    let takes = project.verdict_bound("celery_worker");
+    until_status(project, name, "running", takes).await;
 }
 
 async fn until_status(project: &StackProject, name: &str, wanted: &str, within: Duration) {
@@ -291,9 +322,9 @@ async fn a_running_simulation_finishes_before_the_switch_or_is_named_when_the_dr
     project.manage(&["migrate", "--noinput"]);
     // A simulation runs for 20 s, started just before the deploy.
     let console = Console::for_stack(bin(), &project, &[]).await;
-    simulate(&project, "long-run", 20);
-    until_status(&project, "long-run", "running", Duration::from_secs(30)).await;
-    let (d, log) = deploy_to_end(&console, &FORM).await;
+    let long_run = Duration::from_secs(20);
+    start_simulation(&project, "long-run", long_run.as_secs()).await;
+    let (d, log) = deploy_to_end(&console, whole_deploy(&project, long_run), &FORM).await;
     assert_eq!(d.outcome, DeployOutcome::Succeeded, "{log}");
     assert!(
         log.lines().any(|l| l.starts_with("waiting for ")
@@ -314,18 +345,24 @@ async fn a_running_simulation_finishes_before_the_switch_or_is_named_when_the_dr
 
     // With nothing running the drain is short, and with a 5 s bound the switch goes ahead.
     drop(console);
+    let drain_timeout = Duration::from_secs(5);
     let console = Console::for_stack(
         bin(),
         &project,
-        &[("EPSM_OPS_DEPLOY_DRAIN_TIMEOUT_SECS", "5")],
+        &[(
+            "EPSM_OPS_DEPLOY_DRAIN_TIMEOUT_SECS",
+            &drain_timeout.as_secs().to_string(),
+        )],
     )
     .await;
-    simulate(&project, "cut-short", 60);
-    until_status(&project, "cut-short", "running", Duration::from_secs(30)).await;
-    let (d, log) = deploy_to_end(&console, &FORM).await;
+    start_simulation(&project, "cut-short", 60).await;
+    let (d, log) = deploy_to_end(&console, whole_deploy(&project, drain_timeout), &FORM).await;
     assert_eq!(d.outcome, DeployOutcome::Succeeded, "{log}");
     assert!(
-        log.contains("drain timeout (5 s): the switch interrupts simulations.tasks.simulate["),
+        log.contains(&format!(
+            "drain timeout ({} s): the switch interrupts simulations.tasks.simulate[",
+            drain_timeout.as_secs()
+        )),
         "{log}"
     );
     assert_eq!(
@@ -335,40 +372,27 @@ async fn a_running_simulation_finishes_before_the_switch_or_is_named_when_the_dr
     );
 
     // A deploy cancelled while it drains gives the worker its queue back: a new task runs.
-    simulate(&project, "holds-the-drain", 25);
-    until_status(
-        &project,
-        "holds-the-drain",
-        "running",
-        Duration::from_secs(30),
+    let holds = Duration::from_secs(25);
+    start_simulation(&project, "holds-the-drain", holds.as_secs()).await;
+    let id = start(&console, &FORM).await;
+    // Cancelled once the drain says it waits for the task (the worker took no new tasks by then).
+    let said = follow(
+        &console,
+        id,
+        whole_deploy(&project, Duration::ZERO),
+        |e| matches!(e, DeployEvent::Line(l) if l.text.starts_with("waiting for ")),
     )
     .await;
-    let id = start(&console, &FORM).await;
-    let _ = follow(&console, id, |e| {
-        matches!(e, DeployEvent::Step { step, .. } if step.name == "drain tasks" && step.status == StepStatus::Running)
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(said.contains("takes no new tasks from celery"), "{said}");
     let (code, body) = console
         .call("deploy_cancel", &[("id", &id.to_string())])
         .await;
     assert_eq!(code, 200, "{body}");
-    let log = follow(&console, id, |_| false).await;
+    let log = follow(&console, id, whole_deploy(&project, holds), |_| false).await;
     assert_eq!(get(&console, id).await.outcome, DeployOutcome::Cancelled);
     assert!(log.contains("consuming from celery"), "{log}");
     simulate(&project, "after-the-cancel", 0);
-    until_status(
-        &project,
-        "holds-the-drain",
-        "finished",
-        Duration::from_secs(90),
-    )
-    .await;
-    until_status(
-        &project,
-        "after-the-cancel",
-        "finished",
-        Duration::from_secs(30),
-    )
-    .await;
+    let takes = project.verdict_bound("celery_worker");
+    until_status(&project, "holds-the-drain", "finished", holds + takes).await;
+    until_status(&project, "after-the-cancel", "finished", takes).await;
 }

@@ -141,15 +141,9 @@ impl<'a> Switch<'a> {
     fn of(options: &DeployOptions, deploy: &'a DeployConfig) -> Switch<'a> {
         let named = |s: &'a str| Some(s.trim()).filter(|s| !s.is_empty());
         Switch {
-            drain: named(&deploy.worker_service),
+            drain: named(&deploy.worker_service).filter(|_| !options.no_drain),
             public: named(&deploy.public_service),
         }
-        .with_drain(!options.no_drain)
-    }
-
-    fn with_drain(mut self, wait: bool) -> Self {
-        self.drain = self.drain.filter(|_| wait);
-        self
     }
 
     /// The steps before the stack stops: drain, maintenance page.
