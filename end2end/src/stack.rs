@@ -369,6 +369,47 @@ impl StackProject {
         self.compose_ok(&all)
     }
 
+    /// Queues the stack's stand-in simulation `name`, taking `seconds`.
+    pub fn simulate(&self, name: &str, seconds: u64) {
+        self.manage(&[
+            "shell",
+            "-c",
+            &format!("from simulations.tasks import simulate; simulate.delay('{name}', {seconds})"),
+        ]);
+    }
+
+    /// The stored status of simulation `name` ("" when there is no row yet).
+    pub fn simulation_status(&self, name: &str) -> String {
+        self.psql(
+            "epsm_db",
+            &format!("SELECT status FROM simulations_simulation WHERE name = '{name}'"),
+        )
+    }
+
+    /// Queues simulation `name` (taking `seconds`) and waits until the worker runs it: a healthy
+    /// worker takes a task within its healthcheck's bound.
+    pub async fn start_simulation(&self, name: &str, seconds: u64) {
+        self.simulate(name, seconds);
+        let takes = self.verdict_bound("celery_worker");
+        self.until_simulation(name, "running", takes).await;
+    }
+
+    /// Waits until simulation `name` has status `wanted` (panics after `within`).
+    pub async fn until_simulation(&self, name: &str, wanted: &str, within: Duration) {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let now = self.simulation_status(name);
+            if now == wanted {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "simulation {name}: {now:?}, not {wanted:?} within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     /// Like `compose`, but panics with compose's output when it fails.
     pub fn compose_ok(&self, args: &[&str]) -> Output {
         let out = self.compose(args);

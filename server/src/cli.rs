@@ -1,4 +1,4 @@
-//! The command line: `epsm-ops [serve]`, `audit`, `backup`, `deploy`, with their flags (each also
+//! The command line: `epsm-ops [serve]`, `audit`, `backup`, `deploy`, `restore`, with their flags (each also
 //! settable from the environment where it says so).
 
 use std::path::PathBuf;
@@ -30,6 +30,30 @@ pub(crate) enum Command {
     /// the steps as they run, e.g. from EPSM's own runner. Exits 0 when the deploy ended verified, 1
     /// when it failed, 2 when another deploy runs (named) or it could not start.
     Deploy(DeployArgs),
+    /// Restore the database from a backup (its id on the Backups page) or a dump file, as the
+    /// Backups page does: a safety backup first, the writers stopped, the dump restored in one
+    /// transaction, the stack checked; in the history and audit log. Asks for the database name
+    /// unless --yes. Exits 0 when restored, 1 when it failed (the database as it was), 2 when it could
+    /// not start.
+    Restore(RestoreArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct RestoreArgs {
+    #[command(flatten)]
+    pub(crate) config: ServeArgs,
+    /// A backup's id, or the path of a pg_dump file (custom format or plain SQL).
+    #[arg(value_name = "BACKUP_ID_OR_FILE")]
+    pub(crate) backup: String,
+    /// Run `migrate` after the restore (a backup older than the running code's migrations).
+    #[arg(long)]
+    pub(crate) migrate: bool,
+    /// Don't wait for the Celery tasks that run: stopping the worker interrupts them.
+    #[arg(long)]
+    pub(crate) no_drain: bool,
+    /// Do not ask for the database name (needed without a terminal to ask on).
+    #[arg(long, short = 'y')]
+    pub(crate) yes: bool,
 }
 
 #[derive(Args)]

@@ -98,10 +98,7 @@ pub(crate) fn command_line_actor() -> String {
 }
 
 pub(crate) async fn deploy(args: DeployArgs) -> Result<ExitCode, StartError> {
-    use app::deploy::{DeployEvent, DeployOptions, DeployOutcome, StepStatus};
-    use std::io::{IsTerminal, Write};
-    let opened = open(&args.config).await?;
-    let config = opened.config.clone();
+    use app::deploy::DeployOptions;
     let options = DeployOptions {
         skip_migrations: args.skip_migrations,
         skip_seed: args.skip_seed,
@@ -112,27 +109,89 @@ pub(crate) async fn deploy(args: DeployArgs) -> Result<ExitCode, StartError> {
         git_ref: args.git_ref,
         ..DeployOptions::default()
     };
+    let opened = open(&args.config).await?;
+    let question = format!(
+        "Deploy {} to compose project {} ({})? [y/N] ",
+        options
+            .wanted_ref()
+            .unwrap_or(&opened.config.project.git.branch),
+        opened.config.project_name(),
+        options.describe()
+    );
     if !args.yes {
-        if !std::io::stdin().is_terminal() {
-            return Err(StartError::Deploy(
-                "no terminal to ask on: pass --yes to deploy without asking".into(),
-            ));
-        }
-        print!(
-            "Deploy {} to compose project {} ({})? [y/N] ",
-            options.wanted_ref().unwrap_or(&config.project.git.branch),
-            config.project_name(),
-            options.describe()
-        );
-        let _ = std::io::stdout().flush();
-        let mut answer = String::new();
-        let _ = std::io::stdin().read_line(&mut answer);
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            return Err(StartError::Deploy("not deployed: not confirmed".into()));
-        }
+        ask(&question, &["y", "Y", "yes"], "deploy")?;
     }
-    // Rounds only when the deploy asks (verify): the command line needs no live page.
-    let health = HealthMonitor::new(opened.engine.clone(), config.clone(), opened.masker.clone());
+    run_and_follow(opened, options, None).await
+}
+
+/// `epsm-ops restore <backup id | file>`: the Backups page's restore, confirmed by typing the
+/// database name at the prompt (or `--yes` without a terminal).
+pub(crate) async fn restore(args: RestoreArgs) -> Result<ExitCode, StartError> {
+    use app::deploy::{DeployOptions, RestoreFrom, RestoreRequest};
+    let from = match args.backup.parse::<i64>() {
+        Ok(id) => RestoreFrom::Backup(id),
+        Err(_) => {
+            let path = std::path::absolute(&args.backup)
+                .map_err(|e| StartError::Deploy(format!("{}: {e}", args.backup)))?;
+            RestoreFrom::File(path.display().to_string())
+        }
+    };
+    let options = DeployOptions {
+        restore: Some(RestoreRequest {
+            from,
+            migrate: args.migrate,
+        }),
+        no_drain: args.no_drain,
+        ..DeployOptions::default()
+    };
+    let opened = open(&args.config).await?;
+    let env = app::environment::disk::env_values(&opened.config);
+    let database = app::backup::ssr::database_login(&env).1;
+    if !args.yes {
+        let question = format!(
+            "{} of compose project {}: the database {database} is replaced, what was written since \
+             the backup is lost. Type {database} to confirm: ",
+            options.describe(),
+            opened.config.project_name()
+        );
+        ask(&question, &[database.as_str()], "restore")?;
+    }
+    run_and_follow(opened, options, Some(&database)).await
+}
+
+/// Asks `question` on the terminal; anything but one of `yes` stops the command.
+fn ask(question: &str, yes: &[&str], what: &str) -> Result<(), StartError> {
+    use std::io::{IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(StartError::Deploy(format!(
+            "no terminal to ask on: pass --yes to {what} without asking"
+        )));
+    }
+    print!("{question}");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().read_line(&mut answer);
+    if !yes.contains(&answer.trim()) {
+        return Err(StartError::Deploy(format!("no {what}: not confirmed")));
+    }
+    Ok(())
+}
+
+/// Starts a deploy or restore as the page does (same plan, lock, history and audit log) and prints
+/// its steps and lines as they come. 0 when it succeeded, 1 when it did not.
+async fn run_and_follow(
+    opened: Opened,
+    options: app::deploy::DeployOptions,
+    confirm: Option<&str>,
+) -> Result<ExitCode, StartError> {
+    use app::deploy::{DeployEvent, DeployOutcome, StepStatus};
+    let kind = options.kind();
+    // Rounds only when the run asks (verify): the command line needs no live page.
+    let health = HealthMonitor::new(
+        opened.engine.clone(),
+        opened.config.clone(),
+        opened.masker.clone(),
+    );
     let deployer = Deployer::new(
         opened.config,
         opened.store,
@@ -144,18 +203,23 @@ pub(crate) async fn deploy(args: DeployArgs) -> Result<ExitCode, StartError> {
     .await?;
     let actor = app::auth::Actor {
         name: command_line_actor(),
-        role: app::auth::Role::Deployer,
+        // On the host, the one who may run the console's binary may do what it does.
+        role: if options.destructive() {
+            app::auth::Role::Admin
+        } else {
+            app::auth::Role::Deployer
+        },
     };
     let id = deployer
-        .start(&actor, options, None)
+        .start(&actor, options, confirm)
         .await
         .map_err(|e| StartError::Deploy(e.to_string()))?;
     let Some((history, mut live)) = deployer.follow(id) else {
         return Err(StartError::Deploy(format!(
-            "deploy #{id} ended before it could be followed"
+            "{kind} #{id} ended before it could be followed"
         )));
     };
-    println!("deploy #{id} started");
+    println!("{kind} #{id} started");
     let mut events = std::collections::VecDeque::from(history);
     loop {
         let event = match events.pop_front() {
@@ -164,7 +228,7 @@ pub(crate) async fn deploy(args: DeployArgs) -> Result<ExitCode, StartError> {
                 Ok(event) => event,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                    return Err(StartError::Deploy(format!("lost deploy #{id}")));
+                    return Err(StartError::Deploy(format!("lost {kind} #{id}")));
                 }
             },
         };
@@ -184,7 +248,7 @@ pub(crate) async fn deploy(args: DeployArgs) -> Result<ExitCode, StartError> {
                 println!("  [{lines} earlier lines: see the raw log]")
             }
             DeployEvent::Finished { outcome, summary } => {
-                println!("deploy #{id} {}: {summary}", outcome.as_str());
+                println!("{kind} #{id} {}: {summary}", outcome.as_str());
                 return Ok(if outcome == DeployOutcome::Succeeded {
                     ExitCode::SUCCESS
                 } else {

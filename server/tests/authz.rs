@@ -117,6 +117,13 @@ async fn every_page_function_and_route_gives_each_role_exactly_its_outcome() {
         ),
         (
             "POST",
+            "/api/backup_restore",
+            &[("id", "999"), ("confirm", "x")],
+            admins,
+        ),
+        ("POST", "/api/backup_restore_facts", &[], admins),
+        (
+            "POST",
             "/api/maintenance_prune",
             &[("target", "DanglingImages")],
             admins,

@@ -5,108 +5,20 @@
 use std::path::Path;
 use std::time::Duration;
 
-use app::audit::AuditEntry;
 use app::compose::process::KILL_GRACE;
 use app::deploy::{Deploy, DeployEvent, DeployOutcome, StepStatus};
 use app::engine::NameSource;
 use app::health::{HealthReport, Verdict};
-use end2end::{Console, SseReader, StackProject, stack_secrets, with_margin};
+use end2end::{Console, StackProject, stack_secrets, with_margin};
+
+mod runs;
+use runs::*;
 
 /// One deploy at a time on this 2-core machine: three builds at once would measure the machine.
 static ONE_STACK_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_epsm-ops"))
-}
-
-async fn start(console: &Console, form: &[(&str, &str)]) -> i64 {
-    let (status, body) = console.call("deploy_start", form).await;
-    assert_eq!(status, 200, "deploy_start: {body}");
-    body.parse().unwrap_or_else(|_| panic!("an id: {body}"))
-}
-
-/// Follows a deploy's stream until an event for which `done` holds (kept), or until the stream ends;
-/// returns the raw stream, the events and whether `done` held.
-async fn follow_until(
-    console: &Console,
-    id: i64,
-    done: impl Fn(&DeployEvent) -> bool,
-) -> (String, Vec<DeployEvent>, bool) {
-    let mut stream = SseReader::open(
-        console.client(),
-        &format!("{}/api/deploys/{id}/events", console.url),
-    )
-    .await;
-    let mut events = Vec::new();
-    while let Some(data) = stream.next_data(Duration::from_secs(600)).await {
-        let event: DeployEvent = serde_json::from_str(&data).unwrap();
-        let found = done(&event);
-        events.push(event);
-        if found {
-            return (stream.raw, events, true);
-        }
-    }
-    (stream.raw, events, false)
-}
-
-/// Follows a deploy's stream to its end; returns the raw stream and the events.
-async fn follow_to_end(console: &Console, id: i64) -> (String, Vec<DeployEvent>) {
-    let (raw, events, _) =
-        follow_until(console, id, |e| matches!(e, DeployEvent::Finished { .. })).await;
-    (raw, events)
-}
-
-/// Follows a deploy's stream until `step` is running.
-async fn until_step_runs(console: &Console, id: i64, step: &str) {
-    let (raw, _, found) = follow_until(console, id, |e| {
-        matches!(e, DeployEvent::Step { step: s, .. } if s.name == step && s.status == StepStatus::Running)
-    })
-    .await;
-    assert!(found, "the stream ended before {step} ran:\n{raw}");
-}
-
-/// Follows a deploy's stream until a log line contains `text`.
-async fn until_line(console: &Console, id: i64, text: &str) {
-    let (raw, _, found) = follow_until(
-        console,
-        id,
-        |e| matches!(e, DeployEvent::Line(line) if line.text.contains(text)),
-    )
-    .await;
-    assert!(
-        found,
-        "the stream ended before a line said {text:?}:\n{raw}"
-    );
-}
-
-/// Cancels a running deploy and follows it to its end: its outcome, summary and events.
-async fn cancel_to_end(console: &Console, id: i64) -> (DeployOutcome, String, Vec<DeployEvent>) {
-    let (status, body) = console
-        .call("deploy_cancel", &[("id", &id.to_string())])
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let (_, events) = follow_to_end(console, id).await;
-    match events.last() {
-        Some(DeployEvent::Finished { outcome, summary }) => (*outcome, summary.clone(), events),
-        other => panic!("no end: {other:?}"),
-    }
-}
-
-async fn deploy(console: &Console, id: i64) -> Deploy {
-    let (status, body) = console.call("deploy_get", &[("id", &id.to_string())]).await;
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
-}
-
-fn lines(events: &[DeployEvent]) -> String {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            DeployEvent::Line(l) => Some(l.text.as_str()),
-            _ => None,
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[tokio::test]
@@ -176,19 +88,15 @@ async fn a_full_deploy_ends_green_with_every_step_recorded_and_a_second_is_refus
     let (_, again) = follow_to_end(&console, id).await;
     assert_eq!(lines(&again), log);
 
-    let (_, audit) = console.call("audit_log", &[]).await;
-    let audit: Vec<AuditEntry> = serde_json::from_str(&audit).unwrap();
-    let actions: Vec<(&str, &str)> = audit
-        .iter()
-        .map(|e| (e.action.as_str(), e.outcome.as_str()))
-        .collect();
-    for want in [
-        ("deploy.start", "ok"),
-        ("deploy.start", "refused"),
-        ("deploy.finish", "ok"),
-    ] {
-        assert!(actions.contains(&want), "{want:?} not in {actions:?}");
-    }
+    assert_audited(
+        &console,
+        &[
+            ("deploy.start", "ok"),
+            ("deploy.start", "refused"),
+            ("deploy.finish", "ok"),
+        ],
+    )
+    .await;
     for secret in stack_secrets() {
         assert!(!raw.contains(&secret), "the deploy stream carries a secret");
         assert!(

@@ -273,46 +273,6 @@ async fn built_first_epsm_serves_through_the_build_and_a_maintenance_page_answer
     );
 }
 
-/// Queues the stack's stand-in simulation `name`, taking `seconds`.
-fn simulate(project: &StackProject, name: &str, seconds: u64) {
-    project.manage(&[
-        "shell",
-        "-c",
-        &format!("from simulations.tasks import simulate; simulate.delay('{name}', {seconds})"),
-    ]);
-}
-
-/// The stored status of simulation `name` ("" when there is no row yet).
-fn status(project: &StackProject, name: &str) -> String {
-    project.psql(
-        "epsm_db",
-        &format!("SELECT status FROM simulations_simulation WHERE name = '{name}'"),
-    )
-}
-
-/// Queues simulation `name` (taking `seconds`) and waits until the worker runs it: a healthy worker
-/// takes a task within its healthcheck's bound.
-async fn start_simulation(project: &StackProject, name: &str, seconds: u64) {
-    simulate(project, name, seconds);
-    let takes = project.verdict_bound("celery_worker");
-    until_status(project, name, "running", takes).await;
-}
-
-async fn until_status(project: &StackProject, name: &str, wanted: &str, within: Duration) {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let now = status(project, name);
-        if now == wanted {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "simulation {name}: {now:?}, not {wanted:?} within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_running_simulation_finishes_before_the_switch_or_is_named_when_the_drain_times_out() {
     let _turn = ONE_STACK_AT_A_TIME.lock().await;
@@ -323,7 +283,9 @@ async fn a_running_simulation_finishes_before_the_switch_or_is_named_when_the_dr
     // A simulation runs for 20 s, started just before the deploy.
     let console = Console::for_stack(bin(), &project, &[]).await;
     let long_run = Duration::from_secs(20);
-    start_simulation(&project, "long-run", long_run.as_secs()).await;
+    project
+        .start_simulation("long-run", long_run.as_secs())
+        .await;
     let (d, log) = deploy_to_end(&console, whole_deploy(&project, long_run), &FORM).await;
     assert_eq!(d.outcome, DeployOutcome::Succeeded, "{log}");
     assert!(
@@ -336,7 +298,7 @@ async fn a_running_simulation_finishes_before_the_switch_or_is_named_when_the_dr
         log.contains("no task running: the worker is drained"),
         "{log}"
     );
-    assert_eq!(status(&project, "long-run"), "finished", "{log}");
+    assert_eq!(project.simulation_status("long-run"), "finished", "{log}");
     let (drain_from, drain_to) = span(&d, "drain tasks");
     assert!(
         drain_to - drain_from >= chrono::Duration::seconds(5),
@@ -355,7 +317,7 @@ async fn a_running_simulation_finishes_before_the_switch_or_is_named_when_the_dr
         )],
     )
     .await;
-    start_simulation(&project, "cut-short", 60).await;
+    project.start_simulation("cut-short", 60).await;
     let (d, log) = deploy_to_end(&console, whole_deploy(&project, drain_timeout), &FORM).await;
     assert_eq!(d.outcome, DeployOutcome::Succeeded, "{log}");
     assert!(
@@ -366,14 +328,16 @@ async fn a_running_simulation_finishes_before_the_switch_or_is_named_when_the_dr
         "{log}"
     );
     assert_eq!(
-        status(&project, "cut-short"),
+        project.simulation_status("cut-short"),
         "running",
         "interrupted, never finished"
     );
 
     // A deploy cancelled while it drains gives the worker its queue back: a new task runs.
     let holds = Duration::from_secs(25);
-    start_simulation(&project, "holds-the-drain", holds.as_secs()).await;
+    project
+        .start_simulation("holds-the-drain", holds.as_secs())
+        .await;
     let id = start(&console, &FORM).await;
     // Cancelled once the drain says it waits for the task (the worker took no new tasks by then).
     let said = follow(
@@ -391,8 +355,12 @@ async fn a_running_simulation_finishes_before_the_switch_or_is_named_when_the_dr
     let log = follow(&console, id, whole_deploy(&project, holds), |_| false).await;
     assert_eq!(get(&console, id).await.outcome, DeployOutcome::Cancelled);
     assert!(log.contains("consuming from celery"), "{log}");
-    simulate(&project, "after-the-cancel", 0);
+    project.simulate("after-the-cancel", 0);
     let takes = project.verdict_bound("celery_worker");
-    until_status(&project, "holds-the-drain", "finished", holds + takes).await;
-    until_status(&project, "after-the-cancel", "finished", takes).await;
+    project
+        .until_simulation("holds-the-drain", "finished", holds + takes)
+        .await;
+    project
+        .until_simulation("after-the-cancel", "finished", takes)
+        .await;
 }

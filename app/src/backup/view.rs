@@ -46,10 +46,71 @@ pub async fn delete_backup(id: i64, #[server(default)] confirm: String) -> Resul
         .map_err(AppError::replied)
 }
 
+/// What the restore form needs: the database name to type, and when the running code was deployed
+/// (a backup taken before it may predate its migrations: "migrate" is ticked for it).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RestoreContext {
+    pub database: String,
+    pub last_deploy: Option<(i64, chrono::DateTime<chrono::Utc>)>,
+}
+
+#[server(endpoint = "backup_restore_facts")]
+pub async fn read_restore_context() -> Result<RestoreContext, AppError> {
+    crate::auth::gate::require(crate::auth::Role::Admin).await?;
+    let deployer = expect_context::<std::sync::Arc<crate::deploy::ssr::Deployer>>();
+    let (_, database) = deployer.confirm_word(&crate::deploy::DeployOptions {
+        restore: Some(crate::deploy::RestoreRequest {
+            from: crate::deploy::RestoreFrom::Backup(0),
+            migrate: false,
+        }),
+        ..Default::default()
+    });
+    let last_deploy = deployer
+        .list(Some(crate::deploy::DeployOutcome::Succeeded), 50)
+        .await?
+        .into_iter()
+        .find(|d| d.options.restore.is_none())
+        .map(|d| (d.id, d.finished_at.unwrap_or(d.started_at)));
+    Ok(RestoreContext {
+        database,
+        last_deploy,
+    })
+}
+
+/// Restores the database from backup `id` (admin; the database name typed to confirm), run like a
+/// deploy: its id, whose page follows it.
+#[server(endpoint = "backup_restore")]
+pub async fn restore_backup(
+    id: i64,
+    #[server(default)] migrate: bool,
+    #[server(default)] confirm: String,
+) -> Result<i64, AppError> {
+    let actor = crate::auth::gate::require(crate::auth::Role::Admin).await?;
+    let deployer = expect_context::<std::sync::Arc<crate::deploy::ssr::Deployer>>();
+    let options = crate::deploy::DeployOptions {
+        restore: Some(crate::deploy::RestoreRequest {
+            from: crate::deploy::RestoreFrom::Backup(id),
+            migrate,
+        }),
+        ..Default::default()
+    };
+    deployer
+        .start(&actor, options, Some(&confirm))
+        .await
+        .map_err(|e| e.into_app_error().replied())
+}
+
 #[component]
 pub fn BackupsPage() -> impl IntoView {
     let start = ServerAction::<StartBackup>::new();
     let delete = ServerAction::<DeleteBackup>::new();
+    let restore = ServerAction::<RestoreBackup>::new();
+    let navigate = leptos_router::hooks::use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(id)) = restore.value().get() {
+            navigate(&format!("/deploys/{id}"), Default::default());
+        }
+    });
     // While a backup runs (this page's, the schedule's or the command line's), the list is re-read
     // every second: a running backup's size is its bytes so far.
     let tick = RwSignal::new(0u32);
@@ -137,12 +198,20 @@ pub fn BackupsPage() -> impl IntoView {
         {move || delete.value().get().and_then(Result::err).map(|e| view! {
             <p class="error-box" role="alert" data-testid="delete-error">{e.to_string()}</p>
         })}
+        {move || restore.value().get().and_then(Result::err).map(|e| view! {
+            <p class="error-box" role="alert" data-testid="restore-error">{e.to_string()}</p>
+        })}
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             <ErrorBoundary fallback=|errors| view! { <crate::error::ErrorList errors/> }>
                 {move || Suspend::new(async move {
                     // The role once for the whole table, not a gate (and a suspense) per row.
                     let role = crate::auth::view::role_of(login.await);
-                    backups.await.map(|list| view! { <BackupTable backups=list delete role/> })
+                    let facts = if role >= Some(crate::auth::Role::Admin) {
+                        read_restore_context().await.ok()
+                    } else {
+                        None
+                    };
+                    backups.await.map(|list| view! { <BackupTable backups=list delete restore facts role/> })
                 })}
             </ErrorBoundary>
         </Transition>
@@ -185,6 +254,9 @@ fn PolicyText(policy: BackupPolicy) -> impl IntoView {
 fn BackupTable(
     backups: Vec<Backup>,
     delete: ServerAction<DeleteBackup>,
+    restore: ServerAction<RestoreBackup>,
+    /// Admins only: what the restore form needs.
+    facts: Option<RestoreContext>,
     role: Option<crate::auth::Role>,
 ) -> impl IntoView {
     use crate::auth::Role;
@@ -212,6 +284,9 @@ fn BackupTable(
                     let actions = view! {
                         {(succeeded && may_download).then(|| view! {
                             <a href=format!("/backups/{}/download", b.id) rel="external" download>"Download"</a>
+                        })}
+                        {facts.clone().filter(|_| succeeded).map(|facts| view! {
+                            <RestoreForm backup=b.clone() facts restore/>
                         })}
                         {(succeeded && may_delete).then(|| view! {
                             <details class="danger">
@@ -260,6 +335,46 @@ fn BackupTable(
         </table></div>
     }
     .into_any()
+}
+
+/// "Restore…" of one backup: what it replaces and loses, "migrate" ticked for a backup older than the
+/// running code, the database name typed to confirm.
+#[component]
+fn RestoreForm(
+    backup: Backup,
+    facts: RestoreContext,
+    restore: ServerAction<RestoreBackup>,
+) -> impl IntoView {
+    let id = backup.id;
+    let database = facts.database;
+    let older_than_code = facts.last_deploy.filter(|(_, at)| backup.started_at < *at);
+    let age =
+        crate::deploy::view::seconds((chrono::Utc::now() - backup.started_at).num_milliseconds());
+    view! {
+        <details class="danger">
+            <summary data-testid=format!("restore-open-{id}")>"Restore…"</summary>
+            <ActionForm action=restore attr:class="prune restore-form">
+                <input type="hidden" name="id" value=id.to_string()/>
+                <p class="small">
+                    {format!(
+                        "Replaces database {database} with this backup, taken {age} ago: everything written since is lost                          (a safety backup is taken first). The services that write to it are stopped while it runs,                          behind the maintenance page."
+                    )}
+                </p>
+                <label class="small">
+                    <input type="checkbox" name="migrate" value="true" checked=older_than_code.is_some()
+                        data-testid=format!("restore-migrate-{id}")/>
+                    " migrate afterwards"
+                    {older_than_code.map(|(deploy, _)| format!(" (deploy #{deploy} came after this backup)"))}
+                </label>
+                <input type="text" name="confirm" placeholder=format!("type {database}") autocomplete="off"
+                    aria-label=format!("Type {database} to confirm the restore")
+                    data-testid=format!("restore-confirm-{id}")/>
+                <button type="submit" data-testid=format!("restore-{id}") disabled=move || restore.pending().get()>
+                    "Restore database"
+                </button>
+            </ActionForm>
+        </details>
+    }
 }
 
 /// A file name that may wrap only after its separators (`-`, `_`, `.`), never inside a word.

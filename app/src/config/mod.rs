@@ -147,6 +147,9 @@ impl Default for Config {
                 keep_days: 0,
                 dir: None,
                 schedule: None,
+                restore_stop_services: ["backend", "celery_worker", "celery_beat"]
+                    .map(String::from)
+                    .to_vec(),
             },
         }
     }

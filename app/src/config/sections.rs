@@ -104,6 +104,9 @@ pub struct BackupsConfig {
     /// A cron expression (UTC; five fields, or six with seconds first) for scheduled backups; unset or
     /// empty: none.
     pub schedule: Option<String>,
+    /// The services a restore stops while it replaces the database (those that write to it), started
+    /// again afterwards.
+    pub restore_stop_services: Vec<String>,
 }
 
 impl BackupsConfig {

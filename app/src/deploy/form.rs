@@ -26,16 +26,17 @@ pub async fn deploy_form_state() -> Result<DeployFormFacts, AppError> {
     let deployer = expect_context::<std::sync::Arc<super::ssr::Deployer>>();
     let (running, succeeded) = tokio::join!(
         deployer.list(Some(super::DeployOutcome::Running), 1),
-        deployer.list(Some(super::DeployOutcome::Succeeded), 1),
+        deployer.list(Some(super::DeployOutcome::Succeeded), 20),
     );
+    // The last deploy's figures, not a restore's.
+    let last = succeeded?.into_iter().find(|d| d.options.restore.is_none());
     Ok(DeployFormFacts {
         running: running?.into_iter().next(),
-        last_offline_ms: succeeded
+        last_offline_ms: last
             .as_ref()
-            .ok()
-            .and_then(|s| s.first()?.downtime.as_ref())
+            .and_then(|d| d.downtime.as_ref())
             .map(|d| d.total_ms),
-        last_succeeded_ms: succeeded?.first().and_then(Deploy::duration_ms),
+        last_succeeded_ms: last.as_ref().and_then(Deploy::duration_ms),
         read_at: Utc::now(),
     })
 }

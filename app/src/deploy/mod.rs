@@ -48,6 +48,10 @@ pub struct DeployOptions {
     /// A rollback: bring back the images of this earlier successful deploy, without building.
     #[serde(default)]
     pub rollback_of: Option<i64>,
+    /// A restore of the database from a backup, run like a deploy (steps, log, history, the same
+    /// one-at-a-time lock) in place of one. Admin only, with the database name typed.
+    #[serde(default)]
+    pub restore: Option<RestoreRequest>,
     /// What to deploy: a branch of the remote, a tag or a commit; unset (or empty): the configured
     /// branch's newest commit.
     #[serde(default)]
@@ -67,9 +71,19 @@ impl DeployOptions {
             .filter(|r| !r.is_empty())
     }
 
-    /// Options that only an admin may choose, with the project name typed.
+    /// Options that only an admin may choose, with the project name (a restore: the database name)
+    /// typed.
     pub fn destructive(&self) -> bool {
-        self.recreate_volumes || self.discard_local_changes
+        self.recreate_volumes || self.discard_local_changes || self.restore.is_some()
+    }
+
+    /// What this run is, in the audit log's actions and on its page: "deploy" or "restore".
+    pub fn kind(&self) -> &'static str {
+        if self.restore.is_some() {
+            "restore"
+        } else {
+            "deploy"
+        }
     }
 
     /// The options in words, for the audit log and the deploy's page.
@@ -95,11 +109,42 @@ impl DeployOptions {
         if let Some(id) = self.rollback_of {
             return format!("rollback to the images of deploy #{id} (no build)");
         }
+        if let Some(restore) = &self.restore {
+            return restore.describe();
+        }
         if parts.is_empty() {
             "default options".into()
         } else {
             parts.join(", ")
         }
+    }
+}
+
+/// What a restore brings back, and whether it migrates afterwards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreRequest {
+    pub from: RestoreFrom,
+    /// `migrate` after the restore (for a backup older than the running code's migrations).
+    #[serde(default)]
+    pub migrate: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RestoreFrom {
+    /// A successful backup of the history, by id.
+    Backup(i64),
+    /// A dump file on the host (`epsm-ops restore FILE`), custom format or plain SQL.
+    File(String),
+}
+
+impl RestoreRequest {
+    pub fn describe(&self) -> String {
+        let from = match &self.from {
+            RestoreFrom::Backup(id) => format!("backup #{id}"),
+            RestoreFrom::File(path) => format!("the file {path}"),
+        };
+        let migrate = if self.migrate { ", then migrate" } else { "" };
+        format!("RESTORE the database from {from}{migrate}")
     }
 }
 

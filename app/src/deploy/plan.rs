@@ -1,8 +1,8 @@
 //! The deploy plan: the deployment guide's procedure as a list of named steps for the chosen options.
 //! Plain data; `ssr.rs` carries the steps out.
 
-use super::DeployOptions;
-use crate::config::DeployConfig;
+use super::{DeployOptions, RestoreRequest};
+use crate::config::{Config, DeployConfig};
 
 /// What a step does.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +36,11 @@ pub enum Action {
     Drain,
     /// The public service stops and a maintenance page answers on its ports.
     MaintenanceOn,
+    /// The dump a restore brings back exists, is whole (its size and sha256 as recorded) and is a
+    /// custom archive or plain SQL; the database container runs.
+    CheckDump,
+    /// The dump streamed into the database in one transaction (`pg_restore` or `psql`).
+    RestoreDatabase,
     /// The maintenance page goes and `docker compose <args>` starts the public service.
     Reopen(Vec<String>),
 }
@@ -126,6 +131,63 @@ pub fn plan(options: &DeployOptions, deploy: &DeployConfig) -> Vec<PlannedStep> 
         step("verify", Action::Verify),
         step("keep images", Action::KeepImages),
     ]);
+    steps
+}
+
+/// The plan of any run: a restore's when `options` ask for one, else a deploy's (or rollback's).
+pub fn plan_for(options: &DeployOptions, config: &Config) -> Vec<PlannedStep> {
+    match &options.restore {
+        Some(restore) => restore_plan(
+            restore,
+            options,
+            &config.deploy,
+            &config.backups.restore_stop_services,
+        ),
+        None => plan(options, &config.deploy),
+    }
+}
+
+/// A restore: a safety backup first; the services that write to the database stopped (behind the
+/// maintenance page, the worker drained first) while the dump replaces the database in one
+/// transaction; then started again, migrated when asked, checked.
+fn restore_plan(
+    restore: &RestoreRequest,
+    options: &DeployOptions,
+    deploy: &DeployConfig,
+    writers: &[String],
+) -> Vec<PlannedStep> {
+    let switch = Switch::of(options, deploy);
+    let with_writers = |verb: &str| {
+        let mut args = vec![verb.to_string()];
+        args.extend(writers.iter().cloned());
+        Action::Compose(args)
+    };
+    let mut steps = vec![
+        step("check backup", Action::CheckDump),
+        step("safety backup", Action::Backup),
+    ];
+    steps.extend(switch.begin());
+    steps.extend([
+        step("stop writers", with_writers("stop")),
+        step("restore", Action::RestoreDatabase),
+        step("start writers", with_writers("start")),
+        PlannedStep {
+            skipped: !restore.migrate,
+            ..step(
+                "migrate",
+                Action::Exec {
+                    service: "backend".into(),
+                    cmd: strings(&["python", "manage.py", "migrate", "--noinput"]),
+                },
+            )
+        },
+        step(
+            "wait for healthy",
+            Action::WaitHealthy(strings(&["database", "redis", "backend"])),
+        ),
+    ]);
+    steps.extend(switch.end(&["--no-build"]));
+    steps.push(step("verify", Action::Verify));
     steps
 }
 
@@ -368,6 +430,50 @@ mod tests {
             compose_args(&steps, "down"),
             ["down", "--remove-orphans", "--volumes"]
         );
+    }
+
+    #[test]
+    fn a_restore_backs_up_first_and_stops_only_the_writers_around_the_restore() {
+        let mut config = Config::default();
+        config.backups.restore_stop_services = strings(&["backend", "celery_worker"]);
+        let mut options = DeployOptions {
+            restore: Some(RestoreRequest {
+                from: super::super::RestoreFrom::Backup(3),
+                migrate: false,
+            }),
+            ..DeployOptions::default()
+        };
+        let steps = plan_for(&options, &config);
+        assert_eq!(
+            names(&steps),
+            [
+                "check backup",
+                "safety backup",
+                "drain tasks",
+                "maintenance page",
+                "stop writers",
+                "restore",
+                "start writers",
+                "migrate",
+                "wait for healthy",
+                "reopen",
+                "verify"
+            ]
+        );
+        assert_eq!(
+            compose_args(&steps, "stop writers"),
+            ["stop", "backend", "celery_worker"]
+        );
+        assert_eq!(
+            compose_args(&steps, "start writers"),
+            ["start", "backend", "celery_worker"]
+        );
+        let skipped: Vec<&str> = steps.iter().filter(|s| s.skipped).map(|s| s.name).collect();
+        assert_eq!(skipped, ["migrate"], "migrate only when asked");
+        options.restore.as_mut().unwrap().migrate = true;
+        assert!(plan_for(&options, &config).iter().all(|s| !s.skipped));
+        assert!(options.destructive(), "admin only, confirmed");
+        assert_eq!(options.kind(), "restore");
     }
 
     #[test]

@@ -46,8 +46,8 @@ impl Store {
             .map_err(query_failed("begin deploy"))?;
         let id = sqlx::query(
             "INSERT INTO deploys (actor, started_at, options, outcome, git_commit, version, env_sha256,
-                                  compose_sha256, owner_pid, env_fingerprints)
-             VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                                  compose_sha256, owner_pid, env_fingerprints, kind)
+             VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(actor)
         .bind(now_text())
@@ -58,6 +58,7 @@ impl Store {
         .bind(&facts.compose_sha256)
         .bind(std::process::id())
         .bind(serde_json::to_string(&facts.env_fingerprints).unwrap_or_default())
+        .bind(options.kind())
         .execute(&mut *tx)
         .await
         .map_err(query_failed("insert deploy"))?
@@ -153,9 +154,11 @@ impl Store {
         Ok(())
     }
 
-    /// The deploy running now (in this process or another one): id, who, when.
-    pub async fn running_deploy(&self) -> Result<Option<(i64, String, String)>, StoreError> {
-        sqlx::query_as("SELECT id, actor, started_at FROM deploys WHERE outcome = 'running'")
+    /// The deploy (or restore) running now, in this process or another one: id, who, when, which.
+    pub async fn running_deploy(
+        &self,
+    ) -> Result<Option<(i64, String, String, String)>, StoreError> {
+        sqlx::query_as("SELECT id, actor, started_at, kind FROM deploys WHERE outcome = 'running'")
             .fetch_optional(self.pool())
             .await
             .map_err(query_failed("find the running deploy"))
@@ -241,7 +244,8 @@ impl Store {
         &self,
     ) -> Result<Option<(i64, Option<String>)>, StoreError> {
         sqlx::query_as(
-            "SELECT id, env_sha256 FROM deploys WHERE outcome = 'succeeded' ORDER BY id DESC LIMIT 1",
+            "SELECT id, env_sha256 FROM deploys WHERE outcome = 'succeeded' AND kind = 'deploy'
+             ORDER BY id DESC LIMIT 1",
         )
         .fetch_optional(self.pool())
         .await
@@ -320,7 +324,7 @@ impl Store {
         &self,
     ) -> Result<Option<(i64, std::collections::BTreeMap<String, String>)>, StoreError> {
         let row: Option<(i64, Option<String>)> = sqlx::query_as(
-            "SELECT id, env_fingerprints FROM deploys WHERE outcome = 'succeeded'
+            "SELECT id, env_fingerprints FROM deploys WHERE outcome = 'succeeded' AND kind = 'deploy'
              AND env_fingerprints IS NOT NULL ORDER BY id DESC LIMIT 1",
         )
         .fetch_optional(self.pool())

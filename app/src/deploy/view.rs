@@ -298,8 +298,13 @@ fn DeployView(deploy: Deploy) -> impl IntoView {
         }
     });
     let options = deploy.options.describe();
+    let kind = if deploy.options.restore.is_some() {
+        "Restore"
+    } else {
+        "Deploy"
+    };
     view! {
-        <h1>{format!("Deploy #{id}")}</h1>
+        <h1>{format!("{kind} #{id}")}</h1>
         <section class="card">
             <div role="status" aria-live="polite" data-testid="deploy-outcome" data-outcome=move || finished.get().map_or("running", |(o, _)| o.as_str())>
                 {move || match finished.get() {

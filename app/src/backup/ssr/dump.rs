@@ -180,6 +180,14 @@ fn application_name(id: i64) -> String {
     format!("epsm-ops-backup-{id}")
 }
 
+/// A libpq connection string for `database` under `application_name` (quoted as libpq reads it).
+pub(crate) fn conninfo(database: &str, application_name: &str) -> String {
+    format!(
+        "dbname='{}' application_name={application_name}",
+        database.replace('\\', "\\\\").replace('\'', "\\'")
+    )
+}
+
 async fn dump_to(
     state: &Dumper,
     container: &str,
@@ -194,16 +202,15 @@ async fn dump_to(
         .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
     let progress = Arc::new(AtomicU64::new(0));
     let mut sink = Hashing::new(file, progress.clone());
-    let format_flag = match format {
-        BackupFormat::Custom => "--format=custom",
-        BackupFormat::Plain => "--format=plain",
+    // A plain dump drops what it creates first, as `pg_restore --clean --if-exists` does for a
+    // custom one: either restores over the running database.
+    let format_flags: &[&str] = match format {
+        BackupFormat::Custom => &["--format=custom"],
+        BackupFormat::Plain => &["--format=plain", "--clean", "--if-exists"],
     };
-    let conninfo = format!(
-        "dbname='{}' application_name={}",
-        database.replace('\\', "\\\\").replace('\'', "\\'"),
-        application_name(id)
-    );
-    let cmd = ["pg_dump", "-U", user, "-d", &conninfo, format_flag];
+    let conninfo = conninfo(database, &application_name(id));
+    let mut cmd = vec!["pg_dump", "-U", user, "-d", &conninfo];
+    cmd.extend(format_flags);
     let started = Instant::now();
     // Aborted when this future ends, however it ends (dropped half-way included).
     let _reporter = tokio_util::task::AbortOnDropHandle::new(tokio::spawn({
@@ -279,9 +286,19 @@ async fn stop_dump(state: &Dumper, container: &str, user: &str, id: i64) {
 pub const STOP_DUMP_WITHIN: Duration = Duration::from_secs(10);
 
 async fn terminate_dump(engine: &Engine, container: &str, user: &str, id: i64) {
+    terminate_session(engine, container, user, &application_name(id)).await
+}
+
+/// Ends the database sessions named `application_name` (best effort: the database may be gone too);
+/// a transaction they hold is rolled back.
+pub(crate) async fn terminate_session(
+    engine: &Engine,
+    container: &str,
+    user: &str,
+    application_name: &str,
+) {
     let sql = format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{}'",
-        application_name(id)
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{application_name}'"
     );
     let _ = engine
         .exec(

@@ -24,6 +24,7 @@ mod dump;
 pub(super) use dump::Dumped;
 use dump::{Dumper, lock_path};
 pub use dump::{STOP_DUMP_WITHIN, STOPPED_HALF_WAY};
+pub(crate) use dump::{conninfo, terminate_session};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -124,18 +125,52 @@ impl Backups {
     /// Waits until no other backup of this process runs.
     pub async fn wait_turn(&self) -> Turn {
         Turn {
-            _held: self.turn.clone().lock_owned().await,
+            _held: Arc::new(self.turn.clone().lock_owned().await),
         }
     }
 
-    /// The turn now, or None while another backup of this process runs.
+    /// The turn now, or None while another backup (or a restore) of this process runs.
     pub fn turn_now(&self) -> Option<Turn> {
-        self.turn
-            .clone()
-            .try_lock_owned()
-            .ok()
-            .map(|held| Turn { _held: held })
+        self.turn.clone().try_lock_owned().ok().map(|held| Turn {
+            _held: Arc::new(held),
+        })
     }
+
+    /// Why the turn is taken, in words: the running backup, or the restore that holds it.
+    pub async fn busy_reason(&self) -> Result<String, StoreError> {
+        let running = self
+            .store
+            .backups(20)
+            .await?
+            .into_iter()
+            .find(|b| b.outcome == BackupOutcome::Running);
+        if let Some(b) = running {
+            return Ok(format!(
+                "backup #{} (by {}) is running; its row shows its progress",
+                b.id, b.actor
+            ));
+        }
+        Ok(match self.store.running_deploy().await? {
+            Some((id, by, _, kind)) if kind == "restore" => {
+                format!("restore #{id} (by {by}) is running: backups wait until it ends")
+            }
+            Some(_) => "another backup is running".to_string(),
+            None => "another backup is running".to_string(),
+        })
+    }
+}
+
+/// The database user and name a dump or restore connects as: the env file's `DB_USER` /
+/// `POSTGRES_USER` and `DB_NAME` / `POSTGRES_DB` (PostgreSQL's own defaults otherwise).
+pub fn database_login(env: &std::collections::BTreeMap<String, String>) -> (String, String) {
+    let value = |keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| env.get(*k).filter(|v| !v.is_empty()))
+            .cloned()
+    };
+    let user = value(&["DB_USER", "POSTGRES_USER"]).unwrap_or_else(|| "postgres".into());
+    let database = value(&["DB_NAME", "POSTGRES_DB"]).unwrap_or_else(|| user.clone());
+    (user, database)
 }
 
 /// Backups a stopped process left `running` are marked failed and their partial files removed, unless
@@ -162,9 +197,12 @@ pub async fn recover_interrupted(state: &Backups) -> Result<usize, StoreError> {
     state.store.interrupt_backups().await
 }
 
-/// This process's turn to back up (backups run one at a time; the lock file orders processes).
+/// This process's turn to back up (backups run one at a time; the lock file orders processes). A
+/// restore holds it from start to end and lends a clone to its safety backup: the turn is free again
+/// when the last clone goes.
+#[derive(Clone)]
 pub struct Turn {
-    _held: tokio::sync::OwnedMutexGuard<()>,
+    _held: Arc<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 /// A backup whose record exists (`running`) and that has its turn; `run` takes it.
@@ -198,13 +236,7 @@ pub async fn begin(
     format: BackupFormat,
 ) -> Result<Started, BackupError> {
     let env = crate::environment::disk::env_values(&state.config);
-    let value = |keys: &[&str]| {
-        keys.iter()
-            .find_map(|k| env.iter().find(|(key, v)| key == k && !v.is_empty()))
-            .map(|(_, v)| v.clone())
-    };
-    let user = value(&["DB_USER", "POSTGRES_USER"]).unwrap_or_else(|| "postgres".into());
-    let database = value(&["DB_NAME", "POSTGRES_DB"]).unwrap_or_else(|| user.clone());
+    let (user, database) = database_login(&env);
     let deploy_id = state
         .store
         .last_succeeded_deploy_env()
@@ -302,19 +334,7 @@ pub async fn start_for_page(
 ) -> Result<Backup, crate::error::AppError> {
     use crate::error::AppError;
     let Some(turn) = state.turn_now() else {
-        let running = state
-            .store
-            .backups(20)
-            .await?
-            .into_iter()
-            .find(|b| b.outcome == BackupOutcome::Running);
-        let reason = match running {
-            Some(b) => format!(
-                "backup #{} (by {}) is running; its row shows its progress",
-                b.id, b.actor
-            ),
-            None => "another backup is running".to_string(),
-        };
+        let reason = state.busy_reason().await?;
         state
             .store
             .record(AuditEvent {

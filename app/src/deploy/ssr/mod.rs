@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::changes::ChangeCard;
 use super::git::Git;
-use super::plan::{Action, PlannedStep, plan};
+use super::plan::{Action, PlannedStep, plan_for};
 use super::{DeployEvent, DeployLine, DeployOptions, DeployOutcome, DeployStep, StepStatus};
 use crate::audit::{AuditEvent, AuditOutcome};
 use crate::auth::Actor;
@@ -38,6 +38,7 @@ mod images;
 mod lines;
 mod maintenance;
 mod output;
+mod restore;
 mod source;
 mod steps;
 
@@ -49,15 +50,23 @@ pub use lines::LineSplitter;
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
     #[error(
-        "deploy #{id} started by {actor} at {started_at} UTC is running: wait for it or cancel it"
+        "{kind} #{id} started by {actor} at {started_at} UTC is running: wait for it or cancel it"
     )]
     Busy {
+        kind: String,
         id: i64,
         actor: String,
         started_at: String,
     },
-    #[error("{what}: type the project name ({project}) to confirm")]
-    NotConfirmed { what: &'static str, project: String },
+    #[error("{what}: type the {word} ({expected}) to confirm")]
+    NotConfirmed {
+        what: &'static str,
+        word: &'static str,
+        expected: String,
+    },
+    /// A restore while a backup runs (the restore's safety backup and its data need the turn).
+    #[error("{0}")]
+    BackupRunning(String),
     #[error("deploy #{0} is not running")]
     NotRunning(i64),
     #[error("{0}")]
@@ -70,7 +79,9 @@ impl DeployError {
             DeployError::Busy { .. } | DeployError::NotRunning(_) => {
                 AppError::Invalid(self.to_string())
             }
-            DeployError::NotConfirmed { .. } => AppError::Invalid(self.to_string()),
+            DeployError::NotConfirmed { .. } | DeployError::BackupRunning(_) => {
+                AppError::Invalid(self.to_string())
+            }
             DeployError::Store(e) => AppError::from(e),
         }
     }
@@ -78,6 +89,8 @@ impl DeployError {
 
 /// The running deploy, as the lock holds it.
 struct Running {
+    /// "deploy" or "restore".
+    kind: &'static str,
     id: i64,
     actor: String,
     started_at: DateTime<Utc>,
@@ -86,6 +99,8 @@ struct Running {
     /// earlier ones are in the store).
     history: History,
     live: broadcast::Sender<DeployEvent>,
+    /// A restore holds the backups' turn from start to end: no backup runs meanwhile.
+    backup_turn: Option<crate::backup::ssr::Turn>,
 }
 
 /// The deploy lock as one deploy holds it: free again when this is dropped, however that deploy
@@ -176,16 +191,20 @@ impl Deployer {
         options: DeployOptions,
         confirm: Option<&str>,
     ) -> Result<i64, DeployError> {
-        let project = &self.config.project_name();
-        if options.destructive() && confirm.map(str::trim) != Some(project.as_str()) {
-            let what = if options.recreate_volumes {
+        let kind = options.kind();
+        let start_action = format!("{kind}.start");
+        let (word, expected) = self.confirm_word(&options);
+        if options.destructive() && confirm.map(str::trim) != Some(expected.as_str()) {
+            let what = if options.restore.is_some() {
+                "a restore replaces the database: what was written since the backup is lost"
+            } else if options.recreate_volumes {
                 "recreating volumes deletes all data"
             } else {
                 "discarding local changes loses what was changed on the server"
             };
             self.audit(
                 actor,
-                "deploy.start",
+                &start_action,
                 "",
                 AuditOutcome::Refused,
                 &format!("not confirmed: {what}"),
@@ -193,15 +212,31 @@ impl Deployer {
             .await?;
             return Err(DeployError::NotConfirmed {
                 what,
-                project: project.clone(),
+                word,
+                expected,
             });
         }
-        let plan = plan(&options, &self.config.deploy);
+        // A restore takes the backups' turn now, or is refused naming the backup that runs.
+        let backup_turn = match &options.restore {
+            None => None,
+            Some(_) => match self.backups.turn_now() {
+                Some(turn) => Some(turn),
+                None => {
+                    let reason = self.backups.busy_reason().await?;
+                    let refused = DeployError::BackupRunning(format!(
+                        "a restore cannot start while a backup runs: {reason}"
+                    ));
+                    return Err(self.refused(actor, &start_action, refused).await);
+                }
+            },
+        };
+        let plan = plan_for(&options, &self.config);
         let claimed = {
             // Held across no await: the check and the claim are one step.
             let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
             match running.as_ref() {
                 Some(r) => Err(DeployError::Busy {
+                    kind: r.kind.into(),
                     id: r.id,
                     actor: r.actor.clone(),
                     started_at: r.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
@@ -210,12 +245,14 @@ impl Deployer {
                     let cancel = CancellationToken::new();
                     // Claimed with id 0 until the store gives the id (a second click meanwhile is refused).
                     *running = Some(Running {
+                        kind,
                         id: 0,
                         actor: actor.name.clone(),
                         started_at: Utc::now(),
                         cancel: cancel.clone(),
                         history: History::default(),
                         live: broadcast::channel(1024).0,
+                        backup_turn,
                     });
                     Ok(cancel)
                 }
@@ -223,7 +260,7 @@ impl Deployer {
         };
         let cancel = match claimed {
             Ok(cancel) => cancel,
-            Err(busy) => return Err(self.refused(actor, busy).await),
+            Err(busy) => return Err(self.refused(actor, &start_action, busy).await),
         };
         // From here the lock is free again whenever this guard goes, on every path.
         let busy = Busy(Arc::clone(self));
@@ -237,15 +274,16 @@ impl Deployer {
             Err(e) => {
                 drop(busy);
                 // The store's one-running rule: another process (`epsm-ops deploy`) runs one.
-                if let Ok(Some((id, by, at))) = self.store.running_deploy().await {
+                if let Ok(Some((id, by, at, kind))) = self.store.running_deploy().await {
                     let busy = DeployError::Busy {
+                        kind,
                         id,
                         actor: by,
                         started_at: crate::store::parse_time(&at)
                             .format("%Y-%m-%d %H:%M:%S")
                             .to_string(),
                     };
-                    return Err(self.refused(actor, busy).await);
+                    return Err(self.refused(actor, &start_action, busy).await);
                 }
                 return Err(e.into());
             }
@@ -261,8 +299,8 @@ impl Deployer {
         let recorded = self
             .audit(
                 actor,
-                "deploy.start",
-                &format!("deploy #{id}"),
+                &start_action,
+                &format!("{kind} #{id}"),
                 AuditOutcome::Ok,
                 &options.describe(),
             )
@@ -282,16 +320,28 @@ impl Deployer {
         Ok(id)
     }
 
-    /// A start refused because another deploy runs: in the audit log, then the error to return.
-    async fn refused(&self, actor: &Actor, busy: DeployError) -> DeployError {
+    /// What a destructive run's confirmation must be: the database name for a restore, else the
+    /// project name.
+    pub fn confirm_word(&self, options: &DeployOptions) -> (&'static str, String) {
+        if options.restore.is_some() {
+            let env = crate::environment::disk::env_values(&self.config);
+            ("database name", crate::backup::ssr::database_login(&env).1)
+        } else {
+            ("project name", self.config.project_name())
+        }
+    }
+
+    /// The backups' turn the running restore holds, lent to its safety backup.
+    fn held_backup_turn(&self) -> Option<crate::backup::ssr::Turn> {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.as_ref()?.backup_turn.clone()
+    }
+
+    /// A start refused because another run (or a backup) is in the way: in the audit log, then the
+    /// error to return.
+    async fn refused(&self, actor: &Actor, action: &str, busy: DeployError) -> DeployError {
         match self
-            .audit(
-                actor,
-                "deploy.start",
-                "",
-                AuditOutcome::Refused,
-                &busy.to_string(),
-            )
+            .audit(actor, action, "", AuditOutcome::Refused, &busy.to_string())
             .await
         {
             Ok(()) => busy,
@@ -366,6 +416,7 @@ impl Deployer {
         // What EPSM's users meet while this runs: the public URL, every 250 ms.
         let probe = downtime::DowntimeProbe::start(self.config.project.public_url.clone());
         let mut switch = SwitchState::default();
+        let kind = options.kind();
         for (position, planned) in plan.iter().enumerate() {
             if planned.skipped {
                 out.step(
@@ -387,6 +438,7 @@ impl Deployer {
                 self.forget_drain();
             }
             switch.maintenance |= matches!(planned.action, Action::MaintenanceOn);
+            switch.writers_stopped |= planned.name == "stop writers";
             switch.reopened |= matches!(planned.action, Action::Reopen(_));
             switch.last = position;
             let started = Utc::now();
@@ -414,6 +466,9 @@ impl Deployer {
             let ms = Some(clock.elapsed().as_millis() as u64);
             match result {
                 Ok(done) => {
+                    if planned.name == "start writers" {
+                        switch.writers_stopped = false;
+                    }
                     let (status, code) = match done {
                         Done::Code(code) => (StepStatus::Succeeded, code),
                         Done::Skipped => (StepStatus::Skipped, None),
@@ -458,17 +513,21 @@ impl Deployer {
                         out.line(position, true, note).await;
                     }
                     let left: String = left.iter().map(|n| format!("; {n}")).collect();
-                    summary = scrubber.scrub(&format!(
-                        "{} at step {}: {}{}{left}",
-                        outcome.as_str(),
-                        planned.name,
-                        failure.reason,
+                    let state = if options.restore.is_some() {
+                        restore::restore_left_state(planned.name)
+                    } else {
                         left_state(
                             planned.name,
                             plan[..position]
                                 .iter()
-                                .any(|s| s.name == "down" || s.name == "maintenance page")
+                                .any(|s| s.name == "down" || s.name == "maintenance page"),
                         )
+                    };
+                    summary = scrubber.scrub(&format!(
+                        "{} at step {}: {}{state}{left}",
+                        outcome.as_str(),
+                        planned.name,
+                        failure.reason,
                     ));
                 }
             }
@@ -482,9 +541,20 @@ impl Deployer {
                 .await;
         }
         if outcome == DeployOutcome::Succeeded {
-            summary = "all steps succeeded; every service up and healthy".into();
+            summary = match &options.restore {
+                Some(restore) => format!(
+                    "{}: done; every service up and healthy",
+                    restore.describe().replacen("RESTORE", "restored", 1)
+                ),
+                None => "all steps succeeded; every service up and healthy".into(),
+            };
         }
-        let images = self.images().await;
+        // A restore brings back data, not images: it is not a deploy to roll back to.
+        let images = if options.restore.is_some() {
+            Vec::new()
+        } else {
+            self.images().await
+        };
         if let Err(e) = self
             .store
             .finish_deploy(id, outcome, &summary, &images, downtime.as_ref())
@@ -500,8 +570,8 @@ impl Deployer {
         let _ = self
             .audit(
                 &actor,
-                "deploy.finish",
-                &format!("deploy #{id}"),
+                &format!("{kind}.finish"),
+                &format!("{kind} #{id}"),
                 audit_outcome,
                 &summary,
             )
@@ -522,8 +592,24 @@ impl Deployer {
         out: &mut Output<'_>,
     ) -> String {
         self.resume_worker(switch.last, out).await;
+        let mut said = String::new();
+        if switch.writers_stopped
+            && let Some(args) = plan.iter().find_map(|s| match &s.action {
+                Action::Compose(args) if s.name == "start writers" => Some(args.clone()),
+                _ => None,
+            })
+        {
+            let writers = args[1..].join(", ");
+            said = match self.compose_step(&args, switch.last, out).await {
+                Ok(0) => format!("; {writers} were started again"),
+                Ok(code) => format!("; starting {writers} again exited {code}"),
+                Err(failure) => {
+                    format!("; {writers} could not be started again: {}", failure.reason)
+                }
+            };
+        }
         if !switch.maintenance || switch.reopened {
-            return String::new();
+            return said;
         }
         let Some(args) = plan.iter().find_map(|s| match &s.action {
             Action::Reopen(args) => Some(args.clone()),
@@ -532,7 +618,7 @@ impl Deployer {
             return String::new();
         };
         let service = &self.config.deploy.public_service;
-        match self.reopen(&args, switch.last, out).await {
+        said + &match self.reopen(&args, switch.last, out).await {
             Ok(_) => format!("; {service} was started again in place of the maintenance page"),
             Err(failure) => format!(
                 "; {service} could not be started again ({}): the maintenance page may still answer",
@@ -609,6 +695,8 @@ struct SwitchState {
     maintenance: bool,
     /// The reopen step began.
     reopened: bool,
+    /// A restore's "stop writers" began and its "start writers" has not succeeded.
+    writers_stopped: bool,
     /// The position of the last step that began (where the closing lines go).
     last: usize,
 }

@@ -52,6 +52,11 @@ impl Deployer {
             Action::RestoreImages(id) => self.restore_images(*id, position, out).await.map(none),
             Action::KeepImages => self.keep_images(position, out).await.map(none),
             Action::Backup => self.backup(position, out).await.map(none),
+            Action::CheckDump => self.check_dump(options, position, out).await.map(none),
+            Action::RestoreDatabase => self
+                .restore_database(options, position, out)
+                .await
+                .map(|code| Done::Code(Some(code))),
             Action::Drain => self.drain(position, out).await.map(none),
             Action::MaintenanceOn => self.maintenance_on(position, out).await.map(none),
             Action::Reopen(args) => self
@@ -404,8 +409,11 @@ impl Deployer {
             return Ok(());
         }
         let backups = &self.backups;
-        let actor = format!("deploy #{}", out.id);
-        let turn = backups.wait_turn().await;
+        // A restore lends the turn it holds; a deploy waits for one.
+        let (actor, turn) = match self.held_backup_turn() {
+            Some(turn) => (format!("restore #{}", out.id), turn),
+            None => (format!("deploy #{}", out.id), backups.wait_turn().await),
+        };
         let started = crate::backup::ssr::begin(backups, turn, &actor, Default::default())
             .await
             .map_err(|e| StepFailure::new(e.to_string()))?;
