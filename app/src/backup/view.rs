@@ -52,6 +52,9 @@ pub async fn delete_backup(id: i64, #[server(default)] confirm: String) -> Resul
 pub struct RestoreContext {
     pub database: String,
     pub last_deploy: Option<(i64, chrono::DateTime<chrono::Utc>)>,
+    /// The server's clock when this was read (the browser's clock is not asked: a backup's age is
+    /// told against this).
+    pub read_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[server(endpoint = "backup_restore_facts")]
@@ -74,6 +77,7 @@ pub async fn read_restore_context() -> Result<RestoreContext, AppError> {
     Ok(RestoreContext {
         database,
         last_deploy,
+        read_at: chrono::Utc::now(),
     })
 }
 
@@ -140,6 +144,17 @@ pub fn BackupsPage() -> impl IntoView {
     });
     let policy = Resource::new(|| (), |_| read_backup_policy());
     let login = expect_context::<crate::auth::view::LoginResource>();
+    // What the restore form needs, read for admins only (a restore is theirs alone).
+    let restore_context = Resource::new(
+        move || login.get().and_then(crate::auth::view::role_of),
+        |role| async move {
+            if role >= Some(crate::auth::Role::Admin) {
+                read_restore_context().await.ok()
+            } else {
+                None
+            }
+        },
+    );
     view! {
         <Title text="Backups"/>
         <h1>"Backups"</h1>
@@ -206,11 +221,7 @@ pub fn BackupsPage() -> impl IntoView {
                 {move || Suspend::new(async move {
                     // The role once for the whole table, not a gate (and a suspense) per row.
                     let role = crate::auth::view::role_of(login.await);
-                    let facts = if role >= Some(crate::auth::Role::Admin) {
-                        read_restore_context().await.ok()
-                    } else {
-                        None
-                    };
+                    let facts = restore_context.await;
                     backups.await.map(|list| view! { <BackupTable backups=list delete restore facts role/> })
                 })}
             </ErrorBoundary>
@@ -346,10 +357,13 @@ fn RestoreForm(
     restore: ServerAction<RestoreBackup>,
 ) -> impl IntoView {
     let id = backup.id;
-    let database = facts.database;
+    let database = facts.database.clone();
     let older_than_code = facts.last_deploy.filter(|(_, at)| backup.started_at < *at);
-    let age =
-        crate::deploy::view::seconds((chrono::Utc::now() - backup.started_at).num_milliseconds());
+    let age = crate::deploy::view::seconds(
+        (facts.read_at - backup.started_at)
+            .num_milliseconds()
+            .max(0),
+    );
     view! {
         <details class="danger">
             <summary data-testid=format!("restore-open-{id}")>"Restore…"</summary>
