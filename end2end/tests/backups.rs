@@ -6,14 +6,10 @@ use std::time::Duration;
 
 use end2end::{ADMIN, Browser, Console, StackProject, console_binary};
 
-#[tokio::test]
-async fn a_backup_shows_its_progress_succeeds_and_is_deleted_only_with_its_name_typed() {
-    let project = StackProject::new("epsmbackclick");
-    // Enough rows that the dump runs for a few seconds, so its progress can be seen.
-    project.database_only_with_rows(3_000_000);
-    let console = Console::for_stack(&console_binary(), &project, &[]).await;
+/// Opens the Backups page as an admin of `console` and clicks "Back up now".
+async fn back_up_from_the_page(console: &Console) -> Browser {
     let browser = Browser::start().await;
-    browser.login(&console, ADMIN).await;
+    browser.login(console, ADMIN).await;
     browser
         .open_hydrated(&format!("{}/backups", console.url))
         .await;
@@ -24,11 +20,10 @@ async fn a_backup_shows_its_progress_succeeds_and_is_deleted_only_with_its_name_
         .await
         .unwrap();
     browser
-        .wait_for_text("[data-testid=backup-size]", Duration::from_secs(30), |t| {
-            t.ends_with("so far")
-        })
-        .await;
-    browser.screenshot("backup-running").await;
+}
+
+/// Waits for "Backup #1 done: <file>"; returns the file name.
+async fn first_backup_done(browser: &Browser) -> String {
     let done = browser
         .wait_for_text(
             "[data-testid=backup-result]",
@@ -36,47 +31,70 @@ async fn a_backup_shows_its_progress_succeeds_and_is_deleted_only_with_its_name_
             |t| t.starts_with("Backup #1 done"),
         )
         .await;
-    let name = done.rsplit(": ").next().unwrap().to_string();
-    assert!(name.ends_with("-1.dump"), "{done}");
+    done.rsplit(": ").next().unwrap().to_string()
+}
+
+/// Opens backup #1's `action` form ("delete", "restore"), types `typed` (the form then pictured as
+/// `shot`, if given) and submits it. The list is re-read after each attempt, which renders the form
+/// closed again: it is opened every time.
+async fn confirm_typing(browser: &Browser, action: &str, typed: &str, shot: Option<&str>) {
+    browser
+        .click_when_ready(&format!("[data-testid={action}-open-1]"))
+        .await;
+    browser
+        .client
+        .execute(
+            &format!(
+                "document.querySelector('[data-testid={action}-open-1]').closest('details').open = true"
+            ),
+            vec![],
+        )
+        .await
+        .unwrap();
+    let confirm = browser
+        .wait_for(&format!("[data-testid={action}-confirm-1]"))
+        .await;
+    confirm.clear().await.unwrap();
+    confirm.send_keys(typed).await.unwrap();
+    if let Some(name) = shot {
+        browser.screenshot(name).await;
+    }
+    browser
+        .wait_for(&format!("[data-testid={action}-1]"))
+        .await
+        .click()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_backup_shows_its_progress_succeeds_and_is_deleted_only_with_its_name_typed() {
+    let project = StackProject::new("epsmbackclick");
+    // Enough rows that the dump runs for a few seconds, so its progress can be seen.
+    project.database_only_with_rows(3_000_000);
+    let console = Console::for_stack(&console_binary(), &project, &[]).await;
+    let browser = back_up_from_the_page(&console).await;
+    browser
+        .wait_for_text("[data-testid=backup-size]", Duration::from_secs(30), |t| {
+            t.ends_with("so far")
+        })
+        .await;
+    browser.screenshot("backup-running").await;
+    let name = first_backup_done(&browser).await;
+    assert!(name.ends_with("-1.dump"), "{name}");
     browser
         .wait_for("tr[data-testid=backup-row][data-outcome=succeeded]")
         .await;
 
     // Delete: the summary opens the form; a wrong name is refused and nothing is deleted.
-    browser
-        .click_when_ready("[data-testid=delete-open-1]")
-        .await;
-    let delete_typing = |typed: String| {
-        let browser = &browser;
-        async move {
-            // The list is re-read after each attempt, which renders the form closed again: open it.
-            browser
-                .client
-                .execute(
-                    "document.querySelector('[data-testid=delete-open-1]').closest('details').open = true",
-                    vec![],
-                )
-                .await
-                .unwrap();
-            let confirm = browser.wait_for("[data-testid=delete-confirm-1]").await;
-            confirm.clear().await.unwrap();
-            confirm.send_keys(&typed).await.unwrap();
-            browser
-                .wait_for("[data-testid=delete-1]")
-                .await
-                .click()
-                .await
-                .unwrap();
-        }
-    };
-    delete_typing("yes".into()).await;
+    confirm_typing(&browser, "delete", "yes", None).await;
     browser
         .wait_for_text("[data-testid=delete-error]", Duration::from_secs(10), |t| {
             t.contains(&format!("type the file name ({name})"))
         })
         .await;
     assert!(console.data_path().join("backups").join(&name).exists());
-    delete_typing(name.clone()).await;
+    confirm_typing(&browser, "delete", &name, None).await;
     browser
         .wait_for_count(
             "tr[data-testid=backup-row][data-outcome=deleted]",
@@ -96,56 +114,15 @@ async fn a_restore_asks_for_the_database_name_and_is_followed_like_a_deploy() {
     project.manage(&["migrate", "--noinput"]);
     project.manage(&["seed"]);
     let console = Console::for_stack(&console_binary(), &project, &[]).await;
-    let browser = Browser::start().await;
-    browser.login(&console, ADMIN).await;
-    browser
-        .open_hydrated(&format!("{}/backups", console.url))
-        .await;
-    browser
-        .wait_for("[data-testid=backup-button]")
-        .await
-        .click()
-        .await
-        .unwrap();
-    browser
-        .wait_for_text(
-            "[data-testid=backup-result]",
-            Duration::from_secs(120),
-            |t| t.starts_with("Backup #1 done"),
-        )
-        .await;
+    let browser = back_up_from_the_page(&console).await;
+    first_backup_done(&browser).await;
     project.psql(
         "epsm_db",
         "DELETE FROM simulations_simulation; DELETE FROM simulations_building",
     );
 
     // A wrong name is refused and nothing starts; the database name starts the restore.
-    browser
-        .click_when_ready("[data-testid=restore-open-1]")
-        .await;
-    let restore_typing = |typed: &'static str| {
-        let browser = &browser;
-        async move {
-            browser
-                .client
-                .execute(
-                    "document.querySelector('[data-testid=restore-open-1]').closest('details').open = true",
-                    vec![],
-                )
-                .await
-                .unwrap();
-            let confirm = browser.wait_for("[data-testid=restore-confirm-1]").await;
-            confirm.clear().await.unwrap();
-            confirm.send_keys(typed).await.unwrap();
-            browser
-                .wait_for("[data-testid=restore-1]")
-                .await
-                .click()
-                .await
-                .unwrap();
-        }
-    };
-    restore_typing("yes").await;
+    confirm_typing(&browser, "restore", "yes", None).await;
     browser
         .wait_for_text(
             "[data-testid=restore-error]",
@@ -157,24 +134,7 @@ async fn a_restore_asks_for_the_database_name_and_is_followed_like_a_deploy() {
         project.psql("epsm_db", "SELECT count(*) FROM simulations_building"),
         "0"
     );
-    browser
-        .client
-        .execute(
-            "document.querySelector('[data-testid=restore-open-1]').closest('details').open = true",
-            vec![],
-        )
-        .await
-        .unwrap();
-    let confirm = browser.wait_for("[data-testid=restore-confirm-1]").await;
-    confirm.clear().await.unwrap();
-    confirm.send_keys("epsm_db").await.unwrap();
-    browser.screenshot("restore-confirm").await;
-    browser
-        .wait_for("[data-testid=restore-1]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    confirm_typing(&browser, "restore", "epsm_db", Some("restore-confirm")).await;
 
     // Its page follows it like a deploy's, to the end.
     let outcome = browser

@@ -20,6 +20,7 @@ use crate::environment::secrets::Masker;
 use crate::store::{Store, StoreError};
 
 mod dump;
+pub(crate) mod pg;
 
 pub(super) use dump::Dumped;
 use dump::{Dumper, lock_path};
