@@ -26,6 +26,9 @@ pub struct Overview {
     /// The newest backup attempt, when it is not that one (running or failed since).
     pub newer_attempt: Option<Backup>,
     pub next_backup: Option<DateTime<Utc>>,
+    /// The newest restore drill, with its backup's id.
+    #[serde(default)]
+    pub last_drill: Option<(i64, crate::backup::Drill)>,
     /// Findings by severity (errors, warnings), or why the audit could not run.
     pub audit: Result<(usize, usize), String>,
     /// Login trouble ahead or now (the IdP's metadata unreadable or getting old).
@@ -45,7 +48,12 @@ pub async fn get_overview() -> Result<Overview, AppError> {
         backups.list(50),
         crate::environment::view::get_environment_report(),
     );
-    let listed: Vec<Backup> = listed?
+    let listed = listed?;
+    let last_drill = listed
+        .iter()
+        .filter_map(|b| Some((b.id, b.drill.clone()?)))
+        .max_by_key(|(_, d)| d.at);
+    let listed: Vec<Backup> = listed
         .into_iter()
         .filter(|b| b.outcome != BackupOutcome::Deleted)
         .collect();
@@ -67,6 +75,7 @@ pub async fn get_overview() -> Result<Overview, AppError> {
         last_good_backup,
         newer_attempt,
         next_backup: backups.policy().next_run,
+        last_drill,
         audit: report
             .map(|r| {
                 (
@@ -263,11 +272,20 @@ fn BackupGlance(overview: Overview) -> impl IntoView {
         .next_backup
         .map(|t| format!("Next scheduled: {} UTC", t.format("%Y-%m-%d %H:%M")))
         .unwrap_or_else(|| "No schedule".into());
+    let drill = overview.last_drill.map(|(id, d)| {
+        let (class, state, text) = match d.ok {
+            None => ("warn", "running", format!("Restore test of backup #{id} is running")),
+            Some(true) => ("ok", "ok", format!("Restore tested {}: backup #{id} ok", ago(now, d.at))),
+            Some(false) => ("down", "failed", format!("Restore test {} failed: backup #{id}: {}", ago(now, d.at), d.detail)),
+        };
+        view! { <p class=format!("small drill {class}") data-testid="overview-drill" data-state=state>{text}</p> }
+    });
     view! {
         <section class="card" data-testid="overview-backup">
             <h2><a href="/backups">"Backups"</a></h2>
             {good}
             {attempt}
+            {drill}
             <p class="muted small">{next}</p>
         </section>
     }

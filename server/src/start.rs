@@ -190,7 +190,14 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), StartError> {
         state.store.clone(),
         state.config.audit.keep_days,
     ));
-    tokio::spawn(app::backup::ssr::run_schedule(backups, shutdown.clone()));
+    tokio::spawn(app::backup::ssr::run_schedule(
+        backups.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(app::backup::ssr::run_drill_schedule(
+        backups,
+        shutdown.clone(),
+    ));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Listen { addr, source })?;

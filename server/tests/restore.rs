@@ -2,7 +2,9 @@
 //! command line: a backup brings back rows that were changed and deleted since, after a safety backup,
 //! with every service healthy again; a truncated dump fails at the restore step and leaves the
 //! database as it was, with the writers running again; a restore and a deploy (or a backup) never run
-//! at once, and the refusal names the one that runs.
+//! at once, and the refusal names the one that runs. A restore drill brings the newest backup back in
+//! a scratch container with the row counts recorded at the backup, leaves nothing behind, and fails
+//! with the reason on a corrupt file; the drill schedule runs on its own.
 
 use std::path::Path;
 use std::time::Duration;
@@ -293,4 +295,124 @@ async fn a_restore_brings_back_changed_and_deleted_rows_and_never_runs_beside_a_
         "{said}"
     );
     assert_eq!(counts(&project), changed, "as it was at the plain backup");
+}
+
+/// The console's drill containers (running or not) and the engine's volumes, as `docker` lists them.
+fn scratch_left(project: &StackProject) -> (String, Vec<String>) {
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let containers = docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=epsm-ops.drill={}", project.name),
+    ]);
+    let mut volumes: Vec<String> = docker(&["volume", "ls", "-q"])
+        .lines()
+        .map(String::from)
+        .collect();
+    volumes.sort();
+    (containers, volumes)
+}
+
+/// "Test restore" from the page, followed in the list until the drill ends; the drilled backup.
+async fn drill(console: &Console) -> Backup {
+    let (status, body) = console.call("backup_drill", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let id = serde_json::from_str::<Backup>(&body).unwrap().id;
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let backup = backups(console)
+            .await
+            .into_iter()
+            .find(|b| b.id == id)
+            .unwrap();
+        if backup.drill.as_ref().is_some_and(|d| d.ok.is_some()) {
+            return backup;
+        }
+        assert!(std::time::Instant::now() < deadline, "{backup:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_drill_restores_the_newest_backup_into_a_scratch_database_that_is_gone_afterwards() {
+    let project = StackProject::new("epsmdrill");
+    project.database_only_with_rows(50_000);
+    project.psql("epsm_db", "CREATE TABLE small AS SELECT 1 AS one");
+    let mut console = Console::for_stack(bin(), &project, &[]).await;
+    let (_, before) = scratch_left(&project);
+    let backup = backup_now(&console, "Custom").await;
+    assert_eq!(backup.tables_recorded, Some(2), "big and small: {backup:?}");
+
+    // A good backup: restored, its two tables with their rows as recorded; nothing left behind.
+    let drilled = drill(&console).await;
+    assert_eq!(drilled.id, backup.id);
+    let found = drilled.drill.unwrap();
+    assert_eq!(found.ok, Some(true), "{}", found.detail);
+    assert!(
+        found
+            .detail
+            .contains("2 tables with their rows as recorded (2 counted exactly"),
+        "{}",
+        found.detail
+    );
+    assert_eq!(scratch_left(&project), (String::new(), before.clone()));
+    assert_audited(&console, &[("backup.drill", "ok")]).await;
+
+    // The live database was not touched by it.
+    assert_eq!(project.psql("epsm_db", "SELECT count(*) FROM big"), "50000");
+
+    // A corrupt file (truncated on disk): the drill fails and says why; the Overview shows it.
+    let file = console
+        .data_path()
+        .join("backups")
+        .join(backup.file_name.as_deref().unwrap());
+    let whole = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &whole[..whole.len() / 2]).unwrap();
+    let found = drill(&console).await.drill.unwrap();
+    assert_eq!(found.ok, Some(false));
+    assert!(
+        found
+            .detail
+            .contains("the file is not the one backed up: its sha256 is"),
+        "{}",
+        found.detail
+    );
+    assert_eq!(scratch_left(&project), (String::new(), before.clone()));
+    let (_, overview) = console.call("overview", &[]).await;
+    let overview: serde_json::Value = serde_json::from_str(&overview).unwrap();
+    assert_eq!(overview["last_drill"][0], backup.id, "{overview}");
+    assert_eq!(overview["last_drill"][1]["ok"], false, "{overview}");
+
+    // The schedule drills on its own, recorded as "drill schedule (...)".
+    std::fs::write(&file, &whole).unwrap();
+    let data = console.data_path();
+    console.stop();
+    let console = Console::for_stack(
+        bin(),
+        &project,
+        &[
+            ("EPSM_OPS_DATA_DIR", data.to_str().unwrap()),
+            ("EPSM_OPS_BACKUPS_DRILL_SCHEDULE", "*/2 * * * * *"),
+        ],
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, audit) = console
+            .call("audit_log", &[("action", "backup.drill")])
+            .await;
+        if audit.contains("drill schedule (*/2 * * * * *)") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{audit}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

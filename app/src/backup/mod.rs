@@ -66,6 +66,32 @@ pub struct Backup {
     pub sha256: Option<String>,
     pub duration_ms: Option<u64>,
     pub deploy_id: Option<i64>,
+    /// How many tables had their rows recorded when it was taken (None: not recorded).
+    pub tables_recorded: Option<usize>,
+    /// Its last restore drill, if it had one.
+    pub drill: Option<Drill>,
+}
+
+/// A restore drill: the backup restored into a throwaway PostgreSQL container and its tables and row
+/// counts compared with those recorded when it was taken.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Drill {
+    pub at: DateTime<Utc>,
+    /// None while it runs.
+    pub ok: Option<bool>,
+    /// What it found (why it failed).
+    pub detail: String,
+}
+
+/// One table's rows when a backup was taken: counted before and after the dump (`low`..=`high`:
+/// writes during the dump move it), exactly for tables under `EXACT_BELOW` rows, else PostgreSQL's
+/// estimate (`exact` false).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableCount {
+    pub table: String,
+    pub low: i64,
+    pub high: i64,
+    pub exact: bool,
 }
 
 /// How backups are taken and kept, as the page shows it.

@@ -1,7 +1,7 @@
 //! The `backups` table: a record per backup, written as it starts, progresses and ends.
 
 use super::ssr::Dumped;
-use super::{Backup, BackupFormat, BackupOutcome};
+use super::{Backup, BackupFormat, BackupOutcome, Drill, TableCount};
 use crate::store::{Store, StoreError, now_text, parse_time, query_failed};
 
 /// A `backups` row as stored.
@@ -20,6 +20,10 @@ struct BackupRow {
     sha256: Option<String>,
     duration_ms: Option<i64>,
     deploy_id: Option<i64>,
+    table_counts: Option<String>,
+    drill_at: Option<String>,
+    drill_ok: Option<bool>,
+    drill_detail: Option<String>,
 }
 
 impl From<BackupRow> for Backup {
@@ -39,12 +43,23 @@ impl From<BackupRow> for Backup {
             sha256: row.sha256,
             duration_ms: row.duration_ms.map(|m| m.max(0) as u64),
             deploy_id: row.deploy_id,
+            tables_recorded: row
+                .table_counts
+                .as_deref()
+                .and_then(|t| serde_json::from_str::<Vec<TableCount>>(t).ok())
+                .map(|t| t.len()),
+            drill: row.drill_at.as_deref().map(|at| Drill {
+                at: parse_time(at),
+                ok: row.drill_ok,
+                detail: row.drill_detail.unwrap_or_default(),
+            }),
         }
     }
 }
 
 const COLUMNS: &str = "id, actor, started_at, finished_at, database, format, outcome, reason, file_name, \
-                       size_bytes, sha256, duration_ms, deploy_id";
+                       size_bytes, sha256, duration_ms, deploy_id, table_counts, drill_at, drill_ok, \
+                       drill_detail";
 
 impl Store {
     pub(super) async fn insert_backup(
@@ -75,25 +90,29 @@ impl Store {
         result: Result<&Dumped, &str>,
         duration_ms: u64,
     ) -> Result<(), StoreError> {
-        let (outcome, reason, file, size, sha) = match result {
+        let (outcome, reason, file, size, sha, counts) = match result {
             Ok(d) => (
                 "succeeded",
                 "",
                 Some(d.file_name.as_str()),
                 Some(d.size_bytes as i64),
                 Some(d.sha256.as_str()),
+                d.counts
+                    .as_ref()
+                    .map(|c| serde_json::to_string(c).unwrap_or_default()),
             ),
-            Err(reason) => ("failed", reason, None, None, None),
+            Err(reason) => ("failed", reason, None, None, None, None),
         };
         sqlx::query(
             "UPDATE backups SET outcome = ?, reason = ?, file_name = ?, size_bytes = ?, sha256 = ?,
-                    duration_ms = ?, finished_at = ? WHERE id = ?",
+                    table_counts = ?, duration_ms = ?, finished_at = ? WHERE id = ?",
         )
         .bind(outcome)
         .bind(reason)
         .bind(file)
         .bind(size)
         .bind(sha)
+        .bind(counts)
         .bind(duration_ms as i64)
         .bind(now_text())
         .bind(id)
@@ -155,5 +174,51 @@ impl Store {
                 .await
                 .map_err(query_failed("read backup"))?;
         Ok(row.map(Backup::from))
+    }
+
+    /// The row counts recorded with backup `id` (None: none were).
+    pub(super) async fn table_counts(
+        &self,
+        id: i64,
+    ) -> Result<Option<Vec<TableCount>>, StoreError> {
+        let row: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT table_counts FROM backups WHERE id = ?")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(query_failed("read a backup's row counts"))?;
+        Ok(row
+            .and_then(|(t,)| t)
+            .and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    /// Records a drill of backup `id`: started (`ok` None) or ended.
+    pub(super) async fn set_drill(
+        &self,
+        id: i64,
+        ok: Option<bool>,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE backups SET drill_at = ?, drill_ok = ?, drill_detail = ? WHERE id = ?")
+            .bind(now_text())
+            .bind(ok)
+            .bind(detail)
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .map_err(query_failed("record a restore drill"))?;
+        Ok(())
+    }
+
+    /// Drills a stopped process left running are marked failed.
+    pub(super) async fn interrupt_drills(&self) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE backups SET drill_ok = 0, drill_detail = 'interrupted: the process running it stopped'
+             WHERE drill_at IS NOT NULL AND drill_ok IS NULL",
+        )
+        .execute(self.pool())
+        .await
+        .map_err(query_failed("mark interrupted drills"))?;
+        Ok(())
     }
 }

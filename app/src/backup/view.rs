@@ -23,6 +23,16 @@ pub async fn start_backup(#[server(default)] format: BackupFormat) -> Result<Bac
         .map_err(AppError::replied)
 }
 
+/// "Test restore": the newest backup restored into a scratch database and its tables and row counts
+/// compared with those recorded when it was taken (`super::ssr::drill_for_page`).
+#[server(endpoint = "backup_drill")]
+pub async fn start_drill() -> Result<Backup, AppError> {
+    let actor = crate::auth::gate::require(crate::auth::Role::Deployer).await?;
+    super::ssr::drill_for_page(&backups(), &actor.name)
+        .await
+        .map_err(AppError::replied)
+}
+
 /// The backups, newest first; a running one's size is its bytes so far.
 #[server(endpoint = "backup_list")]
 pub async fn list_backups() -> Result<Vec<Backup>, AppError> {
@@ -109,6 +119,7 @@ pub fn BackupsPage() -> impl IntoView {
     let start = ServerAction::<StartBackup>::new();
     let delete = ServerAction::<DeleteBackup>::new();
     let restore = ServerAction::<RestoreBackup>::new();
+    let drill = ServerAction::<StartDrill>::new();
     let navigate = leptos_router::hooks::use_navigate();
     Effect::new(move |_| {
         if let Some(Ok(id)) = restore.value().get() {
@@ -122,7 +133,10 @@ pub fn BackupsPage() -> impl IntoView {
     Effect::new(move |_| {
         if let Ok(handle) = set_interval_with_handle(
             move || {
-                if start.pending().get_untracked() || running.get_untracked() {
+                if start.pending().get_untracked()
+                    || drill.pending().get_untracked()
+                    || running.get_untracked()
+                {
                     tick.update(|t| *t += 1);
                 }
             },
@@ -132,14 +146,23 @@ pub fn BackupsPage() -> impl IntoView {
         }
     });
     let backups = Resource::new(
-        move || (start.version().get(), delete.version().get(), tick.get()),
+        move || {
+            (
+                start.version().get(),
+                delete.version().get(),
+                drill.version().get(),
+                tick.get(),
+            )
+        },
         |_| list_backups(),
     );
     Effect::new(move |_| {
-        let any = backups
-            .get()
-            .and_then(Result::ok)
-            .is_some_and(|list| list.iter().any(|b| b.outcome == BackupOutcome::Running));
+        let any = backups.get().and_then(Result::ok).is_some_and(|list| {
+            list.iter().any(|b| {
+                b.outcome == BackupOutcome::Running
+                    || b.drill.as_ref().is_some_and(|d| d.ok.is_none())
+            })
+        });
         running.set(any);
     });
     let policy = Resource::new(|| (), |_| read_backup_policy());
@@ -197,6 +220,22 @@ pub fn BackupsPage() -> impl IntoView {
                         }
                     }
                     Err(e) => view! { <p class="error-box" role="alert" data-testid="backup-error">{e.to_string()}</p> }.into_any(),
+                })}
+            </section>
+            <section class="card">
+                <h2>"Test restore"</h2>
+                <p class="muted small">
+                    "The newest backup restored into a throwaway PostgreSQL container (the database service's image, no "
+                    "network), its tables and row counts compared with those recorded when it was taken, then removed."
+                </p>
+                <ActionForm action=drill attr:class="deploy-form">
+                    <button type="submit" data-testid="drill-button" disabled=move || drill.pending().get()>
+                        {move || if drill.pending().get() { "Testing…" } else { "Test restore" }}
+                    </button>
+                </ActionForm>
+                {move || drill.value().get().map(|r| match r {
+                    Ok(b) => view! { <p class="muted small" data-testid="drill-result">{format!("Backup #{}: see its row below.", b.id)}</p> }.into_any(),
+                    Err(e) => view! { <p class="error-box" role="alert" data-testid="drill-error">{e.to_string()}</p> }.into_any(),
                 })}
             </section>
             </crate::auth::view::RoleGate>
@@ -321,6 +360,7 @@ fn BackupTable(
                             <td data-label="Outcome">
                                 <span class=format!("tag {class}")>{b.outcome.as_str()}</span>
                                 {(!b.reason.is_empty()).then(|| view! { <div class="reason small">{b.reason.clone()}</div> })}
+                                {b.drill.clone().map(|d| view! { <DrillLine drill=d/> })}
                             </td>
                             <td data-label="Size" class="nowrap" data-testid="backup-size">{size}</td>
                             <td data-label="Took" class="nowrap">{b.duration_ms.map(|ms| crate::deploy::view::seconds(ms as i64))}</td>
@@ -388,6 +428,27 @@ fn RestoreForm(
                 </button>
             </ActionForm>
         </details>
+    }
+}
+
+/// "restore tested <when>: ok / failed (why)", or that the test runs.
+#[component]
+pub fn DrillLine(drill: super::Drill) -> impl IntoView {
+    let at = drill.at.format("%Y-%m-%d %H:%M").to_string();
+    let (class, state, text) = match drill.ok {
+        None => (
+            "warn",
+            "running",
+            format!("restore test running since {at}"),
+        ),
+        Some(true) => ("ok", "ok", format!("restore tested {at} UTC: ok")),
+        Some(false) => ("down", "failed", format!("restore tested {at} UTC: failed")),
+    };
+    view! {
+        <div class=format!("small drill {class}") data-testid="backup-drill" data-state=state title=drill.detail.clone()>
+            {text}
+            {(drill.ok == Some(false)).then(|| view! { <div class="reason">{drill.detail.clone()}</div> })}
+        </div>
     }
 }
 

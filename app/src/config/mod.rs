@@ -150,6 +150,7 @@ impl Default for Config {
                 restore_stop_services: ["backend", "celery_worker", "celery_beat"]
                     .map(String::from)
                     .to_vec(),
+                drill_schedule: None,
             },
         }
     }

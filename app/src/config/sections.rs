@@ -107,18 +107,28 @@ pub struct BackupsConfig {
     /// The services a restore stops while it replaces the database (those that write to it), started
     /// again afterwards.
     pub restore_stop_services: Vec<String>,
+    /// A cron expression (UTC) for restore drills of the newest backup; unset or empty: none.
+    pub drill_schedule: Option<String>,
 }
 
 impl BackupsConfig {
     /// The parsed schedule, if one is set (validated at load, so a set one parses).
     pub fn cron(&self) -> Option<croner::Cron> {
-        let pattern = self
-            .schedule
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())?;
-        parse_cron(pattern).ok()
+        set_cron(&self.schedule)
     }
+
+    /// The parsed drill schedule, if one is set (validated at load too).
+    pub fn drill_cron(&self) -> Option<croner::Cron> {
+        set_cron(&self.drill_schedule)
+    }
+}
+
+fn set_cron(pattern: &Option<String>) -> Option<croner::Cron> {
+    let pattern = pattern
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())?;
+    parse_cron(pattern).ok()
 }
 
 /// Five-field cron, or six with seconds first; `@daily` and the like too.

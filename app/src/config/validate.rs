@@ -159,16 +159,21 @@ impl Config {
                 "false in production; the development IdP logs anybody in as anyone",
             ));
         }
-        if let Some(pattern) = self.backups.schedule.as_deref().map(str::trim)
-            && !pattern.is_empty()
-            && let Err(e) = parse_cron(pattern)
-        {
-            return Err(value_error(
-                "backups.schedule",
-                pattern,
-                &format!("is not a cron expression: {e}"),
-                "five fields (minute hour day-of-month month day-of-week, UTC), e.g. \"0 3 * * *\" for 03:00 daily",
-            ));
+        for (key, value) in [
+            ("backups.schedule", &self.backups.schedule),
+            ("backups.drill_schedule", &self.backups.drill_schedule),
+        ] {
+            if let Some(pattern) = value.as_deref().map(str::trim)
+                && !pattern.is_empty()
+                && let Err(e) = parse_cron(pattern)
+            {
+                return Err(value_error(
+                    key,
+                    pattern,
+                    &format!("is not a cron expression: {e}"),
+                    "five fields (minute hour day-of-month month day-of-week, UTC), e.g. \"0 3 * * *\" for 03:00 daily",
+                ));
+            }
         }
         Ok(())
     }

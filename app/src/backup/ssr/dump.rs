@@ -49,6 +49,8 @@ pub(crate) struct Dumped {
     pub(crate) file_name: String,
     pub(crate) size_bytes: u64,
     pub(crate) sha256: String,
+    /// The tables' rows around the dump, for restore drills (None: they could not be counted).
+    pub(crate) counts: Option<Vec<crate::backup::TableCount>>,
 }
 
 /// The dump itself; on any error the temporary file is removed and the reason returned.
@@ -97,7 +99,24 @@ pub(super) async fn dump(
         partial: partial.clone(),
         armed: true,
     };
+    // The rows before and after the dump, what a restore drill checks the backup against.
+    let count = || super::counts::count_tables(&state.engine, &container, user, database, None);
+    let before = count().await;
     let result = dump_to(state, &container, &partial, id, user, database, format).await;
+    let counts = match (&result, before) {
+        (Err(_), _) => None,
+        (Ok(_), Ok(before)) => match count().await {
+            Ok(after) => Some(super::counts::record(&before, &after)),
+            Err(e) => {
+                tracing::warn!(id, "backup: row counts not recorded: {e}");
+                None
+            }
+        },
+        (Ok(_), Err(e)) => {
+            tracing::warn!(id, "backup: row counts not recorded: {e}");
+            None
+        }
+    };
     unfinished.disarm();
     match result {
         Ok((size_bytes, sha256)) => {
@@ -114,6 +133,7 @@ pub(super) async fn dump(
                 file_name,
                 size_bytes,
                 sha256,
+                counts,
             })
         }
         Err(reason) => {
@@ -246,14 +266,7 @@ async fn dump_to(
         }
     };
     if code != Some(0) {
-        let said = stderr
-            .lines()
-            .rfind(|l| !l.trim().is_empty())
-            .unwrap_or("no output");
-        return Err(format!(
-            "pg_dump exited {}: {said}",
-            code.map_or("without a code".into(), |c| c.to_string())
-        ));
+        return Err(super::pg::exited("pg_dump", code, &stderr));
     }
     let (file, size, sha256) = sink.finish();
     use tokio::io::AsyncWriteExt;

@@ -19,9 +19,12 @@ use crate::engine::ssr::Engine;
 use crate::environment::secrets::Masker;
 use crate::store::{Store, StoreError};
 
+mod counts;
+mod drill;
 mod dump;
 pub(crate) mod pg;
 
+pub use drill::{DrillOutcome, drill_for_page, run_drill_schedule};
 pub(super) use dump::Dumped;
 use dump::{Dumper, lock_path};
 pub use dump::{STOP_DUMP_WITHIN, STOPPED_HALF_WAY};
@@ -43,6 +46,8 @@ pub struct Backups {
     masker: Arc<Masker>,
     /// One backup at a time in this process (the lock file orders processes).
     turn: Arc<tokio::sync::Mutex<()>>,
+    /// One restore drill at a time.
+    drill_turn: tokio::sync::Mutex<()>,
     dumper: Dumper,
 }
 
@@ -63,6 +68,7 @@ impl Backups {
             store,
             masker,
             turn: Arc::new(tokio::sync::Mutex::new(())),
+            drill_turn: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -195,6 +201,7 @@ pub async fn recover_interrupted(state: &Backups) -> Result<usize, StoreError> {
             }
         }
     }
+    state.store.interrupt_drills().await?;
     state.store.interrupt_backups().await
 }
 
@@ -373,21 +380,33 @@ pub async fn run_schedule(state: Arc<Backups>, stop: CancellationToken) {
         return;
     };
     let actor = format!("schedule ({})", cron.pattern);
+    on_schedule(&cron, &stop, || async {
+        match backup_now(&state, &actor, BackupFormat::Custom).await {
+            Ok(b) => tracing::info!(id = b.id, "scheduled backup done"),
+            Err(e) => tracing::error!("scheduled backup: {e}"),
+        }
+    })
+    .await
+}
+
+/// Runs `job` at each time of `cron` until `stop` (a job that runs long delays the next one).
+async fn on_schedule<F: Future<Output = ()>>(
+    cron: &croner::Cron,
+    stop: &CancellationToken,
+    mut job: impl FnMut() -> F,
+) {
     loop {
-        let Some(next) = next_run(&cron, Utc::now()) else {
-            tracing::warn!("backup schedule {} has no next time", cron.pattern);
+        let Some(next) = next_run(cron, Utc::now()) else {
+            tracing::warn!("schedule {} has no next time", cron.pattern);
             return;
         };
-        tracing::info!(%next, "next scheduled backup");
+        tracing::info!(%next, schedule = %cron.pattern, "next scheduled run");
         let wait = (next - Utc::now()).to_std().unwrap_or_default();
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
-        match backup_now(&state, &actor, BackupFormat::Custom).await {
-            Ok(b) => tracing::info!(id = b.id, "scheduled backup done"),
-            Err(e) => tracing::error!("scheduled backup: {e}"),
-        }
+        job().await;
     }
 }
 
@@ -489,6 +508,8 @@ mod tests {
             sha256: None,
             duration_ms: None,
             deploy_id: None,
+            tables_recorded: None,
+            drill: None,
         }
     }
 

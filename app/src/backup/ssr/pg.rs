@@ -3,6 +3,18 @@
 
 use crate::backup::BackupFormat;
 
+/// "`tool` exited 1: <its last message>", for a PostgreSQL tool that did not exit 0.
+pub(crate) fn exited(tool: &str, code: Option<i64>, messages: &str) -> String {
+    let said = messages
+        .lines()
+        .rfind(|l| !l.trim().is_empty())
+        .unwrap_or("no message");
+    format!(
+        "{tool} exited {}: {said}",
+        code.map_or("without a code".into(), |c| c.to_string())
+    )
+}
+
 pub(crate) fn restore_tool(format: BackupFormat) -> &'static str {
     match format {
         BackupFormat::Custom => "pg_restore",

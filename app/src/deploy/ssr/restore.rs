@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::*;
-use crate::backup::ssr::pg::{dump_format, restore_command, restore_tool};
+use crate::backup::ssr::pg::{dump_format, exited, restore_command, restore_tool};
 use crate::backup::{Backup, BackupFormat, BackupOutcome};
 use crate::deploy::{RestoreFrom, RestoreRequest};
 
@@ -260,17 +260,10 @@ impl Deployer {
                 .await;
                 Ok(0)
             }
-            code => {
-                let said = lines.last().copied().unwrap_or("no message");
-                Err(StepFailure {
-                    exit_code: code,
-                    ..StepFailure::new(format!(
-                        "{} exited {}: {said}",
-                        restore_tool(dump.format),
-                        code.map_or("without a code".into(), |c| c.to_string())
-                    ))
-                })
-            }
+            code => Err(StepFailure {
+                exit_code: code,
+                ..StepFailure::new(exited(restore_tool(dump.format), code, &messages))
+            }),
         }
     }
 }

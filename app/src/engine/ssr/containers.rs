@@ -1,4 +1,5 @@
-//! Containers the console itself runs beside the stack (the maintenance page during a deploy's switch).
+//! Containers the console itself runs beside the stack (the maintenance page during a deploy's switch,
+//! a restore drill's scratch database).
 
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
@@ -57,8 +58,10 @@ impl Engine {
             Err(e) => return Err(self.call_error(&what, &e)),
         }
         let what = format!("remove container {}", short_id(name));
+        // Its anonymous volumes go with it (a drill's scratch database is one).
         let remove = RemoveContainerOptions {
             force: true,
+            v: true,
             ..Default::default()
         };
         match self
