@@ -1,7 +1,9 @@
 //! Backup benchmark (run by scripts/bench.sh; prints table rows, asserts nothing but success): a
 //! database of about 1 GB (pgbench tables) backed up by the release console, against a raw
 //! `docker exec database pg_dump -Fc > file` in the same run, and the console's resident memory
-//! sampled every 20 ms while it streams the dump (it must not grow with the dump).
+//! sampled every 20 ms while it streams the dump (it must not grow with the dump). Then the archive
+//! restored through the console (the whole stack up, as a restore stops and checks its writers)
+//! against `docker exec -i database pg_restore ... < file` by hand, with the console's memory.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -16,6 +18,80 @@ use end2end::{Console, StackProject, console_binary};
 /// try another size.
 fn scale() -> String {
     std::env::var("EPSM_BENCH_SCALE").unwrap_or_else(|_| "70".into())
+}
+
+/// The restore by hand, as the console runs it (one transaction, over the running database).
+fn raw_restore(project: &StackProject, file: &std::path::Path) -> Duration {
+    let started = Instant::now();
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "docker exec -i {}-database-1 pg_restore --clean --if-exists --single-transaction \
+             --no-owner -U epsm_user -d epsm_db < {}",
+            project.name,
+            file.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    started.elapsed()
+}
+
+/// Samples the console's VmRSS every 20 ms until the returned flag is set; the thread answers the
+/// peak.
+fn sample_rss(pid: u32) -> (Arc<AtomicBool>, std::thread::JoinHandle<u64>) {
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = std::thread::spawn({
+        let done = done.clone();
+        move || {
+            let mut peak = 0;
+            while !done.load(Ordering::Relaxed) {
+                peak = peak.max(rss_kib(pid));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak
+        }
+    });
+    (done, sampler)
+}
+
+/// A restore of backup `id` through the console, to its end: the whole run, its restore step, the
+/// console's peak RSS.
+async fn console_restore(console: &Console, id: i64) -> (Duration, Duration, u64) {
+    let (done, sampler) = sample_rss(console.pid());
+    let started = Instant::now();
+    let (status, body) = console
+        .call(
+            "backup_restore",
+            &[("id", &id.to_string()), ("confirm", "epsm_db")],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let run = body.clone();
+    let finished = loop {
+        let (_, body) = console.call("deploy_get", &[("id", &run)]).await;
+        let d: app::deploy::Deploy = serde_json::from_str(&body).unwrap();
+        if d.outcome != app::deploy::DeployOutcome::Running {
+            break d;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let wall = started.elapsed();
+    done.store(true, Ordering::Relaxed);
+    let peak = sampler.join().unwrap();
+    assert_eq!(
+        finished.outcome,
+        app::deploy::DeployOutcome::Succeeded,
+        "{}",
+        finished.summary
+    );
+    let step = finished
+        .steps
+        .iter()
+        .find(|s| s.name == "restore")
+        .and_then(|s| s.duration_ms)
+        .unwrap();
+    (wall, Duration::from_millis(step), peak)
 }
 
 /// The raw dump as an operator types it; returns the time and the file's size.
@@ -35,20 +111,8 @@ fn raw_dump(project: &StackProject, out: &std::path::Path) -> (Duration, u64) {
 }
 
 async fn console_dump(console: &Console, format: &str) -> (Duration, Backup, u64, u64) {
-    let pid = console.pid();
-    let before = rss_kib(pid);
-    let done = Arc::new(AtomicBool::new(false));
-    let sampler = std::thread::spawn({
-        let done = done.clone();
-        move || {
-            let mut peak = 0;
-            while !done.load(Ordering::Relaxed) {
-                peak = peak.max(rss_kib(pid));
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            peak
-        }
-    });
+    let before = rss_kib(console.pid());
+    let (done, sampler) = sample_rss(console.pid());
     let started = Instant::now();
     let (status, body) = console.call("backup_start", &[("format", format)]).await;
     let wall = started.elapsed();
@@ -99,6 +163,7 @@ async fn main() {
     let mut raw_size = 0;
     let mut archive = 0;
     let (mut rss_before, mut rss_peak) = (0, 0);
+    let mut last = 0;
     for _ in 0..2 {
         let (t, size) = raw_dump(&project, &raw_file);
         raw_best = raw_best.min(t);
@@ -106,9 +171,24 @@ async fn main() {
         let (t, backup, before, peak) = console_dump(&console, "Custom").await;
         console_best = console_best.min(t);
         archive = backup.size_bytes.unwrap_or(0);
+        last = backup.id;
         rss_before = rss_before.max(before);
         rss_peak = rss_peak.max(peak);
     }
+    // Restore: the rest of the stack up (a restore stops its writers and checks the stack), then the
+    // same archive by hand and through the console, alternating; best of each.
+    project.compose_ok(&["build"]);
+    project.up_wait(&[]);
+    let mut by_hand = Duration::MAX;
+    let (mut restore_run, mut restore_step, mut restore_peak) = (Duration::MAX, Duration::MAX, 0);
+    for _ in 0..2 {
+        by_hand = by_hand.min(raw_restore(&project, &raw_file));
+        let (run, step, peak) = console_restore(&console, last).await;
+        restore_run = restore_run.min(run);
+        restore_step = restore_step.min(step);
+        restore_peak = restore_peak.max(peak);
+    }
+
     // Plain SQL of the same database: hundreds of MB pass through the console, not a compressed 20.
     let (plain_time, plain, plain_before, plain_peak) = console_dump(&console, "Plain").await;
 
@@ -163,6 +243,35 @@ async fn main() {
             rss_before / 1024
         ),
         "VmRSS of the console sampled every 20 ms while it streams the dump",
+    );
+    row(
+        "restore ~1 GB, console's restore step",
+        format!("{:.1} s", restore_step.as_secs_f64()),
+        &format!(
+            "{how}; pg_restore --single-transaction fed through the Docker API exec, from the step's \
+             recorded time"
+        ),
+    );
+    row(
+        "restore ~1 GB, by hand",
+        format!("{:.1} s", by_hand.as_secs_f64()),
+        "docker exec -i database pg_restore --clean --if-exists --single-transaction --no-owner < file, same run",
+    );
+    row(
+        "restore step / by hand",
+        format!("{:.2}x", restore_step.as_secs_f64() / by_hand.as_secs_f64()),
+        "time ratio, same archive, same database",
+    );
+    row(
+        "restore ~1 GB, whole console run",
+        format!("{:.1} s", restore_run.as_secs_f64()),
+        "click to verified: check, safety backup of the same database, drain, maintenance page, writers \
+         stopped, restore, writers started, wait for healthy, reopen, verify",
+    );
+    row(
+        "server RSS during restore",
+        format!("{} MiB peak", restore_peak / 1024),
+        "VmRSS sampled every 20 ms through the whole restore run (the archive is streamed, never held)",
     );
     row(
         "server RSS during plain SQL backup",

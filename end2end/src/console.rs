@@ -322,6 +322,10 @@ impl Console {
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
             .default_headers(headers)
+            // The console closes a connection that sends no request for `header_read_timeout_secs`
+            // (10 s); a pooled connection kept longer can be picked just as it closes, and the call
+            // fails with "IncompleteMessage" (a test that waited on a command line did).
+            .pool_idle_timeout(std::time::Duration::from_secs(5))
             .build()
             .expect("HTTP client")
     }

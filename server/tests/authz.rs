@@ -96,6 +96,20 @@ async fn every_page_function_and_route_gives_each_role_exactly_its_outcome() {
         ("POST", "/api/deploy_cancel", &[("id", "999")], deployers),
         ("POST", "/api/deploy_rollback", &[("id", "999")], deployers),
         ("POST", "/api/backup_start", &[], deployers),
+        ("POST", "/api/backup_drill", &[], deployers),
+        (
+            "POST",
+            "/api/deploy_undo_choices",
+            &[("id", "999")],
+            deployers,
+        ),
+        ("POST", "/api/deploy_undo", &[("id", "999")], deployers),
+        (
+            "POST",
+            "/api/deploy_undo",
+            &[("id", "999"), ("with_data", "true")],
+            admins,
+        ),
         ("GET", "/backups/999/download", &[], deployers),
         (
             "POST",

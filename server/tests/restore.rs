@@ -297,7 +297,8 @@ async fn a_restore_brings_back_changed_and_deleted_rows_and_never_runs_beside_a_
     assert_eq!(counts(&project), changed, "as it was at the plain backup");
 }
 
-/// The console's drill containers (running or not) and the engine's volumes, as `docker` lists them.
+/// The console's drill containers (running or not) and the engine's anonymous volumes, as `docker`
+/// lists them.
 fn scratch_left(project: &StackProject) -> (String, Vec<String>) {
     let docker = |args: &[&str]| {
         let out = std::process::Command::new("docker")
@@ -313,8 +314,10 @@ fn scratch_left(project: &StackProject) -> (String, Vec<String>) {
         "--filter",
         &format!("label=epsm-ops.drill={}", project.name),
     ]);
+    // Anonymous volumes only (64 hex digits): other tests' stacks come and go with named ones.
     let mut volumes: Vec<String> = docker(&["volume", "ls", "-q"])
         .lines()
+        .filter(|v| v.len() == 64 && v.chars().all(|c| c.is_ascii_hexdigit()))
         .map(String::from)
         .collect();
     volumes.sort();
@@ -415,4 +418,130 @@ async fn a_drill_restores_the_newest_backup_into_a_scratch_database_that_is_gone
         assert!(std::time::Instant::now() < deadline, "{audit}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+const REMOVE_CREATED_AT: &str = r#"from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("simulations", "0002_failure_switch")]
+    operations = [migrations.RemoveField(model_name="simulation", name="created_at")]
+"#;
+
+/// Whether `simulations_simulation` has its `created_at` column.
+fn has_created_at(project: &StackProject) -> bool {
+    project.psql(
+        "epsm_db",
+        "SELECT count(*) FROM information_schema.columns \
+         WHERE table_name = 'simulations_simulation' AND column_name = 'created_at'",
+    ) == "1"
+}
+
+async fn run_to_end(console: &Console, id: i64) -> app::deploy::Deploy {
+    let (_, events) = follow_to_end(console, id).await;
+    let d = runs::deploy(console, id).await;
+    assert_eq!(
+        d.outcome,
+        DeployOutcome::Succeeded,
+        "{}\n{}",
+        d.summary,
+        lines(&events)
+    );
+    d
+}
+
+#[tokio::test]
+async fn undoing_a_deploy_with_its_data_brings_back_a_dropped_column_and_its_values() {
+    let project = StackProject::new("epsmundo");
+    let console = Console::for_stack(bin(), &project, &[]).await;
+    let first = start(&console, &[("options[no_pull]", "true")]).await;
+    let first = run_to_end(&console, first).await;
+    project.psql(
+        "epsm_db",
+        "INSERT INTO simulations_simulation (building_id, name, status, created_at) \
+         VALUES ((SELECT min(id) FROM simulations_building), 'kept', 'finished', \
+                 '2026-01-02 03:04:05+00')",
+    );
+
+    // A deploy that drops Simulation.created_at, backing up first.
+    let models = std::fs::read_to_string(
+        end2end::repo_root().join("stack/backend/app/simulations/models.py"),
+    )
+    .unwrap()
+    .replace(
+        "    created_at = models.DateTimeField(auto_now_add=True)\n",
+        "",
+    );
+    project.push_to_origin(
+        &[
+            ("backend/app/simulations/models.py", Some(&models)),
+            (
+                "backend/app/simulations/migrations/0003_remove_simulation_created_at.py",
+                Some(REMOVE_CREATED_AT),
+            ),
+        ],
+        "Drop Simulation.created_at",
+    );
+    let second = start(
+        &console,
+        &[
+            ("options[no_pull]", "true"),
+            ("options[skip_seed]", "true"),
+            ("options[backup_first]", "true"),
+        ],
+    )
+    .await;
+    run_to_end(&console, second).await;
+    assert!(!has_created_at(&project), "the migration dropped it");
+
+    // The undo offers the images before it and the backup it took.
+    let id = second.to_string();
+    let (status, body) = console.call("deploy_undo_choices", &[("id", &id)]).await;
+    assert_eq!(status, 200, "{body}");
+    let choices: app::deploy::undo::UndoChoices = serde_json::from_str(&body).unwrap();
+    assert_eq!(choices.previous, Some(first.id));
+    let backup = choices.backup.expect("the backup deploy #2 took first");
+    assert_eq!(backup.actor, format!("deploy #{second}"));
+    let (status, body) = console
+        .call(
+            "deploy_undo",
+            &[("id", &id), ("with_data", "true"), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("type the database name (epsm_db)"), "{body}");
+
+    // Images and data of before: the column is back with its value, and the backend runs the
+    // first deploy's image.
+    let (status, body) = console
+        .call(
+            "deploy_undo",
+            &[("id", &id), ("with_data", "true"), ("confirm", "epsm_db")],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let undo = run_to_end(&console, body.parse().unwrap()).await;
+    assert_eq!(
+        undo.options.describe(),
+        format!(
+            "rollback to the images of deploy #{} and the database of backup #{} (no build)",
+            first.id, backup.id
+        )
+    );
+    assert!(has_created_at(&project));
+    assert_eq!(
+        project.psql(
+            "epsm_db",
+            "SELECT created_at AT TIME ZONE 'UTC' FROM simulations_simulation WHERE name = 'kept'"
+        ),
+        "2026-01-02 03:04:05"
+    );
+    let image = |d: &app::deploy::Deploy| {
+        d.images
+            .iter()
+            .find(|(service, _)| service == "backend")
+            .map(|(_, image)| image.clone())
+    };
+    assert_eq!(image(&undo), image(&first));
+    assert_ne!(image(&undo), None);
 }

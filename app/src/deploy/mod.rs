@@ -16,6 +16,7 @@ pub mod plan;
 pub mod ssr;
 #[cfg(feature = "ssr")]
 mod store;
+pub mod undo;
 pub mod view;
 
 /// The options the guide names.
@@ -77,9 +78,10 @@ impl DeployOptions {
         self.recreate_volumes || self.discard_local_changes || self.restore.is_some()
     }
 
-    /// What this run is, in the audit log's actions and on its page: "deploy" or "restore".
+    /// What this run is, in the audit log's actions and on its page: "deploy" or "restore" (a
+    /// rollback with its data is a deploy: it changes the images too).
     pub fn kind(&self) -> &'static str {
-        if self.restore.is_some() {
+        if self.restore.is_some() && self.rollback_of.is_none() {
             "restore"
         } else {
             "deploy"
@@ -107,7 +109,13 @@ impl DeployOptions {
             parts.insert(0, format!("ref {git_ref}"));
         }
         if let Some(id) = self.rollback_of {
-            return format!("rollback to the images of deploy #{id} (no build)");
+            return match &self.restore {
+                Some(restore) => format!(
+                    "rollback to the images of deploy #{id} and the database of {} (no build)",
+                    restore.from.describe()
+                ),
+                None => format!("rollback to the images of deploy #{id} (no build)"),
+            };
         }
         if let Some(restore) = &self.restore {
             return restore.describe();
@@ -139,12 +147,20 @@ pub enum RestoreFrom {
 
 impl RestoreRequest {
     pub fn describe(&self) -> String {
-        let from = match &self.from {
+        let migrate = if self.migrate { ", then migrate" } else { "" };
+        format!(
+            "RESTORE the database from {}{migrate}",
+            self.from.describe()
+        )
+    }
+}
+
+impl RestoreFrom {
+    pub fn describe(&self) -> String {
+        match self {
             RestoreFrom::Backup(id) => format!("backup #{id}"),
             RestoreFrom::File(path) => format!("the file {path}"),
-        };
-        let migrate = if self.migrate { ", then migrate" } else { "" };
-        format!("RESTORE the database from {from}{migrate}")
+        }
     }
 }
 

@@ -166,28 +166,44 @@ fn restore_plan(
         step("check backup", Action::CheckDump),
         step("safety backup", Action::Backup),
     ];
+    // A rollback with its data: an earlier deploy's images come back with the database.
+    if let Some(id) = options.rollback_of {
+        steps.push(step("restore images", Action::RestoreImages(id)));
+    }
     steps.extend(switch.begin());
     steps.extend([
         step("stop writers", with_writers("stop")),
         step("restore", Action::RestoreDatabase),
-        step("start writers", with_writers("start")),
-        PlannedStep {
-            skipped: !restore.migrate,
-            ..step(
-                "migrate",
-                Action::Exec {
-                    service: "backend".into(),
-                    cmd: strings(&["python", "manage.py", "migrate", "--noinput"]),
-                },
-            )
-        },
-        step(
-            "wait for healthy",
-            Action::WaitHealthy(strings(&["database", "redis", "backend"])),
-        ),
     ]);
+    if options.rollback_of.is_some() {
+        steps.push(step(
+            "up",
+            Action::Compose(switch.up(&["up", "-d", "--force-recreate", "--no-build"])),
+        ));
+    } else {
+        steps.extend([
+            step("start writers", with_writers("start")),
+            PlannedStep {
+                skipped: !restore.migrate,
+                ..step(
+                    "migrate",
+                    Action::Exec {
+                        service: "backend".into(),
+                        cmd: strings(&["python", "manage.py", "migrate", "--noinput"]),
+                    },
+                )
+            },
+        ]);
+    }
+    steps.push(step(
+        "wait for healthy",
+        Action::WaitHealthy(strings(&["database", "redis", "backend"])),
+    ));
     steps.extend(switch.end(&["--no-build"]));
     steps.push(step("verify", Action::Verify));
+    if options.rollback_of.is_some() {
+        steps.push(step("keep images", Action::KeepImages));
+    }
     steps
 }
 
@@ -299,6 +315,16 @@ mod tests {
             other => panic!("{name}: {other:?}"),
         }
     }
+
+    /// `up` of a rollback: the kept images, nothing built, nginx behind the maintenance page.
+    const UP_NO_BUILD: [&str; 6] = [
+        "up",
+        "-d",
+        "--force-recreate",
+        "--no-build",
+        "--scale",
+        "nginx=0",
+    ];
 
     fn names(steps: &[PlannedStep]) -> Vec<&'static str> {
         steps.iter().map(|s| s.name).collect()
@@ -474,6 +500,30 @@ mod tests {
         assert!(plan_for(&options, &config).iter().all(|s| !s.skipped));
         assert!(options.destructive(), "admin only, confirmed");
         assert_eq!(options.kind(), "restore");
+
+        // With a rollback: the earlier images come back with the data, started by one `up`.
+        options.rollback_of = Some(2);
+        let steps = plan_for(&options, &config);
+        assert_eq!(
+            names(&steps),
+            [
+                "check backup",
+                "safety backup",
+                "restore images",
+                "drain tasks",
+                "maintenance page",
+                "stop writers",
+                "restore",
+                "up",
+                "wait for healthy",
+                "reopen",
+                "verify",
+                "keep images"
+            ]
+        );
+        assert_eq!(steps[2].action, Action::RestoreImages(2));
+        assert_eq!(compose_args(&steps, "up"), UP_NO_BUILD);
+        assert_eq!(options.kind(), "deploy", "it changes the images: a deploy");
     }
 
     #[test]
@@ -497,17 +547,7 @@ mod tests {
             ]
         );
         assert_eq!(steps[1].action, Action::RestoreImages(7));
-        assert_eq!(
-            compose_args(&steps, "up"),
-            [
-                "up",
-                "-d",
-                "--force-recreate",
-                "--no-build",
-                "--scale",
-                "nginx=0"
-            ]
-        );
+        assert_eq!(compose_args(&steps, "up"), UP_NO_BUILD);
         assert_eq!(
             compose_args(&steps, "reopen"),
             [

@@ -350,6 +350,9 @@ fn DeployView(deploy: Deploy) -> impl IntoView {
                 <p class="error-box" role="alert">{e.to_string()}</p>
             })}
         </section>
+        {(deploy.outcome == DeployOutcome::Succeeded && deploy.options.kind() == "deploy").then(|| view! {
+            <super::undo::UndoCard id/>
+        })}
         {deploy.change_card.clone().map(|card| view! {
             <section class="card">
                 <h2>"What this deploy changed"</h2>

@@ -221,6 +221,9 @@ pub struct Started {
     database: String,
     format: BackupFormat,
     env: std::collections::BTreeMap<String, String>,
+    /// Whether the retention policy runs after it (not after a restore's safety backup: it could
+    /// delete the very backup being restored).
+    retention: bool,
     _turn: Turn,
 }
 
@@ -261,11 +264,18 @@ pub async fn begin(
         database,
         format,
         env,
+        retention: true,
         _turn: turn,
     })
 }
 
 impl Started {
+    /// This backup deletes nothing by the retention policy (the next backup applies it).
+    pub fn without_retention(mut self) -> Started {
+        self.retention = false;
+        self
+    }
+
     /// Dumps, verifies and keeps the backup (or records why not), audits it, applies retention.
     pub async fn run(self, state: &Backups) -> Result<Backup, BackupError> {
         let Started {
@@ -275,6 +285,7 @@ impl Started {
             database,
             format,
             env,
+            retention,
             _turn,
         } = self;
         let scrubber = state
@@ -314,7 +325,7 @@ impl Started {
                 detail: detail.clone(),
             })
             .await?;
-        if result.is_ok() {
+        if result.is_ok() && retention {
             apply_retention(state, &actor).await?;
         }
         match result {

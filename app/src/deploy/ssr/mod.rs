@@ -466,7 +466,7 @@ impl Deployer {
             let ms = Some(clock.elapsed().as_millis() as u64);
             match result {
                 Ok(done) => {
-                    if planned.name == "start writers" {
+                    if planned.name == "start writers" || planned.name == "up" {
                         switch.writers_stopped = false;
                     }
                     let (status, code) = match done {
@@ -541,7 +541,7 @@ impl Deployer {
                 .await;
         }
         if outcome == DeployOutcome::Succeeded {
-            summary = match &options.restore {
+            summary = match options.restore.as_ref().filter(|_| kind == "restore") {
                 Some(restore) => format!(
                     "{}: done; every service up and healthy",
                     restore.describe().replacen("RESTORE", "restored", 1)
@@ -550,7 +550,7 @@ impl Deployer {
             };
         }
         // A restore brings back data, not images: it is not a deploy to roll back to.
-        let images = if options.restore.is_some() {
+        let images = if kind == "restore" {
             Vec::new()
         } else {
             self.images().await
@@ -593,13 +593,11 @@ impl Deployer {
     ) -> String {
         self.resume_worker(switch.last, out).await;
         let mut said = String::new();
-        if switch.writers_stopped
-            && let Some(args) = plan.iter().find_map(|s| match &s.action {
-                Action::Compose(args) if s.name == "start writers" => Some(args.clone()),
-                _ => None,
-            })
-        {
-            let writers = args[1..].join(", ");
+        if switch.writers_stopped {
+            let writers = &self.config.backups.restore_stop_services;
+            let mut args = vec!["start".to_string()];
+            args.extend(writers.iter().cloned());
+            let writers = writers.join(", ");
             said = match self.compose_step(&args, switch.last, out).await {
                 Ok(0) => format!("; {writers} were started again"),
                 Ok(code) => format!("; starting {writers} again exited {code}"),

@@ -271,9 +271,8 @@ impl Deployer {
 /// What a restore's failure at `step` leaves, for the summary.
 pub(super) fn restore_left_state(step: &str) -> &'static str {
     match step {
-        "check backup" | "safety backup" | "drain tasks" | "maintenance page" | "stop writers" => {
-            " (the database was not touched)"
-        }
+        "check backup" | "safety backup" | "restore images" | "drain tasks"
+        | "maintenance page" | "stop writers" => " (the database was not touched)",
         "restore" => " (the restore runs in one transaction: the database is as it was)",
         _ => " (the database is restored)",
     }

@@ -410,13 +410,19 @@ impl Deployer {
         }
         let backups = &self.backups;
         // A restore lends the turn it holds; a deploy waits for one.
-        let (actor, turn) = match self.held_backup_turn() {
+        let held = self.held_backup_turn();
+        let restoring = held.is_some();
+        let (actor, turn) = match held {
             Some(turn) => (format!("restore #{}", out.id), turn),
             None => (format!("deploy #{}", out.id), backups.wait_turn().await),
         };
-        let started = crate::backup::ssr::begin(backups, turn, &actor, Default::default())
+        let mut started = crate::backup::ssr::begin(backups, turn, &actor, Default::default())
             .await
             .map_err(|e| StepFailure::new(e.to_string()))?;
+        if restoring {
+            // The retention policy must not delete the backup about to be restored.
+            started = started.without_retention();
+        }
         let said = SayIfDropped {
             note: Some(format!(
                 "backup #{} was stopped half-way: its partial file is removed, its pg_dump ended \
