@@ -22,6 +22,8 @@ apt_packages=(
   libclang-dev pkg-config libssl-dev libxml2-dev libxmlsec1-dev libxslt1-dev  # samael / xmlsec
   xmlsec1                   # pysaml2 signs and encrypts with it (interop tests)
   brotli                    # benchmark: compressed wasm size
+  rclone                    # backups' off-site copy (the console runs it)
+  openssh-server            # the SFTP server of the off-site copy's tests (started by the test)
   curl ca-certificates
 )
 

@@ -66,6 +66,10 @@ pub fn check_private_paths(config: &Config) -> Result<(), TooOpen> {
         &data.join(crate::environment::disk::FINGERPRINT_KEY_FILE),
         "the key of the env fingerprints",
     )?;
+    check_private(
+        &config.rclone_config(),
+        "the off-site copy's credentials (rclone's configuration)",
+    )?;
     let backups = config.backups_dir();
     check_private(&backups, "database dumps")?;
     if let Ok(entries) = std::fs::read_dir(&backups) {

@@ -28,7 +28,10 @@ pub struct Overview {
     pub next_backup: Option<DateTime<Utc>>,
     /// The newest restore drill, with its backup's id.
     #[serde(default)]
-    pub last_drill: Option<(i64, crate::backup::Drill)>,
+    pub last_drill: Option<(i64, crate::backup::Check)>,
+    /// The newest backup's off-site copy, when copies are made.
+    #[serde(default)]
+    pub last_copy: Option<(i64, crate::backup::Check)>,
     /// Findings by severity (errors, warnings), or why the audit could not run.
     pub audit: Result<(usize, usize), String>,
     /// Login trouble ahead or now (the IdP's metadata unreadable or getting old).
@@ -53,6 +56,10 @@ pub async fn get_overview() -> Result<Overview, AppError> {
         .iter()
         .filter_map(|b| Some((b.id, b.drill.clone()?)))
         .max_by_key(|(_, d)| d.at);
+    let last_copy = listed
+        .iter()
+        .filter(|b| b.outcome == BackupOutcome::Succeeded)
+        .find_map(|b| Some((b.id, b.copy.clone()?)));
     let listed: Vec<Backup> = listed
         .into_iter()
         .filter(|b| b.outcome != BackupOutcome::Deleted)
@@ -76,6 +83,7 @@ pub async fn get_overview() -> Result<Overview, AppError> {
         newer_attempt,
         next_backup: backups.policy().next_run,
         last_drill,
+        last_copy,
         audit: report
             .map(|r| {
                 (
@@ -280,12 +288,21 @@ fn BackupGlance(overview: Overview) -> impl IntoView {
         };
         view! { <p class=format!("small drill {class}") data-testid="overview-drill" data-state=state>{text}</p> }
     });
+    let copy = overview.last_copy.map(|(id, c)| {
+        let (class, state, text) = match c.ok {
+            None => ("warn", "running", format!("Backup #{id} is being copied off site")),
+            Some(true) => ("ok", "ok", format!("Off site: backup #{id} copied and checked")),
+            Some(false) => ("down", "failed", format!("Off-site copy of backup #{id} failed: {}", c.detail)),
+        };
+        view! { <p class=format!("small drill {class}") data-testid="overview-copy" data-state=state>{text}</p> }
+    });
     view! {
         <section class="card" data-testid="overview-backup">
             <h2><a href="/backups">"Backups"</a></h2>
             {good}
             {attempt}
             {drill}
+            {copy}
             <p class="muted small">{next}</p>
         </section>
     }

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod healthcheck;
 pub mod pysaml2;
 pub mod saml_attacks;
+pub mod sftp;
 
 mod browser;
 mod console;

@@ -75,6 +75,14 @@ pub(crate) async fn backup(args: BackupArgs) -> Result<(), StartError> {
     let done = app::backup::ssr::backup_now(&backups, &command_line_actor(), format)
         .await
         .map_err(|e| StartError::Backup(e.to_string()))?;
+    // Its off-site copy (when configured) ends before the command does.
+    backups.wait_for_copies().await;
+    let copy = backups
+        .get(done.id)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|b| b.copy);
     println!(
         "backup #{} {}: {} bytes, sha256 {}, {} ms",
         done.id,
@@ -86,6 +94,16 @@ pub(crate) async fn backup(args: BackupArgs) -> Result<(), StartError> {
         done.sha256.unwrap_or_default(),
         done.duration_ms.unwrap_or(0)
     );
+    match copy {
+        Some(c) if c.ok == Some(true) => println!("{}", c.detail),
+        Some(c) => {
+            return Err(StartError::Backup(format!(
+                "backup #{} is kept here, but its off-site copy failed: {}",
+                done.id, c.detail
+            )));
+        }
+        None => {}
+    }
     Ok(())
 }
 

@@ -435,3 +435,126 @@ async fn a_backup_restores_with_the_same_tables_downloads_intact_and_a_stopped_d
         assert!(!console.log().contains(&secret) && !audit.contains(&secret));
     }
 }
+
+/// The newest backups once none of them has a copy still running.
+async fn after_copies(console: &Console) -> Vec<Backup> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, list) = console.call("backup_list", &[]).await;
+        let list = backups(&list);
+        if list
+            .iter()
+            .all(|b| b.copy.as_ref().is_none_or(|c| c.ok.is_some()))
+        {
+            return list;
+        }
+        assert!(Instant::now() < deadline, "a copy still runs: {list:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn each_backup_is_copied_off_site_and_checked_there_and_a_dead_remote_is_said() {
+    let mut sftp = end2end::sftp::SftpServer::start();
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf = conf_dir.path().join("rclone.conf");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&conf)
+            .unwrap();
+        file.write_all(sftp.rclone_config("offsite").as_bytes())
+            .unwrap();
+    }
+    let target = format!("offsite:{}", sftp.store().display());
+    let project = StackProject::new("epsmoffsite");
+    project.database_only_with_rows(10_000);
+    let env = [
+        ("EPSM_OPS_BACKUPS_COPY_TO", target.as_str()),
+        ("EPSM_OPS_BACKUPS_RCLONE_CONFIG", conf.to_str().unwrap()),
+        ("EPSM_OPS_BACKUPS_KEEP_LAST", "1"),
+    ];
+    let console =
+        Console::for_stack(Path::new(env!("CARGO_BIN_EXE_epsm-ops")), &project, &env).await;
+
+    // Copied, and checked there: the same bytes on the SFTP server.
+    let (status, body) = console.call("backup_start", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let first = after_copies(&console).await.remove(0);
+    let copy = first.copy.clone().expect("a copy");
+    assert_eq!(copy.ok, Some(true), "{}", copy.detail);
+    let name = first.file_name.clone().unwrap();
+    assert_eq!(
+        copy.detail,
+        format!("copied to {target}/{name}; its size and sha1 checked there")
+    );
+    let remote = std::fs::read(sftp.store().join(&name)).unwrap();
+    assert_eq!(
+        Some(hex::encode(Sha256::digest(&remote))),
+        first.sha256.clone()
+    );
+
+    // The next one too; retention (keep the last 1) deletes the first here and there.
+    console.call("backup_start", &[]).await;
+    let second = after_copies(&console).await.remove(0);
+    assert_eq!(second.copy.as_ref().and_then(|c| c.ok), Some(true));
+    let second_name = second.file_name.clone().unwrap();
+    assert_eq!(sftp.stored(), vec![second_name.clone()]);
+
+    // The remote gone: the backup is kept here, its copy failed with the reason, the Overview says so.
+    sftp.stop();
+    console.call("backup_start", &[]).await;
+    let third = after_copies(&console).await.remove(0);
+    assert_eq!(third.outcome, BackupOutcome::Succeeded);
+    let copy = third.copy.clone().unwrap();
+    assert_eq!(copy.ok, Some(false));
+    assert!(
+        copy.detail.contains("failed") && copy.detail.contains("connection refused"),
+        "{}",
+        copy.detail
+    );
+    let (_, overview) = console.call("overview", &[]).await;
+    let overview: serde_json::Value = serde_json::from_str(&overview).unwrap();
+    assert_eq!(overview["last_copy"][0], third.id, "{overview}");
+    assert_eq!(overview["last_copy"][1]["ok"], false, "{overview}");
+    // Retention could not delete the second's copy there: it stays, and the audit log says so.
+    assert_eq!(sftp.stored(), vec![second_name]);
+    let (_, audit) = console
+        .call("audit_log", &[("action", "backup.delete")])
+        .await;
+    assert!(audit.contains("its off-site copy stays"), "{audit}");
+    let (_, audit) = console
+        .call("audit_log", &[("action", "backup.copy")])
+        .await;
+    assert!(audit.contains("\"outcome\":\"Failed\""), "{audit}");
+
+    // The command line waits for the copy and fails when it failed.
+    let out = console.run(&["backup"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("its off-site copy failed"), "{said}");
+    sftp.resume();
+    let out = console.run(&["backup"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("checked there"), "{said}");
+
+    // rclone's configuration holds the credentials: open to others, the console does not start.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = console.run(&["backup"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        said.contains("rclone.conf is open to other local users"),
+        "{said}"
+    );
+}

@@ -68,14 +68,16 @@ pub struct Backup {
     pub deploy_id: Option<i64>,
     /// How many tables had their rows recorded when it was taken (None: not recorded).
     pub tables_recorded: Option<usize>,
-    /// Its last restore drill, if it had one.
-    pub drill: Option<Drill>,
+    /// Its last restore drill (restored into a throwaway PostgreSQL container, its tables and row
+    /// counts compared with those recorded when it was taken), if it had one.
+    pub drill: Option<Check>,
+    /// Its off-site copy (copied and checked on the remote), when one is configured.
+    pub copy: Option<Check>,
 }
 
-/// A restore drill: the backup restored into a throwaway PostgreSQL container and its tables and row
-/// counts compared with those recorded when it was taken.
+/// A check of a backup that runs after it: a restore drill, an off-site copy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Drill {
+pub struct Check {
     pub at: DateTime<Utc>,
     /// None while it runs.
     pub ok: Option<bool>,

@@ -1,8 +1,15 @@
 //! The `backups` table: a record per backup, written as it starts, progresses and ends.
 
 use super::ssr::Dumped;
-use super::{Backup, BackupFormat, BackupOutcome, Drill, TableCount};
+use super::{Backup, BackupFormat, BackupOutcome, Check, TableCount};
 use crate::store::{Store, StoreError, now_text, parse_time, query_failed};
+
+/// The checks that run after a backup, each with its columns.
+#[derive(Clone, Copy)]
+pub(crate) enum CheckKind {
+    Drill,
+    Copy,
+}
 
 /// A `backups` row as stored.
 #[derive(sqlx::FromRow)]
@@ -24,6 +31,9 @@ struct BackupRow {
     drill_at: Option<String>,
     drill_ok: Option<bool>,
     drill_detail: Option<String>,
+    copy_at: Option<String>,
+    copy_ok: Option<bool>,
+    copy_detail: Option<String>,
 }
 
 impl From<BackupRow> for Backup {
@@ -48,10 +58,15 @@ impl From<BackupRow> for Backup {
                 .as_deref()
                 .and_then(|t| serde_json::from_str::<Vec<TableCount>>(t).ok())
                 .map(|t| t.len()),
-            drill: row.drill_at.as_deref().map(|at| Drill {
+            drill: row.drill_at.as_deref().map(|at| Check {
                 at: parse_time(at),
                 ok: row.drill_ok,
                 detail: row.drill_detail.unwrap_or_default(),
+            }),
+            copy: row.copy_at.as_deref().map(|at| Check {
+                at: parse_time(at),
+                ok: row.copy_ok,
+                detail: row.copy_detail.unwrap_or_default(),
             }),
         }
     }
@@ -59,7 +74,7 @@ impl From<BackupRow> for Backup {
 
 const COLUMNS: &str = "id, actor, started_at, finished_at, database, format, outcome, reason, file_name, \
                        size_bytes, sha256, duration_ms, deploy_id, table_counts, drill_at, drill_ok, \
-                       drill_detail";
+                       drill_detail, copy_at, copy_ok, copy_detail";
 
 impl Store {
     pub(super) async fn insert_backup(
@@ -192,25 +207,36 @@ impl Store {
             .and_then(|t| serde_json::from_str(&t).ok()))
     }
 
-    /// Records a drill of backup `id`: started (`ok` None) or ended.
-    pub(super) async fn set_drill(
+    /// Records backup `id`'s `check` (a drill, a copy): started (`ok` None) or ended.
+    pub(super) async fn set_check(
         &self,
         id: i64,
+        check: CheckKind,
         ok: Option<bool>,
         detail: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE backups SET drill_at = ?, drill_ok = ?, drill_detail = ? WHERE id = ?")
+        let (sql, what) = match check {
+            CheckKind::Drill => (
+                "UPDATE backups SET drill_at = ?, drill_ok = ?, drill_detail = ? WHERE id = ?",
+                "record a restore drill",
+            ),
+            CheckKind::Copy => (
+                "UPDATE backups SET copy_at = ?, copy_ok = ?, copy_detail = ? WHERE id = ?",
+                "record an off-site copy",
+            ),
+        };
+        sqlx::query(sql)
             .bind(now_text())
             .bind(ok)
             .bind(detail)
             .bind(id)
             .execute(self.pool())
             .await
-            .map_err(query_failed("record a restore drill"))?;
+            .map_err(query_failed(what))?;
         Ok(())
     }
 
-    /// Drills a stopped process left running are marked failed.
+    /// Drills and off-site copies a stopped process left running are marked failed.
     pub(super) async fn interrupt_drills(&self) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE backups SET drill_ok = 0, drill_detail = 'interrupted: the process running it stopped'
@@ -219,6 +245,13 @@ impl Store {
         .execute(self.pool())
         .await
         .map_err(query_failed("mark interrupted drills"))?;
+        sqlx::query(
+            "UPDATE backups SET copy_ok = 0, copy_detail = 'interrupted: the process copying it stopped'
+             WHERE copy_at IS NOT NULL AND copy_ok IS NULL",
+        )
+        .execute(self.pool())
+        .await
+        .map_err(query_failed("mark interrupted copies"))?;
         Ok(())
     }
 }

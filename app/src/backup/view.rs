@@ -161,6 +161,7 @@ pub fn BackupsPage() -> impl IntoView {
             list.iter().any(|b| {
                 b.outcome == BackupOutcome::Running
                     || b.drill.as_ref().is_some_and(|d| d.ok.is_none())
+                    || b.copy.as_ref().is_some_and(|c| c.ok.is_none())
             })
         });
         running.set(any);
@@ -361,6 +362,7 @@ fn BackupTable(
                                 <span class=format!("tag {class}")>{b.outcome.as_str()}</span>
                                 {(!b.reason.is_empty()).then(|| view! { <div class="reason small">{b.reason.clone()}</div> })}
                                 {b.drill.clone().map(|d| view! { <DrillLine drill=d/> })}
+                                {b.copy.clone().map(|c| view! { <CopyLine copy=c/> })}
                             </td>
                             <td data-label="Size" class="nowrap" data-testid="backup-size">{size}</td>
                             <td data-label="Took" class="nowrap">{b.duration_ms.map(|ms| crate::deploy::view::seconds(ms as i64))}</td>
@@ -433,7 +435,7 @@ fn RestoreForm(
 
 /// "restore tested <when>: ok / failed (why)", or that the test runs.
 #[component]
-pub fn DrillLine(drill: super::Drill) -> impl IntoView {
+pub fn DrillLine(drill: super::Check) -> impl IntoView {
     let at = drill.at.format("%Y-%m-%d %H:%M").to_string();
     let (class, state, text) = match drill.ok {
         None => (
@@ -448,6 +450,22 @@ pub fn DrillLine(drill: super::Drill) -> impl IntoView {
         <div class=format!("small drill {class}") data-testid="backup-drill" data-state=state title=drill.detail.clone()>
             {text}
             {(drill.ok == Some(false)).then(|| view! { <div class="reason">{drill.detail.clone()}</div> })}
+        </div>
+    }
+}
+
+/// The off-site copy: running, copied and checked (what was checked), or failed (why).
+#[component]
+pub fn CopyLine(copy: super::Check) -> impl IntoView {
+    let (class, state, text) = match copy.ok {
+        None => ("warn", "running", "copying off site…".to_string()),
+        Some(true) => ("ok", "ok", copy.detail.clone()),
+        Some(false) => ("down", "failed", "off-site copy failed".to_string()),
+    };
+    view! {
+        <div class=format!("small drill {class}") data-testid="backup-copy" data-state=state title=copy.detail.clone()>
+            {text}
+            {(copy.ok == Some(false)).then(|| view! { <div class="reason">{copy.detail.clone()}</div> })}
         </div>
     }
 }

@@ -151,6 +151,8 @@ impl Default for Config {
                     .map(String::from)
                     .to_vec(),
                 drill_schedule: None,
+                copy_to: None,
+                rclone_config: None,
             },
         }
     }
@@ -219,6 +221,16 @@ impl Config {
     /// Where backups are kept: `backups.dir`, else `<data_dir>/backups`.
     pub fn backups_dir(&self) -> PathBuf {
         self.data_path(self.backups.dir.as_deref().unwrap_or(Path::new("backups")))
+    }
+
+    /// rclone's configuration file: `backups.rclone_config`, else `<data_dir>/rclone.conf`.
+    pub fn rclone_config(&self) -> PathBuf {
+        self.data_path(
+            self.backups
+                .rclone_config
+                .as_deref()
+                .unwrap_or(Path::new("rclone.conf")),
+        )
     }
 
     /// The compose project's name: `project.name` (as configured, or as found at start), else the

@@ -109,12 +109,26 @@ pub struct BackupsConfig {
     pub restore_stop_services: Vec<String>,
     /// A cron expression (UTC) for restore drills of the newest backup; unset or empty: none.
     pub drill_schedule: Option<String>,
+    /// Where each verified backup is copied off the host: an rclone remote and path
+    /// (`offsite:epsm-backups`); unset or empty: no copy.
+    pub copy_to: Option<String>,
+    /// rclone's own configuration file, which holds the remote and its credentials (mode 0600);
+    /// unset: `<data_dir>/rclone.conf`.
+    pub rclone_config: Option<PathBuf>,
 }
 
 impl BackupsConfig {
     /// The parsed schedule, if one is set (validated at load, so a set one parses).
     pub fn cron(&self) -> Option<croner::Cron> {
         set_cron(&self.schedule)
+    }
+
+    /// The off-site target (`remote:path`), if one is set.
+    pub fn copy_target(&self) -> Option<&str> {
+        self.copy_to
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
     }
 
     /// The parsed drill schedule, if one is set (validated at load too).

@@ -159,6 +159,29 @@ impl Config {
                 "false in production; the development IdP logs anybody in as anyone",
             ));
         }
+        if let Some(target) = self.backups.copy_target() {
+            let remote = target.split_once(':').map(|(r, _)| r);
+            let named = remote.is_some_and(|r| {
+                !r.is_empty()
+                    && r.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_. ".contains(c))
+            });
+            if !named {
+                // An inline remote may carry a password: it is not repeated.
+                let shown = if target.contains(',') {
+                    "(an inline remote, not shown)"
+                } else {
+                    target
+                };
+                return Err(value_error(
+                    "backups.copy_to",
+                    shown,
+                    "is not a remote of rclone's configuration file and a path",
+                    "remote:path, e.g. \"offsite:epsm-backups\", the remote defined (with its credentials) in \
+                     rclone's configuration file (backups.rclone_config), never inline",
+                ));
+            }
+        }
         for (key, value) in [
             ("backups.schedule", &self.backups.schedule),
             ("backups.drill_schedule", &self.backups.drill_schedule),

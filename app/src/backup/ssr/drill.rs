@@ -15,6 +15,7 @@ use super::Backups;
 use super::counts::{compare, count_tables};
 use super::pg::{dump_format, exited, restore_command, restore_tool};
 use crate::audit::{AuditEvent, AuditOutcome};
+use crate::backup::store::CheckKind;
 use crate::backup::{Backup, BackupOutcome};
 use crate::error::AppError;
 
@@ -52,7 +53,12 @@ impl Backups {
             .find(|b| b.outcome == BackupOutcome::Succeeded)
             .ok_or_else(|| AppError::Invalid("there is no backup to test".into()))?;
         self.store
-            .set_drill(backup.id, None, "restoring into a scratch database")
+            .set_check(
+                backup.id,
+                CheckKind::Drill,
+                None,
+                "restoring into a scratch database",
+            )
             .await?;
         let started = Instant::now();
         let result = self.drill(&backup).await;
@@ -63,7 +69,9 @@ impl Backups {
         };
         let scrubber = self.masker.env_file(&self.config).1;
         let detail = scrubber.scrub(&detail);
-        self.store.set_drill(backup.id, Some(ok), &detail).await?;
+        self.store
+            .set_check(backup.id, CheckKind::Drill, Some(ok), &detail)
+            .await?;
         self.store
             .record(AuditEvent {
                 actor: actor.into(),

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Backup, BackupFormat, BackupOutcome};
 use crate::audit::{AuditEvent, AuditOutcome};
+use crate::backup::store::CheckKind;
 use crate::config::Config;
 use crate::engine::ssr::Engine;
 use crate::environment::secrets::Masker;
@@ -22,6 +23,7 @@ use crate::store::{Store, StoreError};
 mod counts;
 mod drill;
 mod dump;
+mod offsite;
 pub(crate) mod pg;
 
 pub use drill::{DrillOutcome, drill_for_page, run_drill_schedule};
@@ -48,6 +50,11 @@ pub struct Backups {
     turn: Arc<tokio::sync::Mutex<()>>,
     /// One restore drill at a time.
     drill_turn: tokio::sync::Mutex<()>,
+    /// Where verified backups are copied off the host (None: not configured).
+    offsite: Option<Arc<offsite::Offsite>>,
+    /// The off-site copies running (one at a time, in order), for a command that must wait for them.
+    copies: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    copy_turn: Arc<tokio::sync::Mutex<()>>,
     dumper: Dumper,
 }
 
@@ -58,7 +65,9 @@ impl Backups {
         engine: Arc<Engine>,
         masker: Arc<Masker>,
     ) -> Arc<Backups> {
+        let offsite = offsite::Offsite::from_config(&config).map(Arc::new);
         Arc::new(Backups {
+            offsite,
             dumper: Dumper {
                 config: config.clone(),
                 store: store.clone(),
@@ -69,6 +78,8 @@ impl Backups {
             masker,
             turn: Arc::new(tokio::sync::Mutex::new(())),
             drill_turn: tokio::sync::Mutex::new(()),
+            copies: std::sync::Mutex::new(Vec::new()),
+            copy_turn: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -127,6 +138,71 @@ impl Backups {
         delete_backup(self, id, actor, "deleted by hand")
             .await
             .map_err(|e| AppError::Unavailable(e.to_string()))
+    }
+
+    /// Waits for the off-site copies this process started (the command line, before it exits).
+    pub async fn wait_for_copies(&self) {
+        let running = std::mem::take(&mut *self.copies.lock().unwrap_or_else(|e| e.into_inner()));
+        for copy in running {
+            let _ = copy.await;
+        }
+    }
+
+    /// Copies backup `id` off site (when configured), in a task of its own: a deploy's or the page's
+    /// backup does not wait for an upload. The row says "copying" until it is copied and checked.
+    async fn start_copy(&self, id: i64, done: &Dumped, actor: &str) -> Result<(), StoreError> {
+        let Some(offsite) = self.offsite.clone() else {
+            return Ok(());
+        };
+        let remote = offsite.remote_path(&done.file_name);
+        self.store
+            .set_check(id, CheckKind::Copy, None, &format!("copying to {remote}"))
+            .await?;
+        let path = self.config.backups_dir().join(&done.file_name);
+        let (name, sha) = (done.file_name.clone(), done.sha256.clone());
+        let (store, turn, actor) = (
+            self.store.clone(),
+            self.copy_turn.clone(),
+            actor.to_string(),
+        );
+        let scrubber = self.masker.env_file(&self.config).1;
+        let task = tokio::spawn(async move {
+            let _turn = turn.lock().await;
+            let result = offsite.copy(&path, &name, &sha).await;
+            let (ok, detail) = match result {
+                Ok(detail) => (true, detail),
+                Err(why) => (
+                    false,
+                    scrubber.scrub(&format!("the copy to {remote} failed: {why}")),
+                ),
+            };
+            if !ok {
+                tracing::error!(id, "off-site copy: {detail}");
+            }
+            let recorded = store
+                .set_check(id, CheckKind::Copy, Some(ok), &detail)
+                .await;
+            let audited = store
+                .record(AuditEvent {
+                    actor,
+                    action: "backup.copy".into(),
+                    target: format!("backup #{id}"),
+                    outcome: if ok {
+                        AuditOutcome::Ok
+                    } else {
+                        AuditOutcome::Failed
+                    },
+                    detail,
+                })
+                .await;
+            if let Err(e) = recorded.and(audited.map(drop)) {
+                tracing::error!(id, "off-site copy: cannot record it: {e}");
+            }
+        });
+        let mut copies = self.copies.lock().unwrap_or_else(|e| e.into_inner());
+        copies.retain(|c| !c.is_finished());
+        copies.push(task);
+        Ok(())
     }
 
     /// Waits until no other backup of this process runs.
@@ -298,6 +374,7 @@ impl Started {
         let (outcome, detail) = match &result {
             Ok(done) => {
                 state.store.finish_backup(id, Ok(done), duration_ms).await?;
+                state.start_copy(id, done, &actor).await?;
                 (
                     AuditOutcome::Ok,
                     format!(
@@ -473,6 +550,16 @@ pub async fn delete_backup(
     let Some(backup) = state.store.backup(id).await? else {
         return Ok(());
     };
+    let mut remote = String::new();
+    if let (Some(name), Some(offsite)) = (&backup.file_name, &state.offsite)
+        && backup.copy.is_some()
+    {
+        // The remote copy goes with it; one that cannot be deleted is said, not hidden.
+        remote = match offsite.delete(name).await {
+            Ok(()) => format!("; its copy at {} too", offsite.remote_path(name)),
+            Err(e) => format!("; its off-site copy stays: {e}"),
+        };
+    }
     if let Some(name) = &backup.file_name {
         let path = state.config.backups_dir().join(name);
         match tokio::fs::remove_file(&path).await {
@@ -494,7 +581,7 @@ pub async fn delete_backup(
             action: "backup.delete".into(),
             target: format!("backup #{id}"),
             outcome: AuditOutcome::Ok,
-            detail: format!("{} ({why})", backup.file_name.unwrap_or_default()),
+            detail: format!("{} ({why}){remote}", backup.file_name.unwrap_or_default()),
         })
         .await?;
     Ok(())
@@ -521,6 +608,7 @@ mod tests {
             deploy_id: None,
             tables_recorded: None,
             drill: None,
+            copy: None,
         }
     }
 
