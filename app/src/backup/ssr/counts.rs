@@ -34,21 +34,19 @@ fn counting_sql() -> String {
     )
 }
 
-/// The tables and rows of `database` in `container`, through psql (`host`: connect over TCP to it,
-/// else the local socket).
+/// The tables and rows of the database `conninfo` names, through psql in `container`. The
+/// connection string carries the session's application name, so what ends a backup's sessions ends
+/// its counting too (it waits on a lock as pg_dump would).
 pub async fn count_tables(
     engine: &Engine,
     container: &str,
     user: &str,
-    database: &str,
-    host: Option<&str>,
+    conninfo: &str,
 ) -> Result<BTreeMap<String, (i64, bool)>, String> {
     let sql = counting_sql();
-    let mut cmd = vec!["psql", "-X", "-At", "-F", "\t", "-U", user, "-d", database];
-    if let Some(host) = host {
-        cmd.extend(["-h", host]);
-    }
-    cmd.extend(["-c", &sql]);
+    let cmd = [
+        "psql", "-X", "-At", "-F", "\t", "-U", user, "-d", conninfo, "-c", &sql,
+    ];
     let out = engine
         .exec(container, &cmd, &[], COUNT_WITHIN)
         .await

@@ -203,7 +203,7 @@ impl Backups {
                 restore_tool(format)
             ));
         };
-        let restored = count_tables(engine, name, &user, &database, Some(LOOPBACK)).await?;
+        let restored = count_tables(engine, name, &user, &conninfo).await?;
         compare(&recorded, &restored)
     }
 

@@ -100,7 +100,8 @@ pub(super) async fn dump(
         armed: true,
     };
     // The rows before and after the dump, what a restore drill checks the backup against.
-    let count = || super::counts::count_tables(&state.engine, &container, user, database, None);
+    let session = conninfo(database, &application_name(id));
+    let count = || super::counts::count_tables(&state.engine, &container, user, &session);
     let before = count().await;
     let result = dump_to(state, &container, &partial, id, user, database, format).await;
     let counts = match (&result, before) {
