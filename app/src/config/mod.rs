@@ -183,7 +183,8 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        let env = env.map(|key| {
+        // EPSM_OPS_CONFIG names the file (the command line's `--config`): it is not a key in it.
+        let env = env.ignore(&["config"]).map(|key| {
             let key = key.as_str().to_ascii_lowercase();
             SECTIONS
                 .iter()

@@ -345,3 +345,12 @@ fn the_example_config_file_loads() {
         "probes are configured by kind"
     );
 }
+
+#[test]
+fn the_variable_that_names_the_file_is_not_read_as_a_key() {
+    let project = project_dir();
+    let data = tempfile::tempdir().unwrap();
+    let toml = base_toml(project.path(), data.path());
+    let config = load(&toml, &[("CONFIG", "/etc/epsm-ops.toml")]).unwrap();
+    assert_eq!(config.data_dir, data.path());
+}
