@@ -42,6 +42,10 @@ pub const OUTSIDER: &str = "outsider@elsewhere.example";
 /// most this long after the last one.
 pub const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 
+/// How long the test bed's console keeps a connection that sends no request
+/// (`limits.header_read_timeout_secs`, set here unless a test sets its own).
+pub const IDLE_CLOSE: Duration = Duration::from_secs(10);
+
 /// Every page of the console without a parameter in its path (the router's routes but `/deploys/:id`).
 pub const PAGES: [&str; 6] = [
     "/",
@@ -89,6 +93,10 @@ impl Console {
             ("EPSM_OPS_DATA_DIR", path(data_dir.path().join("data"))),
             ("EPSM_OPS_SITE_ROOT", path(root.join("target/site"))),
             ("EPSM_OPS_PROJECT_DIR", path(root.join("stack"))),
+            (
+                "EPSM_OPS_LIMITS_HEADER_READ_TIMEOUT_SECS",
+                IDLE_CLOSE.as_secs().to_string(),
+            ),
             ("RUST_LOG", "info".into()),
         ]
         .into_iter()
@@ -311,6 +319,17 @@ impl Console {
             .ok_or_else(|| format!("no SAMLResponse from the IdP: {page}"))
     }
 
+    /// The header read timeout this console runs with (the last setting of it wins, as in its
+    /// environment).
+    fn idle_close(&self) -> Duration {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "EPSM_OPS_LIMITS_HEADER_READ_TIMEOUT_SECS")
+            .and_then(|(_, v)| v.parse().ok())
+            .map_or(IDLE_CLOSE, Duration::from_secs)
+    }
+
     /// A client with no login (own cookie jar, this console's Origin, no redirects followed).
     pub fn anonymous_client(&self) -> reqwest::Client {
         let mut headers = reqwest::header::HeaderMap::new();
@@ -322,10 +341,10 @@ impl Console {
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
             .default_headers(headers)
-            // The console closes a connection that sends no request for `header_read_timeout_secs`
-            // (10 s); a pooled connection kept longer can be picked just as it closes, and the call
-            // fails with "IncompleteMessage" (a test that waited on a command line did).
-            .pool_idle_timeout(std::time::Duration::from_secs(5))
+            // The console closes a connection that sends no request for its header read timeout; a
+            // pooled connection kept as long can be picked just as it closes, and the call fails
+            // with "IncompleteMessage" (a test that waited on a command line did). Half of it.
+            .pool_idle_timeout(self.idle_close() / 2)
             .build()
             .expect("HTTP client")
     }

@@ -4,7 +4,15 @@
 
 use std::time::Duration;
 
-use end2end::{ADMIN, Browser, Console, StackProject, console_binary};
+use end2end::{ADMIN, Browser, Console, StackProject, console_binary, with_margin};
+
+/// A page action the server answers at once (a refusal, a delete): nothing to wait for but the
+/// machine.
+const ANSWER_WITHIN: Duration = with_margin(Duration::ZERO);
+
+/// How long `docker compose stop` may wait for a service before it kills it: Docker's default stop
+/// timeout (the stack sets no `stop_grace_period`).
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens the Backups page as an admin of `console` and clicks "Back up now".
 async fn back_up_from_the_page(console: &Console) -> Browser {
@@ -89,7 +97,7 @@ async fn a_backup_shows_its_progress_succeeds_and_is_deleted_only_with_its_name_
     // Delete: the summary opens the form; a wrong name is refused and nothing is deleted.
     confirm_typing(&browser, "delete", "yes", None).await;
     browser
-        .wait_for_text("[data-testid=delete-error]", Duration::from_secs(10), |t| {
+        .wait_for_text("[data-testid=delete-error]", ANSWER_WITHIN, |t| {
             t.contains(&format!("type the file name ({name})"))
         })
         .await;
@@ -99,7 +107,7 @@ async fn a_backup_shows_its_progress_succeeds_and_is_deleted_only_with_its_name_
         .wait_for_count(
             "tr[data-testid=backup-row][data-outcome=deleted]",
             1,
-            Duration::from_secs(10),
+            ANSWER_WITHIN,
         )
         .await;
     assert!(!console.data_path().join("backups").join(&name).exists());
@@ -124,11 +132,9 @@ async fn a_restore_asks_for_the_database_name_and_is_followed_like_a_deploy() {
     // A wrong name is refused and nothing starts; the database name starts the restore.
     confirm_typing(&browser, "restore", "yes", None).await;
     browser
-        .wait_for_text(
-            "[data-testid=restore-error]",
-            Duration::from_secs(10),
-            |t| t.contains("type the database name (epsm_db)"),
-        )
+        .wait_for_text("[data-testid=restore-error]", ANSWER_WITHIN, |t| {
+            t.contains("type the database name (epsm_db)")
+        })
         .await;
     assert_eq!(
         project.psql("epsm_db", "SELECT count(*) FROM simulations_building"),
@@ -136,11 +142,12 @@ async fn a_restore_asks_for_the_database_name_and_is_followed_like_a_deploy() {
     );
     confirm_typing(&browser, "restore", "epsm_db", Some("restore-confirm")).await;
 
-    // Its page follows it like a deploy's, to the end.
+    // Its page follows it like a deploy's, to the end: the writers stopped (each within the stop
+    // timeout), then the stack settling again after they start.
     let outcome = browser
         .wait_for_text(
             "[data-testid=deploy-outcome]",
-            project.stack_settle_bound() + Duration::from_secs(120),
+            project.stack_settle_bound() + with_margin(STOP_TIMEOUT),
             |t| {
                 ["succeeded", "failed", "cancelled"]
                     .iter()

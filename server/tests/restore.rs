@@ -324,12 +324,13 @@ fn scratch_left(project: &StackProject) -> (String, Vec<String>) {
     (containers, volumes)
 }
 
-/// "Test restore" from the page, followed in the list until the drill ends; the drilled backup.
-async fn drill(console: &Console) -> Backup {
+/// "Test restore" from the page, followed in the list until the drill ends; the drilled backup. The
+/// scratch server starts as the database service does (its image and data): its settle bound.
+async fn drill(console: &Console, project: &StackProject) -> Backup {
     let (status, body) = console.call("backup_drill", &[]).await;
     assert_eq!(status, 200, "{body}");
     let id = serde_json::from_str::<Backup>(&body).unwrap().id;
-    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    let deadline = std::time::Instant::now() + project.settle_bound(&["database"]);
     loop {
         let backup = backups(console)
             .await
@@ -355,7 +356,7 @@ async fn a_drill_restores_the_newest_backup_into_a_scratch_database_that_is_gone
     assert_eq!(backup.tables_recorded, Some(2), "big and small: {backup:?}");
 
     // A good backup: restored, its two tables with their rows as recorded; nothing left behind.
-    let drilled = drill(&console).await;
+    let drilled = drill(&console, &project).await;
     assert_eq!(drilled.id, backup.id);
     let found = drilled.drill.unwrap();
     assert_eq!(found.ok, Some(true), "{}", found.detail);
@@ -379,7 +380,7 @@ async fn a_drill_restores_the_newest_backup_into_a_scratch_database_that_is_gone
         .join(backup.file_name.as_deref().unwrap());
     let whole = std::fs::read(&file).unwrap();
     std::fs::write(&file, &whole[..whole.len() / 2]).unwrap();
-    let found = drill(&console).await.drill.unwrap();
+    let found = drill(&console, &project).await.drill.unwrap();
     assert_eq!(found.ok, Some(false));
     assert!(
         found
@@ -407,7 +408,8 @@ async fn a_drill_restores_the_newest_backup_into_a_scratch_database_that_is_gone
         ],
     )
     .await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    // The schedule fires within its 2 s, then a drill as above.
+    let deadline = std::time::Instant::now() + project.settle_bound(&["database"]);
     loop {
         let (_, audit) = console
             .call("audit_log", &[("action", "backup.drill")])

@@ -71,13 +71,7 @@ pub struct RestoreContext {
 pub async fn read_restore_context() -> Result<RestoreContext, AppError> {
     crate::auth::gate::require(crate::auth::Role::Admin).await?;
     let deployer = expect_context::<std::sync::Arc<crate::deploy::ssr::Deployer>>();
-    let (_, database) = deployer.confirm_word(&crate::deploy::DeployOptions {
-        restore: Some(crate::deploy::RestoreRequest {
-            from: crate::deploy::RestoreFrom::Backup(0),
-            migrate: false,
-        }),
-        ..Default::default()
-    });
+    let database = deployer.database_name();
     let last_deploy = deployer
         .list(Some(crate::deploy::DeployOutcome::Succeeded), 50)
         .await?

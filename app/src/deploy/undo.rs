@@ -41,12 +41,11 @@ async fn choices(id: i64) -> Result<UndoChoices, AppError> {
     let backup = backups.list(1_000).await?.into_iter().find(|b| {
         b.actor == format!("deploy #{id}") && b.outcome == crate::backup::BackupOutcome::Succeeded
     });
-    let options = undo_options(0, 0, true);
     Ok(UndoChoices {
         id,
         previous,
         backup,
-        database: deployer.confirm_word(&options).1,
+        database: deployer.database_name(),
         read_at: chrono::Utc::now(),
     })
 }

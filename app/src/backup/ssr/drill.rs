@@ -145,8 +145,7 @@ impl Backups {
             .map_err(|e| e.to_string())?
             .image
             .ok_or("the database container has no image")?;
-        let env = crate::environment::disk::env_values(&self.config);
-        let (user, database) = super::database_login(&env);
+        let (user, database) = super::database_login(&self.masker.env_file(&self.config).0);
         // A password of its own, for a server no network reaches (it is asked on its loopback).
         let password = hex::encode(rand::random::<[u8; 16]>());
         let body = ContainerCreateBody {

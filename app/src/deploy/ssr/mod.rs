@@ -324,11 +324,15 @@ impl Deployer {
     /// project name.
     pub fn confirm_word(&self, options: &DeployOptions) -> (&'static str, String) {
         if options.restore.is_some() {
-            let env = crate::environment::disk::env_values(&self.config);
-            ("database name", crate::backup::ssr::database_login(&env).1)
+            ("database name", self.database_name())
         } else {
             ("project name", self.config.project_name())
         }
+    }
+
+    /// The project's database, as a restore names it (its confirmation).
+    pub fn database_name(&self) -> String {
+        crate::backup::ssr::database_login(&self.masker.env_file(&self.config).0).1
     }
 
     /// The backups' turn the running restore holds, lent to its safety backup.

@@ -184,7 +184,7 @@ impl Deployer {
         let (dump, _) = self.locate_dump(&request.from).await?;
         let container = self.running_database().await?;
         let (user, database) =
-            crate::backup::ssr::database_login(&crate::environment::disk::env_values(&self.config));
+            crate::backup::ssr::database_login(&self.masker.env_file(&self.config).0);
         let session = format!("epsm-ops-restore-{}", out.id);
         let conninfo = crate::backup::ssr::conninfo(&database, &session);
         let cmd = restore_command(dump.format, &user, &conninfo);
