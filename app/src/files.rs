@@ -66,6 +66,11 @@ pub fn check_private_paths(config: &Config) -> Result<(), TooOpen> {
         &data.join(crate::environment::disk::FINGERPRINT_KEY_FILE),
         "the key of the env fingerprints",
     )?;
+    for channel in &config.alerts.channels {
+        for file in channel.secret_files() {
+            check_private(&config.data_path(file), "an alert channel's secret")?;
+        }
+    }
     check_private(
         &config.rclone_config(),
         "the off-site copy's credentials (rclone's configuration)",

@@ -6,6 +6,7 @@ use leptos_meta::{MetaTags, Title, provide_meta_context};
 use leptos_router::components::{A, Route, Router, Routes};
 use leptos_router::path;
 
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod backup;
@@ -125,6 +126,7 @@ pub fn App() -> impl IntoView {
                     <A href="/environment">"Environment"</A>
                     <A href="/backups">"Backups"</A>
                     <A href="/audit">"Audit log"</A>
+                    <A href="/notifications">"Notifications"</A>
                 </nav>
                 <main class="content" id="main" tabindex="-1">
                     <Routes fallback=pages::NotFound>
@@ -135,6 +137,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/environment") view=environment::view::EnvironmentPage/>
                         <Route path=path!("/backups") view=backup::view::BackupsPage/>
                         <Route path=path!("/audit") view=audit::view::AuditPage/>
+                        <Route path=path!("/notifications") view=alerts::view::NotificationsPage/>
                     </Routes>
                 </main>
             </div>

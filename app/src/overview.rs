@@ -37,7 +37,13 @@ pub struct Overview {
     /// Login trouble ahead or now (the IdP's metadata unreadable or getting old).
     #[serde(default)]
     pub login_warning: Option<String>,
+    /// Alerts given up in the last week (how many, and the newest few): nobody heard of them.
+    #[serde(default)]
+    pub undelivered: (u64, Vec<crate::alerts::Delivery>),
 }
+
+/// Alerts given up within this long show on the Overview.
+pub const UNDELIVERED_SHOWN_DAYS: i64 = 7;
 
 #[server(endpoint = "overview")]
 pub async fn get_overview() -> Result<Overview, AppError> {
@@ -46,10 +52,13 @@ pub async fn get_overview() -> Result<Overview, AppError> {
     let deployer = expect_context::<std::sync::Arc<crate::deploy::ssr::Deployer>>();
     let backups = expect_context::<std::sync::Arc<crate::backup::ssr::Backups>>();
     let saml = expect_context::<std::sync::Arc<crate::auth::ssr::ServiceProvider>>();
-    let (deploys, listed, report) = tokio::join!(
+    let store = expect_context::<crate::store::Store>();
+    let week_ago = Utc::now() - chrono::Duration::days(UNDELIVERED_SHOWN_DAYS);
+    let (deploys, listed, report, undelivered) = tokio::join!(
         deployer.list(None, 1),
         backups.list(50),
         crate::environment::view::get_environment_report(),
+        store.undelivered(week_ago, 3),
     );
     let listed = listed?;
     let last_drill = listed
@@ -93,6 +102,7 @@ pub async fn get_overview() -> Result<Overview, AppError> {
             })
             .map_err(|e| e.to_string()),
         login_warning: saml.idp_warning(),
+        undelivered: undelivered?,
     })
 }
 
@@ -125,6 +135,7 @@ pub fn OverviewPage() -> impl IntoView {
                                     <p>{w}</p>
                                 </section>
                             })}
+                            <UndeliveredGlance undelivered=o.undelivered.clone()/>
                             <DeployGlance deploy=o.last_deploy.clone() now=o.read_at/>
                             <BackupGlance overview=o.clone()/>
                             <AuditGlance audit=o.audit.clone()/>
@@ -138,6 +149,28 @@ pub fn OverviewPage() -> impl IntoView {
             <ProjectCard/>
         </div>
     }
+}
+
+/// Alerts that could not be delivered after their retries: the team was not told.
+#[component]
+fn UndeliveredGlance(undelivered: (u64, Vec<crate::alerts::Delivery>)) -> impl IntoView {
+    let (count, newest) = undelivered;
+    (count > 0).then(|| {
+        view! {
+            <section class="card wide warn" role="alert" data-testid="overview-undelivered" data-count=count.to_string()>
+                <h2><a href="/notifications">"Alerts not delivered"</a></h2>
+                <p>{format!(
+                    "{count} alert{} of the last {UNDELIVERED_SHOWN_DAYS} days could not be delivered after every retry:",
+                    plural(count as usize)
+                )}</p>
+                <ul>
+                    {newest.into_iter().map(|d| view! {
+                        <li>{format!("{} (to {}): {}", d.title, d.channel, d.last_error)}</li>
+                    }).collect_view()}
+                </ul>
+            </section>
+        }
+    })
 }
 
 /// "7 of 7 healthy", and each service that is not, with the reason; follows the live report.

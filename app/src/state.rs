@@ -9,6 +9,7 @@ use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 
+use crate::alerts::send::Sender;
 use crate::auth::gate::Gate;
 use crate::auth::ssr::ServiceProvider;
 use crate::backup::ssr::Backups;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub environment: Arc<EnvironmentAudit>,
     /// Open live streams, per session and in total.
     pub streams: Arc<StreamLimits>,
+    /// Delivers the alerts' outbox; sends the Notifications page's test messages.
+    pub alerts: Arc<Sender>,
 }
 
 impl AppState {
@@ -62,6 +65,7 @@ impl AppState {
         provide_context(self.deployer.clone());
         provide_context(self.backups.clone());
         provide_context(self.environment.clone());
+        provide_context(self.alerts.clone());
     }
 }
 

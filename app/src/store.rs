@@ -33,6 +33,8 @@ pub struct Store {
     pool: SqlitePool,
     /// Transactions that wrote (SQLite's commit hook, on every connection of the pool).
     commits: Arc<AtomicU64>,
+    /// Woken when an alert is queued: the sender delivers it at once instead of at its next look.
+    pub(crate) alert_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Store {
@@ -72,7 +74,11 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|source| StoreError::Migrate { path, source })?;
-        Ok(Store { pool, commits })
+        Ok(Store {
+            pool,
+            commits,
+            alert_wake: Arc::default(),
+        })
     }
 
     /// Write transactions committed since the store was opened (migrations included): a page view

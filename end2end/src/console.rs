@@ -47,13 +47,14 @@ pub const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 pub const IDLE_CLOSE: Duration = Duration::from_secs(10);
 
 /// Every page of the console without a parameter in its path (the router's routes but `/deploys/:id`).
-pub const PAGES: [&str; 6] = [
+pub const PAGES: [&str; 7] = [
     "/",
     "/health",
     "/deploys",
     "/backups",
     "/environment",
     "/audit",
+    "/notifications",
 ];
 
 /// The role rules and development IdP every test console runs with (and a login rate limit no test

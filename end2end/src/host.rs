@@ -17,3 +17,19 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("bind an ephemeral port on loopback")
 }
+
+/// Writes `text` to a new file `name` in `dir` with mode 0600 (as every secret the console reads
+/// must be); returns its path.
+pub fn private_file(dir: &Path, name: &str, text: &str) -> String {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(name);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    path.display().to_string()
+}

@@ -5,8 +5,10 @@
 pub mod bench;
 pub mod healthcheck;
 pub mod pysaml2;
+pub mod receiver;
 pub mod saml_attacks;
 pub mod sftp;
+pub mod smtp;
 
 mod browser;
 mod console;
@@ -17,6 +19,6 @@ mod stack;
 pub use browser::*;
 pub use console::*;
 pub use healthcheck::{Healthchecks, with_margin};
-pub use host::{free_port, repo_root};
+pub use host::{free_port, private_file, repo_root};
 pub use sse::*;
 pub use stack::*;

@@ -55,6 +55,7 @@ async fn the_shell_hydrates_and_navigates_between_the_pages() {
         ("Deploys", "/deploys"),
         ("Environment", "/environment"),
         ("Backups", "/backups"),
+        ("Notifications", "/notifications"),
         ("Audit log", "/audit"),
     ] {
         follow_link(&browser, link).await;

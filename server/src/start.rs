@@ -158,6 +158,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), StartError> {
     }
     let state = AppState {
         leptos_options,
+        alerts: app::alerts::send::Sender::new(config.clone(), store.clone()),
         maintenance: Maintenance::new(
             config.clone(),
             store.clone(),
@@ -198,6 +199,24 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), StartError> {
         backups,
         shutdown.clone(),
     ));
+    // Alerts: the health rounds watched (a deploy's own restarts left out), the outbox sent.
+    tokio::spawn(app::alerts::watch::watch(
+        state.health.clone(),
+        state.config.clone(),
+        state.store.clone(),
+        {
+            let deployer = state.deployer.clone();
+            move || deployer.is_running()
+        },
+        shutdown.clone(),
+    ));
+    tokio::spawn(app::alerts::conditions::watch(
+        state.config.clone(),
+        state.store.clone(),
+        state.saml.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(state.alerts.clone().run(shutdown.clone()));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Listen { addr, source })?;

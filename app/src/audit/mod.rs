@@ -59,11 +59,12 @@ pub struct AuditFilter {
 }
 
 /// The families of actions the console records, for the page's filter.
-pub const ACTION_FAMILIES: [(&str, &str); 5] = [
+pub const ACTION_FAMILIES: [(&str, &str); 6] = [
     ("auth", "logins, logouts, refusals"),
     ("deploy", "deploys, cancels, rollbacks"),
     ("backup", "backups, downloads, deletions"),
     ("maintenance", "prunes"),
+    ("notifications", "test messages"),
     ("console", "the console's start and stop"),
 ];
 

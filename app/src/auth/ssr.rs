@@ -163,6 +163,16 @@ impl ServiceProvider {
             .and_then(|idp| idp.slo_url.clone())
     }
 
+    /// The certificates the IdP signs with, as its usable metadata names them (none when there is
+    /// none).
+    pub fn idp_signing_certs(&self) -> Vec<Vec<u8>> {
+        let state = self.idp.read().unwrap_or_else(|e| e.into_inner());
+        state
+            .usable(Utc::now(), self.max_age_days)
+            .map(|idp| idp.trust.signing_certs.clone())
+            .unwrap_or_default()
+    }
+
     /// What the Overview should warn about the IdP's metadata, if anything.
     pub fn idp_warning(&self) -> Option<String> {
         self.idp

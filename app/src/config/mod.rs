@@ -13,16 +13,18 @@ mod sections;
 mod validate;
 
 pub use sections::{
-    AuditConfig, AuthConfig, BackupsConfig, DeployConfig, DockerConfig, GitConfig, HealthConfig,
-    LimitsConfig, ProjectConfig, RoleRule, SecretsConfig,
+    AlertsConfig, AuditConfig, AuthConfig, BackupsConfig, ChannelConfig, ChannelKind, DeployConfig,
+    DockerConfig, GitConfig, HealthConfig, LimitsConfig, ProjectConfig, RoleRule, SecretsConfig,
+    SmtpTls,
 };
 use validate::{file_error, io_reason};
 
 /// Prefix of every environment variable that sets a configuration key (`EPSM_OPS_LISTEN`, ...).
 pub const ENV_PREFIX: &str = "EPSM_OPS_";
 /// Sections of the file; `EPSM_OPS_PROJECT_DIR` sets `project.dir`.
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "project", "docker", "health", "deploy", "secrets", "backups", "auth", "audit", "limits",
+    "alerts",
 ];
 /// Sections inside sections; `EPSM_OPS_PROJECT_GIT_BRANCH` sets `project.git.branch`.
 const SUBSECTIONS: [(&str, &str); 1] = [("project", "git")];
@@ -44,6 +46,7 @@ pub struct Config {
     pub deploy: DeployConfig,
     pub secrets: SecretsConfig,
     pub backups: BackupsConfig,
+    pub alerts: AlertsConfig,
     pub auth: AuthConfig,
     pub audit: AuditConfig,
     pub limits: LimitsConfig,
@@ -153,6 +156,13 @@ impl Default for Config {
                 drill_schedule: None,
                 copy_to: None,
                 rclone_config: None,
+            },
+            alerts: AlertsConfig {
+                grace_secs: 60,
+                repeat_minutes: 60,
+                disk_free_percent: 10,
+                attempts: crate::alerts::store::ATTEMPTS,
+                channels: Vec::new(),
             },
         }
     }

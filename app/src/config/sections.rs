@@ -278,3 +278,136 @@ pub struct HealthConfig {
     /// (see `crate::health::probe::default_probe`).
     pub probes: std::collections::BTreeMap<String, crate::health::probe::Probe>,
 }
+
+/// When alerts are sent, and where (`[alerts]` and `[[alerts.channels]]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// How long a service must be down or missing before it is alerted (0: at once).
+    pub grace_secs: u64,
+    /// A reminder this often while it stays down (0: none).
+    pub repeat_minutes: u64,
+    /// The backups' disk is alerted when less than this share of it is free (0: never).
+    pub disk_free_percent: u8,
+    /// Attempts to deliver a message before it is given up (and shown on the Overview); retries
+    /// wait 30 s, then twice as long each time, at most an hour.
+    pub attempts: u32,
+    pub channels: Vec<ChannelConfig>,
+}
+
+/// How a channel is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelKind {
+    /// Mail over SMTP.
+    Email,
+    /// A Microsoft Teams Workflows (or incoming webhook) URL: an Adaptive Card.
+    Teams,
+    /// A Slack-compatible incoming webhook.
+    Slack,
+    /// Any URL: the message as JSON, signed with HMAC-SHA256.
+    Webhook,
+}
+
+/// How a mail channel talks to its SMTP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (port 587), required.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption (a relay on the host or in its network only).
+    None,
+}
+
+/// One channel. Secrets are never in this file: a password, a webhook URL (its path is the
+/// credential) and a signing secret are each read from a file of their own, private (0600) like
+/// every secret the console holds, and scrubbed from every output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    /// Its name in the outbox and on the Notifications page.
+    pub name: String,
+    pub kind: ChannelKind,
+    /// The event kinds it gets (`service_down`, `deploy_ended`, ...); empty: all.
+    #[serde(default)]
+    pub events: Vec<crate::alerts::EventKind>,
+    /// The least severity it gets.
+    #[serde(default = "info")]
+    pub min_severity: crate::alerts::Severity,
+    #[serde(default)]
+    pub smtp_host: Option<String>,
+    #[serde(default)]
+    pub smtp_port: Option<u16>,
+    #[serde(default)]
+    pub tls: SmtpTls,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// teams, slack, webhook: the file holding the URL.
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
+    /// webhook: the file holding the HMAC secret.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+}
+
+fn info() -> crate::alerts::Severity {
+    crate::alerts::Severity::Info
+}
+
+impl ChannelConfig {
+    /// What this channel lacks for its kind, if anything.
+    pub fn problem(&self) -> Option<String> {
+        let missing = |what: &str| Some(format!("a {:?} channel needs {what}", self.kind));
+        match self.kind {
+            ChannelKind::Email => {
+                if self
+                    .smtp_host
+                    .as_deref()
+                    .is_none_or(|h| h.trim().is_empty())
+                {
+                    return missing("smtp_host");
+                }
+                if self.from.as_deref().is_none_or(|f| !f.contains('@')) {
+                    return missing("from (an address)");
+                }
+                if self.to.is_empty() || self.to.iter().any(|t| !t.contains('@')) {
+                    return missing("to (one address or more)");
+                }
+                if self.username.is_some() != self.password_file.is_some() {
+                    return missing("both username and password_file, or neither");
+                }
+                None
+            }
+            ChannelKind::Teams | ChannelKind::Slack => self
+                .url_file
+                .is_none()
+                .then(|| missing("url_file"))
+                .flatten(),
+            ChannelKind::Webhook => {
+                if self.url_file.is_none() {
+                    return missing("url_file");
+                }
+                self.secret_file
+                    .is_none()
+                    .then(|| missing("secret_file (its body is signed)"))
+                    .flatten()
+            }
+        }
+    }
+
+    /// The secret files it reads.
+    pub fn secret_files(&self) -> impl Iterator<Item = &PathBuf> {
+        [&self.password_file, &self.url_file, &self.secret_file]
+            .into_iter()
+            .flatten()
+    }
+}

@@ -354,3 +354,53 @@ fn the_variable_that_names_the_file_is_not_read_as_a_key() {
     let config = load(&toml, &[("CONFIG", "/etc/epsm-ops.toml")]).unwrap();
     assert_eq!(config.data_dir, data.path());
 }
+
+#[test]
+fn alert_channels_need_what_their_kind_needs_and_unique_names() {
+    let project = project_dir();
+    let data = tempfile::tempdir().unwrap();
+    let base = base_toml(project.path(), data.path());
+    let good = format!(
+        "{base}[alerts]\ngrace_secs = 0\n\
+         [[alerts.channels]]\nname = \"team mail\"\nkind = \"email\"\nsmtp_host = \"smtp.chalmers.se\"\n\
+         smtp_port = 587\nfrom = \"ops@epsm.chalmers.se\"\nto = [\"epsm-team@chalmers.se\"]\n\
+         events = [\"service_down\", \"deploy_ended\"]\nmin_severity = \"warning\"\n\
+         [[alerts.channels]]\nname = \"teams\"\nkind = \"teams\"\nurl_file = \"teams.url\"\n"
+    );
+    let config = load(&good, &[]).unwrap();
+    assert_eq!(config.alerts.grace_secs, 0);
+    assert_eq!(config.alerts.repeat_minutes, 60, "the default");
+    let mail = &config.alerts.channels[0];
+    assert_eq!(mail.kind, ChannelKind::Email);
+    assert_eq!(mail.tls, SmtpTls::Starttls, "the default");
+    assert_eq!(
+        mail.events,
+        [
+            crate::alerts::EventKind::ServiceDown,
+            crate::alerts::EventKind::DeployEnded
+        ]
+    );
+    assert_eq!(mail.min_severity, crate::alerts::Severity::Warning);
+
+    let wrong = |extra: &str| {
+        load(&format!("{base}{extra}"), &[])
+            .unwrap_err()
+            .to_string()
+    };
+    let said =
+        wrong("[[alerts.channels]]\nname = \"hook\"\nkind = \"webhook\"\nurl_file = \"u\"\n");
+    assert!(said.contains("needs secret_file"), "{said}");
+    let said = wrong(
+        "[[alerts.channels]]\nname = \"m\"\nkind = \"email\"\nsmtp_host = \"h\"\nfrom = \"a@b\"\n",
+    );
+    assert!(said.contains("needs to"), "{said}");
+    let said = wrong(
+        "[[alerts.channels]]\nname = \"t\"\nkind = \"teams\"\nurl_file = \"a\"\n\
+         [[alerts.channels]]\nname = \"t\"\nkind = \"slack\"\nurl_file = \"b\"\n",
+    );
+    assert!(said.contains("names two channels"), "{said}");
+    let said = wrong("[[alerts.channels]]\nname = \"t\"\nkind = \"pager\"\nurl_file = \"a\"\n");
+    assert!(said.contains("pager"), "{said}");
+    let said = wrong("[[alerts.channels]]\nname = \"t\"\nkind = \"teams\"\nurl = \"https://x\"\n");
+    assert!(said.contains("url"), "an inline URL is refused: {said}");
+}

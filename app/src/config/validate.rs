@@ -159,6 +159,41 @@ impl Config {
                 "false in production; the development IdP logs anybody in as anyone",
             ));
         }
+        if self.alerts.disk_free_percent > 99 {
+            return Err(value_error(
+                "alerts.disk_free_percent",
+                &self.alerts.disk_free_percent.to_string(),
+                "is a share of the disk",
+                "a percentage below 100 (0: never)",
+            ));
+        }
+        if self.alerts.attempts == 0 {
+            return Err(value_error(
+                "alerts.attempts",
+                "0",
+                "leaves no attempt to deliver a message",
+                "1 or more (30: about a day of retries)",
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for channel in &self.alerts.channels {
+            if channel.name.trim().is_empty() || !names.insert(channel.name.as_str()) {
+                return Err(value_error(
+                    "alerts.channels.name",
+                    &channel.name,
+                    "is empty or names two channels",
+                    "a name of its own for each channel",
+                ));
+            }
+            if let Some(problem) = channel.problem() {
+                return Err(value_error(
+                    "alerts.channels",
+                    &channel.name,
+                    &problem,
+                    "see the alerts section of the README",
+                ));
+            }
+        }
         if let Some(target) = self.backups.copy_target() {
             let remote = target.split_once(':').map(|(r, _)| r);
             let named = remote.is_some_and(|r| {

@@ -85,6 +85,17 @@ impl Backups {
                 detail: detail.clone(),
             })
             .await?;
+        if !ok {
+            let origin = crate::alerts::events::Origin::of(&self.config);
+            let message = crate::alerts::Message::check_failed(
+                crate::alerts::EventKind::DrillFailed,
+                backup.id,
+                &detail,
+                &origin,
+                chrono::Utc::now(),
+            );
+            crate::alerts::events::notify(&self.config, &self.store, message).await;
+        }
         Ok(DrillOutcome {
             backup_id: backup.id,
             ok,

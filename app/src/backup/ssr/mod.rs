@@ -160,8 +160,9 @@ impl Backups {
             .await?;
         let path = self.config.backups_dir().join(&done.file_name);
         let (name, sha) = (done.file_name.clone(), done.sha256.clone());
-        let (store, turn, actor) = (
+        let (store, config, turn, actor) = (
             self.store.clone(),
+            self.config.clone(),
             self.copy_turn.clone(),
             actor.to_string(),
         );
@@ -178,6 +179,15 @@ impl Backups {
             };
             if !ok {
                 tracing::error!(id, "off-site copy: {detail}");
+                let origin = crate::alerts::events::Origin::of(&config);
+                let message = crate::alerts::Message::check_failed(
+                    crate::alerts::EventKind::CopyFailed,
+                    id,
+                    &detail,
+                    &origin,
+                    chrono::Utc::now(),
+                );
+                crate::alerts::events::notify(&config, &store, message).await;
             }
             let recorded = store
                 .set_check(id, CheckKind::Copy, Some(ok), &detail)
@@ -402,6 +412,17 @@ impl Started {
                 detail: detail.clone(),
             })
             .await?;
+        if result.is_err() {
+            let origin = crate::alerts::events::Origin::of(&state.config);
+            let message = crate::alerts::Message::backup_failed(
+                id,
+                &actor,
+                &detail,
+                &origin,
+                chrono::Utc::now(),
+            );
+            crate::alerts::events::notify(&state.config, &state.store, message).await;
+        }
         if result.is_ok() && retention {
             apply_retention(state, &actor).await?;
         }

@@ -389,6 +389,14 @@ impl Deployer {
         self.store.deploy(id).await
     }
 
+    /// Whether a deploy (or restore) of this console runs now.
+    pub fn is_running(&self) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
     /// The running deploy's events so far and a receiver for the rest, when `id` is the running one.
     pub fn follow(&self, id: i64) -> Option<(Vec<DeployEvent>, broadcast::Receiver<DeployEvent>)> {
         let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
@@ -582,6 +590,16 @@ impl Deployer {
             .await;
         out.send(DeployEvent::Finished { outcome, summary });
         drop(busy);
+        // The team hears of the run's end (its own restarts were not alerted: this is the message).
+        match self.store.deploy(id).await {
+            Ok(Some(run)) => {
+                let origin = crate::alerts::events::Origin::of(&self.config);
+                let message = crate::alerts::Message::run_ended(&run, &origin, Utc::now());
+                crate::alerts::events::notify(&self.config, &self.store, message).await;
+            }
+            Ok(None) => tracing::error!("{kind} #{id}: its record is gone; no alert sent"),
+            Err(e) => tracing::error!("{kind} #{id}: cannot read it for its alert: {e}"),
+        }
         self.health.refresh();
     }
 
