@@ -60,7 +60,7 @@ pub async fn watch(
         chrono::Duration::seconds(config.alerts.grace_secs as i64),
         (repeat > 0).then(|| chrono::Duration::minutes(repeat as i64)),
     );
-    let mut reports = monitor.subscribe();
+    let mut reports = monitor.follow_internally();
     let project = config.project_name();
     let base = config.public_url.as_str().to_string();
     loop {

@@ -45,6 +45,8 @@ pub struct HealthMonitor {
     compose: ComposeCli,
     http: reqwest::Client,
     published: watch::Sender<Arc<HealthReport>>,
+    /// Receivers of `published` held inside the console (the alerts' watch), not by pages.
+    internal: std::sync::atomic::AtomicUsize,
     wake: Notify,
     rounds: AtomicU64,
     state: Mutex<State>,
@@ -124,6 +126,7 @@ impl HealthMonitor {
                 .build()
                 .unwrap_or_default(),
             published: watch::channel(Arc::new(first)).0,
+            internal: std::sync::atomic::AtomicUsize::new(0),
             wake: Notify::new(),
             rounds: AtomicU64::new(0),
             state: Mutex::new(State::default()),
@@ -154,9 +157,18 @@ impl HealthMonitor {
         self.published.subscribe()
     }
 
+    /// Follows the reports from inside the console (the alerts' watch), for as long as it runs: not
+    /// a page, so not among the viewers.
+    pub fn follow_internally(&self) -> watch::Receiver<Arc<HealthReport>> {
+        self.internal.fetch_add(1, Ordering::Relaxed);
+        self.published.subscribe()
+    }
+
     /// Pages following the reports right now.
     pub fn viewers(&self) -> usize {
-        self.published.receiver_count()
+        self.published
+            .receiver_count()
+            .saturating_sub(self.internal.load(Ordering::Relaxed))
     }
 
     pub fn rounds(&self) -> u64 {
