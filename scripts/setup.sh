@@ -25,6 +25,7 @@ apt_packages=(
   brotli                    # benchmark: compressed wasm size
   rclone                    # backups' off-site copy (the console runs it)
   openssh-server            # the SFTP server of the off-site copy's tests (started by the test)
+  nginx-light               # packaging/nginx's server block, checked with nginx -t and served by a test
   curl ca-certificates
 )
 

@@ -33,3 +33,20 @@ pub fn private_file(dir: &Path, name: &str, text: &str) -> String {
         .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     path.display().to_string()
 }
+
+/// A new RSA key and a self-signed certificate for `common_name`, valid `days` days, written as PEM
+/// to `key` and `cert` (by the openssl command, as an operator makes them).
+pub fn self_signed_certificate(key: &Path, cert: &Path, common_name: &str, days: u32) {
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days"])
+        .arg(days.to_string())
+        .arg("-subj")
+        .arg(format!("/CN={common_name}"))
+        .arg("-keyout")
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .output()
+        .expect("run openssl");
+    assert!(out.status.success(), "openssl req: {out:?}");
+}

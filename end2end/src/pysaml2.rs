@@ -41,19 +41,19 @@ impl PySaml2Idp {
 
     /// A new IdP whose endpoints are under `base` (`serve` answers there).
     pub fn at(base: &str, affiliations: &[&str]) -> PySaml2Idp {
+        PySaml2Idp::with_cert_days(base, affiliations, 2)
+    }
+
+    /// `at`, its signing certificate valid `days` days from now.
+    pub fn with_cert_days(base: &str, affiliations: &[&str], days: u32) -> PySaml2Idp {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = |name: &str| dir.path().join(name).display().to_string();
-        let status = Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            ])
-            .args(["-subj", "/CN=pysaml2 test IdP", "-keyout"])
-            .arg(path("idp.key"))
-            .arg("-out")
-            .arg(path("idp.crt"))
-            .output()
-            .expect("run openssl");
-        assert!(status.status.success(), "openssl req: {status:?}");
+        crate::host::self_signed_certificate(
+            &dir.path().join("idp.key"),
+            &dir.path().join("idp.crt"),
+            "pysaml2 test IdP",
+            days,
+        );
         let entity_id = format!("{base}/idp/shibboleth");
         let sso_url = if base.starts_with("https://") {
             format!("{base}/idp/profile/SAML2/Redirect/SSO")

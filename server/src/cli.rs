@@ -1,4 +1,4 @@
-//! The command line: `epsm-ops [serve]`, `audit`, `backup`, `deploy`, `restore`, with their flags (each also
+//! The command line: `epsm-ops [serve]`, `audit`, `backup`, `deploy`, `restore`, `doctor`, with their flags (each also
 //! settable from the environment where it says so).
 
 use std::path::PathBuf;
@@ -36,6 +36,17 @@ pub(crate) enum Command {
     /// unless --yes. Exits 0 when restored, 1 when it failed (the database as it was), 2 when it could
     /// not start.
     Restore(RestoreArgs),
+    /// Check the host before the first login: the configuration, the Docker engine and this user's
+    /// access to it, compose and git, the project's files and checkout, the IdP's metadata and the
+    /// certificates, the public URL, the private directories and the backups' disk. Prints ok / warn
+    /// / FAIL with the fix of each; exits 1 when one failed. Changes nothing.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct DoctorArgs {
+    #[command(flatten)]
+    pub(crate) config: ServeArgs,
 }
 
 #[derive(Args)]

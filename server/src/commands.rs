@@ -63,6 +63,42 @@ pub(crate) fn audit(args: AuditArgs) -> ExitCode {
     }
 }
 
+/// `epsm-ops doctor`: the checks' table on stdout; exit 1 when one failed (a configuration that
+/// does not load is the first and only one).
+pub(crate) async fn doctor(args: DoctorArgs) -> ExitCode {
+    use app::doctor::{Check, Status, run, table};
+    let checks = match app::config::Config::load(args.config.config.as_deref()) {
+        Ok(config) => {
+            let mut checks = vec![Check {
+                name: "configuration",
+                status: Status::Ok,
+                found: args
+                    .config
+                    .config
+                    .as_ref()
+                    .map_or("defaults and EPSM_OPS_* variables".into(), |f| {
+                        f.display().to_string()
+                    }),
+                fix: String::new(),
+            }];
+            checks.extend(run(&config).await);
+            checks
+        }
+        Err(e) => vec![Check {
+            name: "configuration",
+            status: Status::Fail,
+            found: e.to_string(),
+            fix: "see epsm-ops.example.toml and the README's Configuration".into(),
+        }],
+    };
+    print!("{}", table(&checks));
+    if checks.iter().any(|c| c.status == Status::Fail) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 pub(crate) async fn backup(args: BackupArgs) -> Result<(), StartError> {
     use app::backup::BackupFormat;
     let Opened {

@@ -65,6 +65,7 @@ async fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => start::serve(args).await,
         Command::Audit(args) => return commands::audit(args),
+        Command::Doctor(args) => return commands::doctor(args).await,
         Command::Backup(args) => commands::backup(args).await,
         Command::Deploy(args) => match commands::deploy(args).await {
             Ok(code) => return code,

@@ -78,16 +78,22 @@ pub fn disk(dir: &Path, percent: u8, origin: &Origin, now: DateTime<Utc>) -> Opt
     })
 }
 
-/// A certificate (DER) that expires within `CERT_WARN_DAYS` of `now`, or has expired.
-pub fn certificate(what: &str, der: &[u8], origin: &Origin, now: DateTime<Utc>) -> Option<Message> {
-    let cert = openssl::x509::X509::from_der(der).ok()?;
+/// Whole days from `now` until `cert` expires (negative once it has), and whether it has.
+pub fn days_left(cert: &openssl::x509::X509Ref, now: DateTime<Utc>) -> Option<(i64, bool)> {
     let today = openssl::asn1::Asn1Time::from_unix(now.timestamp()).ok()?;
     let left = today.diff(cert.not_after()).ok()?;
     let days = left.days as i64;
+    Some((days, days < 0 || (days == 0 && left.secs < 0)))
+}
+
+/// A certificate (DER) that expires within `CERT_WARN_DAYS` of `now`, or has expired.
+pub fn certificate(what: &str, der: &[u8], origin: &Origin, now: DateTime<Utc>) -> Option<Message> {
+    let cert = openssl::x509::X509::from_der(der).ok()?;
+    let (days, expired) = days_left(&cert, now)?;
     if days >= CERT_WARN_DAYS {
         return None;
     }
-    let when = if days < 0 || (days == 0 && left.secs < 0) {
+    let when = if expired {
         format!("expired {} days ago", -days)
     } else {
         format!("expires in {days} days")

@@ -93,17 +93,8 @@ impl IdpState {
 /// Reads the metadata from its source, checks and parses it and keeps it as the last good copy;
 /// when the source fails, the last good copy (with its own age). Err when neither works.
 pub async fn load(config: &Config) -> Result<MetadataCopy, String> {
-    let source = config.auth.idp_metadata.trim();
     let cache = config.data_path(std::path::Path::new("saml/idp-metadata.xml"));
-    let fetched = if source.starts_with("https://") || source.starts_with("http://") {
-        fetch(source).await
-    } else {
-        std::fs::read_to_string(source).map_err(|e| e.to_string())
-    };
-    let parsed = fetched
-        .and_then(|xml| parse_for(config, &xml).map(|info| (xml, info)))
-        .map_err(|reason| format!("IdP metadata {source}: {reason}"));
-    match parsed {
+    match read_source(config).await {
         Ok((xml, info)) => {
             if let Some(dir) = cache.parent() {
                 let _ = std::fs::create_dir_all(dir);
@@ -135,6 +126,20 @@ pub async fn load(config: &Config) -> Result<MetadataCopy, String> {
             }
         }
     }
+}
+
+/// The metadata from its source (URL or file), checked and parsed, with its text; the last good
+/// copy is not looked at (`epsm-ops doctor` asks whether the source works).
+pub async fn read_source(config: &Config) -> Result<(String, IdpInfo), String> {
+    let source = config.auth.idp_metadata.trim();
+    let fetched = if source.starts_with("https://") || source.starts_with("http://") {
+        fetch(source).await
+    } else {
+        std::fs::read_to_string(source).map_err(|e| e.to_string())
+    };
+    fetched
+        .and_then(|xml| parse_for(config, &xml).map(|info| (xml, info)))
+        .map_err(|reason| format!("IdP metadata {source}: {reason}"))
 }
 
 fn parse_for(config: &Config, xml: &str) -> Result<IdpInfo, String> {
