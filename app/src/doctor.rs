@@ -118,14 +118,20 @@ async fn docker(config: &Config) -> Check {
             format!("Docker {} at {}", info.version, config.docker.host),
         ),
         EngineState::Unreachable { reason } => {
-            let fix = if reason.to_lowercase().contains("permission denied") {
-                "let the console's user use the socket: add it to the docker group \
-                 (SupplementaryGroups=docker in its systemd unit)"
-            } else {
-                "start the Docker engine, or set docker.host (EPSM_OPS_DOCKER_HOST) to its socket"
-            };
+            let fix = engine_fix(&reason);
             fail("Docker engine", reason, fix)
         }
+    }
+}
+
+/// What to do about an engine that did not answer, by the engine's own sentence for it
+/// (`crate::engine::ssr` says "permission denied" when the socket refuses this user).
+fn engine_fix(reason: &str) -> &'static str {
+    if reason.to_lowercase().contains("permission denied") {
+        "let the console's user use the socket: add it to the docker group \
+         (SupplementaryGroups=docker in its systemd unit)"
+    } else {
+        "start the Docker engine, or set docker.host (EPSM_OPS_DOCKER_HOST) to its socket"
     }
 }
 
@@ -516,6 +522,16 @@ pub fn table(checks: &[Check]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_socket_that_refuses_this_user_points_to_the_docker_group() {
+        // The engine's sentence for a socket this user may not open (engine::ssr::errors).
+        let refused = "Docker engine not reachable at unix:///var/run/docker.sock: permission denied \
+                       (the console's user needs access to the socket: root or the docker group)";
+        assert!(engine_fix(refused).contains("SupplementaryGroups=docker"));
+        let absent = "Docker engine not reachable at unix:///x.sock: the socket does not exist";
+        assert!(engine_fix(absent).starts_with("start the Docker engine"));
+    }
 
     #[test]
     fn public_urls_are_https_loopback_is_a_warning_the_rest_fails() {
