@@ -86,7 +86,7 @@ pub async fn run(config: &Config) -> Vec<Check> {
         |v| v.starts_with("git version"),
         "install git (Debian: apt install git)",
     ));
-    checks.extend(project_files(config));
+    checks.push(env_file(config));
     checks.extend(git_checkout(config, &scrubber).await);
     checks.extend(identity_provider(config).await);
     checks.push(sp_certificate(config));
@@ -198,11 +198,10 @@ fn not_private(meta: &std::fs::Metadata) -> Option<String> {
 
 /// The env file: there, and private to the console's user. (The project directory and its compose
 /// file are the configuration's own checks: it does not load without them.)
-fn project_files(config: &Config) -> Vec<Check> {
+fn env_file(config: &Config) -> Check {
     let project = &config.project;
     let env = project.dir.join(&project.env_file);
-    let mut checks = Vec::new();
-    checks.push(match std::fs::metadata(&env) {
+    match std::fs::metadata(&env) {
         Ok(m) if !m.is_file() => fail(
             "env file",
             format!("{} is not a file", env.display()),
@@ -228,8 +227,7 @@ fn project_files(config: &Config) -> Vec<Check> {
             format!("{}: {e}", env.display()),
             "create it from EPSM's .env.example (one .env.production, the guide's source of truth)",
         ),
-    });
-    checks
+    }
 }
 
 /// The project directory as a git checkout, and its remote answering.

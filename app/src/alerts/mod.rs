@@ -114,14 +114,8 @@ impl Message {
     pub fn of(decided: &rules::Decided, now: DateTime<Utc>, project: &str, base: &str) -> Message {
         use rules::Decided;
         let link = Some(format!("{}/health", base.trim_end_matches('/')));
-        let minutes = |d: chrono::Duration| {
-            let s = d.num_seconds().max(0);
-            if s < 120 {
-                format!("{s} s")
-            } else {
-                format!("{} min", s / 60)
-            }
-        };
+        let minutes =
+            |d: chrono::Duration| crate::health::human_duration(d.num_seconds().max(0) as u64);
         let (kind, severity, title, text, facts) = match decided {
             Decided::Down {
                 service,

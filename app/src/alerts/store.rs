@@ -169,14 +169,11 @@ impl Store {
 
     /// The newest deliveries, newest first.
     pub async fn deliveries(&self, limit: u32) -> Result<Vec<Delivery>, StoreError> {
-        let rows: Vec<DeliveryRow> = sqlx::query_as(
-            "SELECT id, channel, message, created_at, attempts, last_error, delivered_at, given_up_at
-             FROM alerts_outbox ORDER BY id DESC LIMIT ?",
-        )
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await
-        .map_err(query_failed("read deliveries"))?;
+        let rows: Vec<DeliveryRow> = sqlx::query_as(&format!("{ROWS} ORDER BY id DESC LIMIT ?"))
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await
+            .map_err(query_failed("read deliveries"))?;
         Ok(rows.into_iter().map(Delivery::from).collect())
     }
 
@@ -195,14 +192,11 @@ impl Store {
 
     /// One delivery.
     pub async fn delivery(&self, id: i64) -> Result<Option<Delivery>, StoreError> {
-        let row: Option<DeliveryRow> = sqlx::query_as(
-            "SELECT id, channel, message, created_at, attempts, last_error, delivered_at, given_up_at
-             FROM alerts_outbox WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(query_failed("read a delivery"))?;
+        let row: Option<DeliveryRow> = sqlx::query_as(&format!("{ROWS} WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(query_failed("read a delivery"))?;
         Ok(row.map(Delivery::from))
     }
 
@@ -215,20 +209,16 @@ impl Store {
         limit: u32,
     ) -> Result<(u64, Vec<Delivery>), StoreError> {
         let since = time_text(&since);
-        let (count,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM alerts_outbox
-             WHERE given_up_at IS NOT NULL AND given_up_at >= ? AND json_extract(message, '$.kind') != 'test'",
-        )
+        let (count,): (i64,) = sqlx::query_as(&format!(
+            "SELECT COUNT(*) FROM alerts_outbox WHERE {GIVEN_UP_SINCE}"
+        ))
         .bind(&since)
         .fetch_one(self.pool())
         .await
         .map_err(query_failed("count undelivered alerts"))?;
-        let rows: Vec<DeliveryRow> = sqlx::query_as(
-            "SELECT id, channel, message, created_at, attempts, last_error, delivered_at, given_up_at
-             FROM alerts_outbox
-             WHERE given_up_at IS NOT NULL AND given_up_at >= ? AND json_extract(message, '$.kind') != 'test'
-             ORDER BY id DESC LIMIT ?",
-        )
+        let rows: Vec<DeliveryRow> = sqlx::query_as(&format!(
+            "{ROWS} WHERE {GIVEN_UP_SINCE} ORDER BY id DESC LIMIT ?"
+        ))
         .bind(&since)
         .bind(limit)
         .fetch_all(self.pool())
@@ -240,6 +230,13 @@ impl Store {
         ))
     }
 }
+
+/// The outbox's rows as `DeliveryRow` reads them.
+const ROWS: &str = "SELECT id, channel, message, created_at, attempts, last_error, delivered_at, \
+                    given_up_at FROM alerts_outbox";
+/// Given up at or after `?`, test messages left out (their sender read the outcome on the page).
+const GIVEN_UP_SINCE: &str =
+    "given_up_at IS NOT NULL AND given_up_at >= ? AND json_extract(message, '$.kind') != 'test'";
 
 /// An `alerts_outbox` row as stored.
 #[derive(sqlx::FromRow)]
