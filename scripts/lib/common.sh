@@ -4,7 +4,10 @@ cd "$ROOT"
 # wasm-opt from npm (Debian's binaryen breaks the wasm); cargo-installed tools.
 export PATH="$ROOT/.tools/binaryen/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 export COMPOSE_BAKE=false
-step() { printf '\n\033[1;32m==> %s\033[0m\n' "$*" >&2; }
+# step WHAT: a heading in the run's output, with the disk left (a full disk ends a run mid-link).
+step() {
+  printf '\n\033[1;32m==> %s\033[0m  (%s free)\n' "$*" "$(df -h --output=avail . 2>/dev/null | tail -1 | tr -d ' ')" >&2
+}
 
 # until_answers TAG WHAT CHECK LOG: waits up to 20 s for the daemon just started in the background
 # until CHECK (a command) succeeds; says it is ready, or shows the end of its LOG and fails.
