@@ -12,22 +12,17 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 now() { date +%s.%N; }
 secs() { python3 -c "print(f'{$2 - $1:.1f} s')"; }
 
-step "release build"
-cargo leptos build --release >&2
+build_release
 wasm=target/site/pkg/epsm-ops.wasm
 row "release wasm, raw" "$(kib "$(stat -c %s "$wasm")")" "size of $wasm (after wasm-opt)"
-row "release wasm, brotli" "$(kib "$(brotli -c -q 11 "$wasm" | wc -c)")" "brotli -q 11"
-row "server binary" "$(kib "$(stat -c %s target/release/epsm-ops)")" "size of target/release/epsm-ops"
-stripped=$(mktemp)
-strip -o "$stripped" target/release/epsm-ops
-row "server binary, stripped" "$(kib "$(stat -c %s "$stripped")")" "strip -o of the same binary"
-rm -f "$stripped"
+row "release wasm, brotli" "$(kib "$(stat -c %s "$wasm.br")")" "the copy the binary sends (cargo leptos --precompress)"
+row "server binary, stripped, site inside" "$(kib "$(stat -c %s target/release/epsm-ops)")" "size of target/release/epsm-ops: the whole artifact"
 
 step "idle RSS"
 data=$(mktemp -d)
 port=$(free_port)
 # The development IdP: a bench machine has no way to the Chalmers IdP's metadata.
-EPSM_OPS_LISTEN=127.0.0.1:$port EPSM_OPS_DATA_DIR=$data EPSM_OPS_SITE_ROOT=target/site RUST_LOG=warn \
+EPSM_OPS_LISTEN=127.0.0.1:$port EPSM_OPS_DATA_DIR=$data RUST_LOG=warn \
   EPSM_OPS_AUTH_DEV_IDP=true target/release/epsm-ops serve &
 pid=$!
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
@@ -56,6 +51,11 @@ compose down --volumes --rmi local --timeout 5 >/dev/null 2>&1
 row "stack build --no-cache --pull (cold)" "$(secs "$t0" "$t1")" "7 services, empty build cache"
 row "stack up -d until all healthy" "$(secs "$t1" "$t2")" "up -d --wait"
 row "stack cold build + up" "$(secs "$t0" "$t2")" "the two above"
+
+step "first load: the Overview's bytes in Chromium, the site from the binary"
+while IFS= read -r line; do rows+=("$line"); done < <(
+  EPSM_CONSOLE_BIN=target/release/epsm-ops cargo bench -p app --features ssr --bench first_load 2>/dev/null | grep '^| '
+)
 
 step "pages: every page under load beside /healthz, store writes, RSS"
 while IFS= read -r line; do rows+=("$line"); done < <(

@@ -8,8 +8,7 @@ prepare
 # git does not keep file modes: the env file holds secrets and is the owner's alone.
 chmod 600 stack/.env.production
 
-step "build (release)"
-cargo leptos build --release
+build_release
 
 step "serve on http://127.0.0.1:3000 (Ctrl-C stops)"
 # Without a configuration file: login through the development IdP (loopback only), with a person for
@@ -21,7 +20,7 @@ if [[ " $* " != *" --config "* && " $* " != *" --config="* ]]; then
   export EPSM_OPS_AUTH_DEPLOYERS=${EPSM_OPS_AUTH_DEPLOYERS:-'{ids=["deployer@dev.idp"]}'}
   export EPSM_OPS_AUTH_VIEWERS=${EPSM_OPS_AUTH_VIEWERS:-'{ids=["viewer@dev.idp"]}'}
 fi
-EPSM_OPS_SITE_ROOT=target/site target/release/epsm-ops serve "$@" &
+target/release/epsm-ops serve "$@" &
 server=$!
 trap 'kill -TERM $server 2>/dev/null; wait $server; engine_stop; registry_stop' EXIT INT TERM
 wait $server

@@ -82,3 +82,15 @@ pub fn ErrorList(errors: ArcRwSignal<Errors>) -> impl IntoView {
         </div>
     }
 }
+
+/// An error's sentence followed by each of its causes' (`a: b: c`): a library's own sentence is
+/// often general ("error sending request") and the cause is what says what happened.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut said = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        said.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    said
+}

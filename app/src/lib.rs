@@ -47,8 +47,13 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
-                // In the server-only shell, not hydrated: the stylesheet never changes per page.
-                <link rel="stylesheet" id="leptos" href="/pkg/epsm-ops.css"/>
+                // In the server-only shell, not hydrated: the stylesheet never changes per page. Named
+                // like the JS and wasm (with the site's hash when the binary carries the site).
+                <link
+                    rel="stylesheet"
+                    id="leptos"
+                    href=format!("/pkg/{}.css", options.output_name)
+                />
                 <HydrationScripts options/>
                 <MetaTags/>
             </head>

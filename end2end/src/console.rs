@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 use crate::host::{free_port, repo_root};
 use crate::stack::StackProject;
 
-/// The `epsm-ops` binary the tests run: `EPSM_CONSOLE_BIN`, else the debug build `cargo leptos build` made.
+/// The `epsm-ops` binary the tests run: `EPSM_CONSOLE_BIN` (a relative path is the repository's),
+/// else the debug build the tests' build made.
 /// (Not `EPSM_OPS_*`: the console would read that prefix as its own configuration and refuse it.)
 pub fn console_binary() -> PathBuf {
     std::env::var_os("EPSM_CONSOLE_BIN")
-        .map(PathBuf::from)
+        .map(|bin| repo_root().join(bin))
         .unwrap_or_else(|| repo_root().join("target/debug/epsm-ops"))
 }
 
@@ -24,8 +25,8 @@ pub struct Console {
     pub url: String,
     pub data_dir: tempfile::TempDir,
     log: PathBuf,
-    /// The binary and the configuration it was started with (for `run`).
-    bin: PathBuf,
+    /// How it was started, and the configuration it was started with (for `run`).
+    launch: Launch,
     env: Vec<(String, String)>,
     /// Logged in as the development IdP's admin (see `login`).
     client: reqwest::Client,
@@ -82,6 +83,34 @@ impl Console {
     /// `start` without the admin's login (for a console trusting another IdP than the development
     /// one): `client()` is an anonymous client.
     pub async fn start_anonymous(bin: &Path, env: &[(&str, &str)]) -> Console {
+        Console::launch(Launch::Process(bin.to_path_buf()), env).await
+    }
+
+    /// `start`, the console in its container: `docker compose up` of `compose_files` (the shipped
+    /// `packaging/compose.yml` and a test's override) as the compose project `project`. Its
+    /// configuration is the same `EPSM_OPS_*` variables, which the override passes through; its log
+    /// is the container's. Dropping it takes the project down.
+    pub async fn in_container(
+        compose_files: &[PathBuf],
+        project: &str,
+        env: &[(&str, &str)],
+    ) -> Console {
+        let mut console = Console::launch(
+            Launch::Container {
+                compose_files: compose_files.to_vec(),
+                project: project.to_string(),
+            },
+            env,
+        )
+        .await;
+        console.client = console
+            .login(ADMIN)
+            .await
+            .unwrap_or_else(|e| panic!("logging in as {ADMIN} failed: {e}\n{}", console.log()));
+        console
+    }
+
+    async fn launch(mut launch: Launch, env: &[(&str, &str)]) -> Console {
         let port = free_port();
         let data_dir = tempfile::tempdir().expect("temp dir");
         let log = data_dir.path().join("console.log");
@@ -92,7 +121,6 @@ impl Console {
             ("EPSM_OPS_LISTEN", format!("127.0.0.1:{port}")),
             ("EPSM_OPS_PUBLIC_URL", format!("http://127.0.0.1:{port}/")),
             ("EPSM_OPS_DATA_DIR", path(data_dir.path().join("data"))),
-            ("EPSM_OPS_SITE_ROOT", path(root.join("target/site"))),
             ("EPSM_OPS_PROJECT_DIR", path(root.join("stack"))),
             (
                 "EPSM_OPS_LIMITS_HEADER_READ_TIMEOUT_SECS",
@@ -105,22 +133,25 @@ impl Console {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let mut cmd = Command::new(bin);
-        cmd.arg("serve")
-            .current_dir(&root)
+        if let Launch::Container { compose_files, .. } = &mut launch {
+            compose_files.push(pass_through(data_dir.path(), &all));
+        }
+        let mut cmd = launch.command();
+        // Not the repository: the binary carries its site and needs no file beside it.
+        cmd.current_dir(data_dir.path())
             .envs(all.iter().map(|(k, v)| (k, v)))
             .stdout(log_file.try_clone().expect("log file"))
             .stderr(log_file)
             .process_group(0);
         let child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+            .unwrap_or_else(|e| panic!("start {launch:?}: {e}"));
         let mut console = Console {
             child: Some(child),
             url: format!("http://127.0.0.1:{port}"),
             data_dir,
             log,
-            bin: bin.to_path_buf(),
+            launch,
             env: all,
             client: reqwest::Client::new(),
         };
@@ -153,15 +184,8 @@ impl Console {
     /// Starts `bin` managing `project` (its directory, name and public URL) instead of the repository's
     /// stack, with health rounds every [`HEALTH_INTERVAL`]; `env` adds or overrides.
     pub async fn for_stack(bin: &Path, project: &StackProject, env: &[(&str, &str)]) -> Console {
-        let dir = project.dir.path().display().to_string();
-        let public = format!("http://127.0.0.1:{}/", project.nginx_port);
-        let interval = HEALTH_INTERVAL.as_secs().to_string();
-        let mut all = vec![
-            ("EPSM_OPS_PROJECT_DIR", dir.as_str()),
-            ("EPSM_OPS_PROJECT_NAME", project.name.as_str()),
-            ("EPSM_OPS_PROJECT_PUBLIC_URL", public.as_str()),
-            ("EPSM_OPS_HEALTH_INTERVAL_SECS", interval.as_str()),
-        ];
+        let stack = stack_env(project);
+        let mut all: Vec<(&str, &str)> = stack.iter().map(|(k, v)| (*k, v.as_str())).collect();
         all.extend_from_slice(env);
         Console::start(bin, &all).await
     }
@@ -384,7 +408,10 @@ impl Console {
 
     /// The command `run` runs, to start it in the background.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(&self.bin);
+        let Launch::Process(bin) = &self.launch else {
+            panic!("`run` runs the binary: this console is in a container");
+        };
+        let mut command = Command::new(bin);
         command
             .args(args)
             .current_dir(repo_root())
@@ -406,6 +433,96 @@ impl Drop for Console {
             let _ = child.kill();
             let _ = child.wait();
         }
+        if let Launch::Container { .. } = self.launch {
+            let _ = self
+                .launch
+                .compose(&["down", "--volumes", "--timeout", "10"])
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
+                .output();
+        }
+    }
+}
+
+/// The configuration that points a console at `project` (its directory, name and public URL), with
+/// health rounds every [`HEALTH_INTERVAL`].
+pub fn stack_env(project: &StackProject) -> [(&'static str, String); 4] {
+    [
+        (
+            "EPSM_OPS_PROJECT_DIR",
+            project.dir.path().display().to_string(),
+        ),
+        ("EPSM_OPS_PROJECT_NAME", project.name.clone()),
+        (
+            "EPSM_OPS_PROJECT_PUBLIC_URL",
+            format!("http://127.0.0.1:{}/", project.nginx_port),
+        ),
+        (
+            "EPSM_OPS_HEALTH_INTERVAL_SECS",
+            HEALTH_INTERVAL.as_secs().to_string(),
+        ),
+    ]
+}
+
+/// A compose file that gives the container console the configuration a test console runs with: each
+/// of `env`'s `EPSM_OPS_*` variables (and `RUST_LOG`), its value taken from `docker compose`'s own
+/// environment.
+fn pass_through(dir: &Path, env: &[(String, String)]) -> PathBuf {
+    let mut names: Vec<&str> = env
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| k.starts_with("EPSM_OPS_") || *k == "RUST_LOG")
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let file = dir.join("environment.yml");
+    let list: String = names.iter().map(|n| format!("      - {n}\n")).collect();
+    fs::write(
+        &file,
+        format!("services:\n  console:\n    environment:\n{list}"),
+    )
+    .expect("write the environment's compose file");
+    file
+}
+
+/// How a test console runs: the binary as a child process, or its image in a compose project.
+#[derive(Debug)]
+enum Launch {
+    Process(PathBuf),
+    Container {
+        compose_files: Vec<PathBuf>,
+        project: String,
+    },
+}
+
+impl Launch {
+    /// The command that serves in the foreground (its output is the console's log).
+    fn command(&self) -> Command {
+        match self {
+            Launch::Process(bin) => {
+                let mut cmd = Command::new(bin);
+                cmd.arg("serve");
+                cmd
+            }
+            Launch::Container { .. } => self.compose(&["up", "--no-log-prefix", "--no-color"]),
+        }
+    }
+
+    /// `docker compose` of a container console's project with `args`.
+    fn compose(&self, args: &[&str]) -> Command {
+        let Launch::Container {
+            compose_files,
+            project,
+        } = self
+        else {
+            panic!("not a console in a container");
+        };
+        let mut cmd = Command::new("docker");
+        cmd.arg("compose");
+        for file in compose_files {
+            cmd.arg("-f").arg(file);
+        }
+        cmd.args(["-p", project]).args(args);
+        cmd
     }
 }
 

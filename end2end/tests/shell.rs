@@ -232,3 +232,109 @@ async fn on_a_phone_the_navigation_is_a_menu_and_the_header_keeps_its_colours() 
     assert_eq!(ring, serde_json::json!(["solid", "3px"]));
     browser.screenshot("phone-skip-link").await;
 }
+
+/// The binary alone, copied to an empty directory and started away from the repository, serves a
+/// site that hydrates: the wasm, its JS and the stylesheet come out of the binary, under names that
+/// carry their hash, which a browser keeps for a year and revalidates never.
+#[tokio::test]
+async fn the_binary_alone_serves_a_site_that_hydrates() {
+    let alone = tempfile::tempdir().unwrap();
+    let bin = alone.path().join("epsm-ops");
+    std::fs::copy(console_binary(), &bin).unwrap();
+    let console = Console::start(&bin, &[("EPSM_OPS_DOCKER_HOST", &docker_host())]).await;
+    assert!(
+        console.log().contains("site: embedded in this binary"),
+        "{}",
+        console.log()
+    );
+    let browser = Browser::start().await;
+    browser.login(&console, ADMIN).await;
+    // Hydrated: the wasm ran (the mark is set by the hydrated app, not by the server's HTML).
+    browser.open_hydrated(&format!("{}/", console.url)).await;
+    let styled: bool = serde_json::from_value(
+        browser
+            .client
+            .execute(
+                "return [...document.styleSheets].some(s => s.cssRules.length > 0);",
+                vec![],
+            )
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(styled, "the page has no stylesheet with rules");
+
+    // What the page loaded from the site: the JS, the wasm and the CSS, each by its hashed name.
+    let loaded: Vec<String> = serde_json::from_value(
+        browser
+            .client
+            .execute(
+                "return performance.getEntriesByType('resource').map(e => new URL(e.name).pathname)
+                    .filter(p => p.startsWith('/pkg/'));",
+                vec![],
+            )
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let hashed = |ext: &str| {
+        loaded
+            .iter()
+            .find(|p| {
+                p.strip_prefix("/pkg/epsm-ops.")
+                    .and_then(|rest| rest.strip_suffix(&format!(".{ext}")))
+                    .is_some_and(|hash| {
+                        hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit())
+                    })
+            })
+            .unwrap_or_else(|| panic!("no /pkg/epsm-ops.<hash>.{ext} among {loaded:?}"))
+            .clone()
+    };
+    let http = reqwest::Client::new();
+    for (ext, content_type) in [
+        ("js", "text/javascript"),
+        ("wasm", "application/wasm"),
+        ("css", "text/css"),
+    ] {
+        let path = hashed(ext);
+        let response = http
+            .get(format!("{}{path}", console.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(header("content-type"), content_type, "{path}");
+        assert_eq!(
+            header("cache-control"),
+            "public, max-age=31536000, immutable",
+            "{path}"
+        );
+        let etag = header("etag");
+        assert!(etag.starts_with('"'), "{path}: ETag {etag:?}");
+        let again = http
+            .get(format!("{}{path}", console.url))
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 304, "{path} with its ETag");
+    }
+    // Another hash is another build: not served.
+    let stale = http
+        .get(format!(
+            "{}/pkg/epsm-ops.0000000000000000.wasm",
+            console.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 404);
+    browser.screenshot("site-embedded").await;
+}

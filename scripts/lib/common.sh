@@ -22,6 +22,16 @@ until_answers() {
   return 1
 }
 
+# build_release: the release artifact, target/release/epsm-ops, one binary that carries its site. The
+# site first (release wasm; brotli and gzip copies beside each file), then the server, which embeds
+# what target/site holds when it compiles (cargo-leptos would build the two side by side).
+build_release() {
+  step "release build: the site (precompressed)"
+  cargo leptos build --release --precompress --frontend-only >&2
+  step "release build: the server, the site embedded"
+  cargo leptos build --release --server-only >&2
+}
+
 # What every command needs before it builds anything: the toolchain, a Docker engine and a loopback
 # registry (private, and stopped at exit, when none answers) and the stack's base image in it.
 prepare() {

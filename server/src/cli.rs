@@ -1,4 +1,4 @@
-//! The command line: `epsm-ops [serve]`, `audit`, `backup`, `deploy`, `restore`, `doctor`, with their flags (each also
+//! The command line: `epsm-ops [serve]`, `audit`, `backup`, `deploy`, `restore`, `doctor`, `healthz`, with their flags (each also
 //! settable from the environment where it says so).
 
 use std::path::PathBuf;
@@ -41,6 +41,10 @@ pub(crate) enum Command {
     /// certificates, the public URL, the private directories and the backups' disk. Prints ok / warn
     /// / FAIL with the fix of each; exits 1 when one failed. Changes nothing.
     Doctor(DoctorArgs),
+    /// Ask the console this configuration describes for its `/healthz` (at its listen address, on
+    /// loopback when it listens on every address). Exits 0 when it answers ok within 5 s, 1 otherwise:
+    /// the container image's healthcheck.
+    Healthz(ServeArgs),
 }
 
 #[derive(Args)]

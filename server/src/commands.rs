@@ -63,6 +63,50 @@ pub(crate) fn audit(args: AuditArgs) -> ExitCode {
     }
 }
 
+/// How long `healthz` waits for the console's answer (a container healthcheck's timeout is longer).
+const HEALTHZ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `epsm-ops healthz`: the console's own `/healthz`, asked where the configuration says it listens.
+pub(crate) async fn healthz(args: ServeArgs) -> ExitCode {
+    let config = match app::config::Config::load(args.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("epsm-ops: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut addr = config.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let url = format!("http://{addr}/healthz");
+    let answer = match reqwest::Client::builder().timeout(HEALTHZ_TIMEOUT).build() {
+        Ok(client) => client.get(&url).send().await,
+        Err(e) => {
+            eprintln!("epsm-ops: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match answer {
+        Ok(reply) if reply.status().is_success() => {
+            println!("{url}: {}", reply.status());
+            ExitCode::SUCCESS
+        }
+        Ok(reply) => {
+            let status = reply.status();
+            eprintln!("{url}: {status} {}", reply.text().await.unwrap_or_default());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{url}: {}", app::error::with_causes(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `epsm-ops doctor`: the checks' table on stdout; exit 1 when one failed (a configuration that
 /// does not load is the first and only one).
 pub(crate) async fn doctor(args: DoctorArgs) -> ExitCode {

@@ -17,6 +17,7 @@ mod client;
 mod commands;
 mod refusals;
 mod router;
+mod site;
 mod start;
 mod streams;
 
@@ -66,6 +67,7 @@ async fn main() -> ExitCode {
         Command::Serve(args) => start::serve(args).await,
         Command::Audit(args) => return commands::audit(args),
         Command::Doctor(args) => return commands::doctor(args).await,
+        Command::Healthz(args) => return commands::healthz(args).await,
         Command::Backup(args) => commands::backup(args).await,
         Command::Deploy(args) => match commands::deploy(args).await {
             Ok(code) => return code,

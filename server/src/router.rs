@@ -11,6 +11,8 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json};
 use axum::routing::get;
 use leptos_axum::{LeptosRoutes, generate_route_list};
+
+use crate::site::Site;
 use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
@@ -39,6 +41,7 @@ pub const SESSIONS_IN_MEMORY: u64 = 10_000;
 
 pub fn build(
     state: AppState,
+    site: &Site,
     shutdown: tokio_util::sync::CancellationToken,
     sessions: Sessions,
 ) -> Router {
@@ -60,33 +63,44 @@ pub fn build(
         .with_secure(https)
         .with_expiry(Expiry::OnInactivity(idle));
     let routes = generate_route_list(App);
-    let pages = Router::new()
-        .leptos_routes_with_context(
-            &state,
-            routes,
-            {
-                let state = state.clone();
-                move || state.provide_services()
-            },
-            {
-                let options = state.leptos_options.clone();
-                move || shell(options.clone())
-            },
-        )
-        .fallback(leptos_axum::file_and_error_handler_with_context::<
+    let services = {
+        let state = state.clone();
+        move || state.provide_services()
+    };
+    let pages = Router::new().leptos_routes_with_context(&state, routes, services.clone(), {
+        let options = state.leptos_options.clone();
+        move || shell(options.clone())
+    });
+    // Files: the embedded site's routes, or Leptos' handler of the `site_root` directory. What is
+    // neither a page nor a file is the app's "not found" page.
+    let pages = match site.directory() {
+        Some(_) => pages.fallback(leptos_axum::file_and_error_handler_with_context::<
             AppState,
             _,
-        >(
-            {
-                let state = state.clone();
-                move || state.provide_services()
-            },
-            shell,
-        ))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ));
+        >(services, shell)),
+        None => {
+            let not_found = leptos_axum::render_app_to_stream_in_order_with_context(
+                {
+                    let state = state.clone();
+                    move || {
+                        leptos::context::provide_context(state.clone());
+                        services()
+                    }
+                },
+                {
+                    let options = state.leptos_options.clone();
+                    move || shell(options.clone())
+                },
+            );
+            pages
+                .merge(site.routes())
+                .fallback(move |request: axum::extract::Request| not_found(request))
+        }
+    }
+    .layer(TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        REQUEST_TIMEOUT,
+    ));
 
     let hsts = https.then(|| {
         SetResponseHeaderLayer::if_not_present(

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::StartError;
 use crate::cli::ServeArgs;
 use crate::router;
+use crate::site::Site;
 
 /// What both the server and the command line build first, once.
 pub(crate) struct Opened {
@@ -102,16 +103,31 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), StartError> {
         // Not fatal: the console exists to show this, and finds the engine when it comes back.
         EngineState::Unreachable { reason } => tracing::warn!("{reason}"),
     }
-    let wasm = config.site_root.join("pkg/epsm-ops.wasm");
-    if !wasm.is_file() {
-        tracing::warn!(
-            "{} not found: pages are served but not interactive (build the site with `cargo leptos build`)",
-            wasm.display()
-        );
+    let site = Site::choose(config.site_root.as_deref());
+    match &site {
+        Site::Embedded { version } => tracing::info!(version, "site: embedded in this binary"),
+        Site::Directory(dir) => {
+            tracing::info!(dir = %dir.display(), "site: from site_root");
+            let wasm = dir.join("pkg/epsm-ops.wasm");
+            if !wasm.is_file() {
+                tracing::warn!(
+                    "{} not found: pages are served but not interactive (build the site with `cargo leptos build`)",
+                    wasm.display()
+                );
+            }
+        }
+        Site::Missing => tracing::warn!(
+            "this binary was built without the site and no site_root is set: pages are served but \
+             not interactive (build the site with `cargo leptos build`, then the binary)"
+        ),
     }
     let leptos_options = LeptosOptions::builder()
-        .output_name("epsm-ops")
-        .site_root(config.site_root.display().to_string())
+        .output_name(site.output_name())
+        .site_root(
+            site.directory()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
+        )
         .site_pkg_dir("pkg")
         .site_addr(config.listen)
         .env(if cfg!(debug_assertions) {
@@ -236,7 +252,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), StartError> {
     // request headers in time (a slow client holding connections open).
     let header_timeout =
         std::time::Duration::from_secs(state.config.limits.header_read_timeout_secs);
-    let app = router::build(state, shutdown.clone(), sessions);
+    let app = router::build(state, &site, shutdown.clone(), sessions);
     let handle = axum_server::Handle::new();
     // TCP_NODELAY: a page is streamed in several writes, and with Nagle each waited for the client's
     // delayed ACK (40 ms a page, whatever its work).

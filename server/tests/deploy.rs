@@ -8,7 +8,7 @@ use std::time::Duration;
 use app::compose::process::KILL_GRACE;
 use app::deploy::{Deploy, DeployEvent, DeployOutcome, StepStatus};
 use app::engine::NameSource;
-use app::health::{HealthReport, Verdict};
+use app::health::Verdict;
 use end2end::{Console, StackProject, stack_secrets, with_margin};
 
 mod runs;
@@ -582,33 +582,6 @@ async fn a_stack_started_as_epsms_workflow_leaves_it_is_found_deployed_over_and_
     let d = deploy(&console, cli_id).await;
     assert!(d.actor.starts_with("command line ("), "{}", d.actor);
     assert_eq!(d.steps.len(), 17, "{:?}", d.steps);
-}
-
-/// Reads the console's health report until `done` holds for it.
-async fn health_until(
-    console: &Console,
-    within: Duration,
-    done: impl Fn(&HealthReport) -> bool,
-) -> HealthReport {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        let (status, body) = console.call("health_report", &[]).await;
-        assert_eq!(status, 200, "{body}");
-        let report: HealthReport = serde_json::from_str(&body).unwrap();
-        if done(&report) {
-            return report;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not within {within:?}: {:?}",
-            report
-                .services
-                .iter()
-                .map(|s| (s.name.as_str(), s.verdict.word()))
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 /// The Django app of the bundled stack, as a developer changes it in the next commit.

@@ -272,14 +272,10 @@ fn answered(reply: reqwest::Result<reqwest::Response>) -> Result<(), String> {
         Err(e) => {
             // reqwest's own line is "error sending request"; the cause (refused, timed out, a
             // certificate) is in its sources. None of them carries the URL once it is removed.
-            let e = e.without_url();
-            let mut said = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                said.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            Err(format!("the receiver did not answer: {said}"))
+            Err(format!(
+                "the receiver did not answer: {}",
+                crate::error::with_causes(&e.without_url())
+            ))
         }
     }
 }

@@ -38,8 +38,9 @@ pub struct Config {
     pub public_url: Url,
     /// Where the console keeps its SQLite store, keys and (unless `backups.dir` says otherwise) backups.
     pub data_dir: PathBuf,
-    /// Where `cargo leptos build` put the compiled site (wasm, js, css, public files).
-    pub site_root: PathBuf,
+    /// A directory to serve the compiled site (wasm, js, css, public files) from, as `cargo leptos
+    /// build` leaves it. Unset: the site this binary carries (the release artifact).
+    pub site_root: Option<PathBuf>,
     pub project: ProjectConfig,
     pub docker: DockerConfig,
     pub health: HealthConfig,
@@ -75,7 +76,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
             public_url: Url::parse("http://127.0.0.1:3000/").expect("constant URL parses"),
             data_dir: PathBuf::from("data"),
-            site_root: PathBuf::from("target/site"),
+            site_root: None,
             project: ProjectConfig {
                 name: None,
                 name_source: Default::default(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use app::audit::AuditEntry;
 use app::deploy::{Deploy, DeployEvent, DeployOutcome, StepStatus};
+use app::health::HealthReport;
 use end2end::{Console, SseReader};
 
 pub async fn start(console: &Console, form: &[(&str, &str)]) -> i64 {
@@ -120,5 +121,32 @@ pub async fn assert_audited(console: &Console, wanted: &[(&str, &str)]) {
             actions.iter().any(|(a, o)| a == action && o == outcome),
             "({action}, {outcome}) not in {actions:?}"
         );
+    }
+}
+
+/// Reads the console's health report until `done` holds for it.
+pub async fn health_until(
+    console: &Console,
+    within: Duration,
+    done: impl Fn(&HealthReport) -> bool,
+) -> HealthReport {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let (status, body) = console.call("health_report", &[]).await;
+        assert_eq!(status, 200, "{body}");
+        let report: HealthReport = serde_json::from_str(&body).unwrap();
+        if done(&report) {
+            return report;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within {within:?}: {:?}",
+            report
+                .services
+                .iter()
+                .map(|s| (s.name.as_str(), s.verdict.word()))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
