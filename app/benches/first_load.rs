@@ -30,31 +30,10 @@ fn kib(bytes: u64) -> String {
 fn plain_site() -> tempfile::TempDir {
     let copy = tempfile::tempdir().expect("temp dir");
     let site = end2end::repo_root().join("target/site");
-    for entry in walk(&site) {
-        let relative = entry.strip_prefix(&site).expect("under the site");
-        let name = entry.to_string_lossy();
-        if !(name.ends_with(".br") || name.ends_with(".gz")) {
-            let to = copy.path().join(relative);
-            std::fs::create_dir_all(to.parent().expect("a parent")).expect("mkdir");
-            std::fs::copy(&entry, to).expect("copy");
-        }
-    }
+    end2end::copy_tree(&site, copy.path(), &|name| {
+        name.ends_with(".br") || name.ends_with(".gz")
+    });
     copy
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    std::fs::read_dir(dir)
-        .expect("read the site")
-        .flatten()
-        .flat_map(|e| {
-            let path = e.path();
-            if path.is_dir() {
-                walk(&path)
-            } else {
-                vec![path]
-            }
-        })
-        .collect()
 }
 
 /// The Overview's first load and a reload, by a console started with `env`.

@@ -50,3 +50,17 @@ pub fn self_signed_certificate(key: &Path, cert: &Path, common_name: &str, days:
         .expect("run openssl");
     assert!(out.status.success(), "openssl req: {out:?}");
 }
+
+/// Copies the directory tree `from` into `to` (made if missing), but the files whose name `skip` takes.
+pub fn copy_tree(from: &Path, to: &Path, skip: &dyn Fn(&str) -> bool) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_type().expect("file type").is_dir() {
+            copy_tree(&src, &dst, skip);
+        } else if !skip(&entry.file_name().to_string_lossy()) {
+            std::fs::copy(&src, &dst).expect("copy file");
+        }
+    }
+}

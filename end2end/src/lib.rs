@@ -19,6 +19,6 @@ mod stack;
 pub use browser::*;
 pub use console::*;
 pub use healthcheck::{Healthchecks, with_margin};
-pub use host::{free_port, private_file, repo_root, self_signed_certificate};
+pub use host::{copy_tree, free_port, private_file, repo_root, self_signed_certificate};
 pub use sse::*;
 pub use stack::*;

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use crate::healthcheck::{Healthchecks, with_margin};
-use crate::host::{free_port, repo_root};
+use crate::host::{copy_tree, free_port, repo_root};
 
 /// The secret values of the bundled stack's env file (distinctive on purpose): what leak tests look
 /// for in every page, reply, stream and log.
@@ -117,7 +117,9 @@ impl StackProject {
             .prefix("epsm-stack-")
             .tempdir()
             .expect("temp dir");
-        copy_tree(&source, dir.path());
+        // Not the rootfs tarball and its stamp: the builds pull the base image, and EPSM's
+        // repository holds no such file.
+        copy_tree(&source, dir.path(), &|name| name.starts_with("rootfs.tar"));
         let origin = tempfile::Builder::new()
             .prefix("epsm-origin-")
             .tempdir()
@@ -551,24 +553,4 @@ fn git(dir: &Path, args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-/// Copies a directory tree but the rootfs tarball and its stamp: the builds pull the base image, and
-/// EPSM's repository holds no such file.
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("create dir");
-    for entry in fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("dir entry");
-        let (src, dst) = (entry.path(), to.join(entry.file_name()));
-        let kind = entry.file_type().expect("file type");
-        if kind.is_dir() {
-            copy_tree(&src, &dst);
-        } else if !entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with("rootfs.tar")
-        {
-            fs::copy(&src, &dst).expect("copy file");
-        }
-    }
 }

@@ -28,6 +28,10 @@ const OUTPUT_NAME: &str = "epsm-ops";
 /// The files a page loads by the output name; their hash names them.
 const LOADED: [&str; 3] = ["js", "wasm", "css"];
 
+/// The compressed copies `cargo leptos build --precompress` writes beside a file: the encoding and
+/// its suffix, in the order they are preferred.
+const COPIES: [(&str, &str); 2] = [("br", ".br"), ("gzip", ".gz")];
+
 /// A year, and never revalidated: the name changes when the content does.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// Files whose name does not change (the icon): kept, but asked again with their ETag.
@@ -124,7 +128,7 @@ fn loaded_extension(path: &str) -> Option<&'static str> {
 }
 
 fn is_compressed_copy(path: &str) -> bool {
-    path.ends_with(".br") || path.ends_with(".gz")
+    COPIES.iter().any(|(_, suffix)| path.ends_with(suffix))
 }
 
 /// The embedded file at `path`, in the best encoding the browser takes and the binary has.
@@ -136,7 +140,7 @@ fn serve(path: &str, cache: &'static str, headers: &HeaderMap) -> Response {
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let (file, encoding) = [("br", ".br"), ("gzip", ".gz")]
+    let (file, encoding) = COPIES
         .into_iter()
         .filter(|(encoding, _)| accepts(accepted, encoding))
         .find_map(|(encoding, suffix)| {

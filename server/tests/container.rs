@@ -128,8 +128,18 @@ async fn the_console_container_deploys_the_stack_and_outlives_its_down_and_up() 
     health_until(&console, project.stack_settle_bound(), |r| every(r, up)).await;
     assert_eq!(inspect("{{.State.Status}}"), "running");
     assert_eq!(inspect("{{.RestartCount}}"), "0");
-    // The image's healthcheck (`epsm-ops healthz`, every 30 s) says so too.
-    let deadline = std::time::Instant::now() + with_margin(Duration::from_secs(35));
+    // The image's healthcheck (`epsm-ops healthz`) says so too: its next check starts within its
+    // interval and ends within its timeout, as the image declares them (nanoseconds).
+    let check: serde_json::Value =
+        serde_json::from_str(&inspect("{{json .Config.Healthcheck}}")).unwrap();
+    let nanos = |key: &str| {
+        Duration::from_nanos(
+            check[key]
+                .as_u64()
+                .unwrap_or_else(|| panic!("the image's healthcheck has no {key}: {check}")),
+        )
+    };
+    let deadline = std::time::Instant::now() + with_margin(nanos("Interval") + nanos("Timeout"));
     while inspect("{{.State.Health.Status}}") != "healthy" {
         assert!(
             std::time::Instant::now() < deadline,
