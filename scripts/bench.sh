@@ -28,10 +28,13 @@ pid=$!
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
 curl -fs "http://127.0.0.1:$port/" >/dev/null   # one page rendered, so the figure is not of a cold process
 sleep 2
-rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+status() { awk -v key="$1:" '$1 == key {print $2}' "/proc/$pid/status"; }
+rss=$(status VmRSS) anon=$(status RssAnon) file=$(status RssFile)
 kill -TERM "$pid"; wait "$pid" || true
 rm -rf "$data"
 row "server idle RSS" "$((rss / 1024)) MiB" "VmRSS 2 s after start and one page request (answered with the login redirect)"
+row "of it, the process's own memory" "$((anon / 1024)) MiB" "RssAnon: heap, stacks (what the console allocates)"
+row "of it, mapped files" "$((file / 1024)) MiB" "RssFile: the pages of the binary and its libraries the kernel mapped in (clean, shared, dropped under memory pressure)"
 
 step "cold build and up of the EPSM-like stack"
 project=epsmbench$$

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use end2end::bench::{row, rss_kib};
+use end2end::bench::{row, status_kib};
 use end2end::{Console, PAGES, StackProject, VIEWER, console_binary};
 
 const CLIENTS: usize = 32;
@@ -24,9 +24,11 @@ async fn main() {
     )
     .await;
     let viewer = console.login(VIEWER).await.unwrap();
-    for page in PAGES {
+    // One view of each page first; its size goes in its row (HTML with the hydration data).
+    let mut sizes = std::collections::HashMap::new();
+    for page in std::iter::once("/healthz").chain(PAGES) {
         let url = format!("{}{page}", console.url);
-        viewer
+        let body = viewer
             .get(&url)
             .send()
             .await
@@ -34,8 +36,10 @@ async fn main() {
             .bytes()
             .await
             .unwrap();
+        sizes.insert(page, body.len());
     }
-    let rss_before = rss_kib(console.pid()) as f64 / 1024.0;
+    let mib = |field| status_kib(console.pid(), field) as f64 / 1024.0;
+    let (rss_before, anon_before) = (mib("VmRSS"), mib("RssAnon"));
     let commits_before = console.metric("epsm_ops_store_commits_total").await;
 
     let how = format!(
@@ -52,10 +56,11 @@ async fn main() {
         row(
             &format!("page {page}"),
             format!(
-                "{rate:.0} req/s (floor/{:.1}), p50 {:.1} ms, p99 {:.1} ms",
+                "{rate:.0} req/s (floor/{:.1}), p50 {:.1} ms, p99 {:.1} ms, {:.1} KiB",
                 floor / rate,
                 run.percentile(0.5).as_secs_f64() * 1e3,
-                run.percentile(0.99).as_secs_f64() * 1e3
+                run.percentile(0.99).as_secs_f64() * 1e3,
+                sizes[page] as f64 / 1024.0
             ),
             &how,
         );
@@ -68,10 +73,48 @@ async fn main() {
     );
     row(
         "server RSS before / after the page load",
-        format!(
-            "{rss_before:.1} / {:.1} MiB",
-            rss_kib(console.pid()) as f64 / 1024.0
-        ),
+        format!("{rss_before:.1} / {:.1} MiB", mib("VmRSS")),
         "VmRSS of the release console, logged in, after one view of each page / after the runs above",
     );
+    row(
+        "of it, the process's own memory before / after",
+        format!("{anon_before:.1} / {:.1} MiB", mib("RssAnon")),
+        "RssAnon (heap, stacks): the rest is the binary's and libraries' mapped pages",
+    );
+
+    // A soak, when asked for (`EPSM_PAGES_SOAK_MINUTES`): the same load for minutes on end, every
+    // page in turn, the memory read after each minute. Memory that grows with the minutes is a leak.
+    let minutes: u64 = std::env::var("EPSM_PAGES_SOAK_MINUTES")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    if minutes == 0 {
+        return;
+    }
+    let each = Duration::from_secs(60) / PAGES.len() as u32;
+    let (mut views, mut after_minute) = (0, Vec::new());
+    for _ in 0..minutes {
+        for page in PAGES {
+            let url = format!("{}{page}", console.url);
+            views += end2end::bench::load(&viewer, &url, CLIENTS, each)
+                .await
+                .times
+                .len();
+        }
+        after_minute.push((mib("VmRSS"), mib("RssAnon")));
+    }
+    let said = |pick: fn(&(f64, f64)) -> f64| {
+        let minute = |i: usize| pick(&after_minute[i]);
+        let most = after_minute.iter().map(pick).fold(0.0, f64::max);
+        format!(
+            "{:.1} after minute 1, {:.1} after minute {minutes}, at most {most:.1} MiB",
+            minute(0),
+            minute(after_minute.len() - 1)
+        )
+    };
+    let how = format!(
+        "{minutes} min of {CLIENTS} clients on every page in turn ({views} views), read after each minute"
+    );
+    row("soak: server RSS", said(|m| m.0), &how);
+    row("soak: the process's own memory", said(|m| m.1), &how);
 }

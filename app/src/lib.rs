@@ -3,6 +3,7 @@
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Title, provide_meta_context};
+use leptos_router::SsrMode;
 use leptos_router::components::{A, Route, Router, Routes};
 use leptos_router::path;
 
@@ -93,6 +94,13 @@ fn content_security_policy() {
     }
 }
 
+/// Every page is rendered whole, then sent in one piece: its data is the server's memory (the health
+/// monitor's report, the kept audit and change card) or one SQLite read, ready at once. Streamed
+/// out of order (Leptos' default), a page went out as the shell, then a chunk and a script per
+/// `Suspense`: more bytes, more writes and more wake-ups for the same page, which made a page view
+/// 1.2-1.6x dearer under load (`app/benches/pages.rs`).
+const RENDERED_WHOLE: SsrMode = SsrMode::Async;
+
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
@@ -137,14 +145,14 @@ pub fn App() -> impl IntoView {
                 </nav>
                 <main class="content" id="main" tabindex="-1">
                     <Routes fallback=pages::NotFound>
-                        <Route path=path!("/") view=overview::OverviewPage/>
-                        <Route path=path!("/health") view=health::view::HealthPage/>
-                        <Route path=path!("/deploys") view=deploy::view::DeploysPage/>
-                        <Route path=path!("/deploys/:id") view=deploy::view::DeployPage/>
-                        <Route path=path!("/environment") view=environment::view::EnvironmentPage/>
-                        <Route path=path!("/backups") view=backup::view::BackupsPage/>
-                        <Route path=path!("/audit") view=audit::view::AuditPage/>
-                        <Route path=path!("/notifications") view=alerts::view::NotificationsPage/>
+                        <Route path=path!("/") ssr=RENDERED_WHOLE view=overview::OverviewPage/>
+                        <Route path=path!("/health") ssr=RENDERED_WHOLE view=health::view::HealthPage/>
+                        <Route path=path!("/deploys") ssr=RENDERED_WHOLE view=deploy::view::DeploysPage/>
+                        <Route path=path!("/deploys/:id") ssr=RENDERED_WHOLE view=deploy::view::DeployPage/>
+                        <Route path=path!("/environment") ssr=RENDERED_WHOLE view=environment::view::EnvironmentPage/>
+                        <Route path=path!("/backups") ssr=RENDERED_WHOLE view=backup::view::BackupsPage/>
+                        <Route path=path!("/audit") ssr=RENDERED_WHOLE view=audit::view::AuditPage/>
+                        <Route path=path!("/notifications") ssr=RENDERED_WHOLE view=alerts::view::NotificationsPage/>
                     </Routes>
                 </main>
             </div>

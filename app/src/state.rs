@@ -23,8 +23,26 @@ use crate::health::ssr::HealthMonitor;
 use crate::store::Store;
 use crate::streams::StreamLimits;
 
+/// The services, shared: a clone is one reference count (the router clones the state for every
+/// request, once per middleware that reads it).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+pub struct Services {
     pub leptos_options: LeptosOptions,
     pub config: Arc<Config>,
     /// The console's own store (the audit log's reads; `/healthz` pings it).

@@ -17,7 +17,7 @@ use app::environment::secrets::{Masker, secret_name_parts};
 use app::environment::ssr::EnvironmentAudit;
 use app::health::maintenance::Maintenance;
 use app::health::ssr::HealthMonitor;
-use app::state::AppState;
+use app::state::{AppState, Services};
 use app::store::Store;
 use leptos::config::{Env, LeptosOptions};
 use tokio_util::sync::CancellationToken;
@@ -172,7 +172,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), StartError> {
     if config.auth.dev_idp {
         tracing::warn!("the development IdP is on: anybody can log in as anyone (loopback only)");
     }
-    let state = AppState {
+    let state = AppState::new(Services {
         leptos_options,
         alerts: app::alerts::send::Sender::new(config.clone(), store.clone()),
         maintenance: Maintenance::new(
@@ -201,7 +201,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), StartError> {
         health,
         deployer,
         backups: backups.clone(),
-    };
+    });
     let shutdown = CancellationToken::new();
     tokio::spawn(prune_audit_log(
         state.store.clone(),
