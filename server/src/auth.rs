@@ -5,6 +5,7 @@
 //! this console's own origin).
 
 use app::auth::AuthError;
+use app::auth::gate::RequestUser;
 use app::auth::idp::{AssertionSpec, Shape, TestUser};
 use app::auth::saml::xml_escape;
 use app::auth::ssr as auth;
@@ -93,9 +94,8 @@ impl FromRequestParts<AppState> for SignedIn {
         let session = Session::from_request_parts(parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        state
-            .gate
-            .signed_in(&session)
+        RequestUser::of(&parts.extensions)
+            .get(&state.gate, &session)
             .await
             .map(SignedIn)
             .ok_or_else(|| (StatusCode::UNAUTHORIZED, "log in first").into_response())
@@ -118,9 +118,8 @@ impl FromRequestParts<AppState> for LiveViewer {
             .await
             .map_err(IntoResponse::into_response)?;
         let unauthorized = || (StatusCode::UNAUTHORIZED, "log in first").into_response();
-        state
-            .gate
-            .signed_in(&session)
+        RequestUser::of(&parts.extensions)
+            .get(&state.gate, &session)
             .await
             .ok_or_else(unauthorized)?;
         let id = session.id().ok_or_else(unauthorized)?;
@@ -168,16 +167,19 @@ fn public(path: &str) -> bool {
 }
 
 /// Pages need a login: a browser without one goes to the IdP and comes back to the same page.
-/// (Server functions and streams refuse on their own, with 401.)
+/// (Server functions and streams refuse on their own, with 401.) Every request gets the place where
+/// its login is kept once worked out (`RequestUser`).
 pub async fn page_guard(
     State(state): State<AppState>,
     session: Session,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
+    let known = RequestUser::default();
+    request.extensions_mut().insert(known.clone());
     let path = request.uri().path();
     let is_page = request.method() == Method::GET && !path.starts_with("/api/") && !public(path);
-    if is_page && state.gate.signed_in(&session).await.is_none() {
+    if is_page && known.get(&state.gate, &session).await.is_none() {
         let target = request
             .uri()
             .path_and_query()

@@ -35,6 +35,30 @@ pub(super) struct SessionUser {
     seen_at: Option<DateTime<Utc>>,
 }
 
+/// Who the request's session belongs to, worked out at most once per request. A page's request asks
+/// many times (the page guard, then each server function the page calls while it renders: the top
+/// bar, the page's data), and the answer cannot change within the request. The page guard puts an
+/// empty one in every request's extensions; whoever asks first fills it.
+#[derive(Clone, Default)]
+pub struct RequestUser(Arc<tokio::sync::OnceCell<Option<User>>>);
+
+impl RequestUser {
+    /// The one in the request's extensions, or a new one (a request the page guard did not see).
+    pub fn of(extensions: &axum::http::Extensions) -> Self {
+        extensions.get::<Self>().cloned().unwrap_or_default()
+    }
+
+    /// The answer, when someone in this request asked already.
+    pub fn known(&self) -> Option<Option<User>> {
+        self.0.get().cloned()
+    }
+
+    /// The logged-in person of `session` (`Gate::signed_in`), asked of the gate once.
+    pub async fn get(&self, gate: &Gate, session: &Session) -> Option<User> {
+        self.0.get_or_init(|| gate.signed_in(session)).await.clone()
+    }
+}
+
 /// How often requests renew a session's idle expiry. Renewing writes the session to the store, so a
 /// person using the console costs one write a minute, not one per request, and their session ends
 /// `auth.session_idle_minutes` after their last minute of use (not after their login).
@@ -224,17 +248,34 @@ impl Gate {
 /// The actor of the current server-function request when they hold at least `role`; 401 when
 /// nobody is logged in, 403 (recorded in the audit log) when the role is too low.
 pub async fn require(role: Role) -> Result<Actor, crate::error::AppError> {
-    let session: tower_sessions::Session = leptos_axum::extract().await.map_err(|_| {
-        crate::error::AppError::Unauthorized("log in first (no session)".into()).replied()
-    })?;
     let gate = leptos::prelude::expect_context::<Arc<Gate>>();
+    let user = request_user(&gate).await?;
     let path = leptos::prelude::use_context::<axum::http::request::Parts>()
         .map(|p| p.uri.path().to_string())
         .unwrap_or_default();
-    gate.check(&session, role, &path)
-        .await
+    let user = user.ok_or(AuthError::NotLoggedIn);
+    let permitted = match user {
+        Ok(user) => gate.permit(user, role, &path).await,
+        Err(e) => Err(e),
+    };
+    permitted
         .map(|user| user.actor())
         .map_err(|e| e.into_app_error().replied())
+}
+
+/// The logged-in person of the current server-function request (None: nobody), asked of the gate
+/// once per request (`RequestUser`).
+pub async fn request_user(gate: &Gate) -> Result<Option<User>, crate::error::AppError> {
+    let known = leptos::prelude::use_context::<axum::http::request::Parts>()
+        .map(|p| RequestUser::of(&p.extensions))
+        .unwrap_or_default();
+    if let Some(user) = known.known() {
+        return Ok(user);
+    }
+    let session: tower_sessions::Session = leptos_axum::extract().await.map_err(|_| {
+        crate::error::AppError::Unauthorized("log in first (no session)".into()).replied()
+    })?;
+    Ok(known.get(gate, &session).await)
 }
 
 #[cfg(test)]
@@ -395,6 +436,31 @@ mod tests {
             stricter.check(&session, Role::Viewer, "x").await,
             Err(AuthError::NotLoggedIn)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_request_asks_the_gate_once_and_a_new_request_asks_again() {
+        let (gate, session, _, _dir) = gate(rules()).await;
+        log_in(&gate, &session, "anna@chalmers.se", "employee@chalmers.se").await;
+        let request = RequestUser::default();
+        assert_eq!(request.known(), None, "nobody asked yet");
+        let first = request.get(&gate, &session).await;
+        assert_eq!(
+            first.as_ref().map(|u| u.id.as_str()),
+            Some("anna@chalmers.se")
+        );
+
+        // Logged out within the request: the request keeps its answer...
+        session.flush().await.unwrap();
+        assert_eq!(request.get(&gate, &session).await, first);
+        assert_eq!(request.known(), Some(first));
+        // ...and the next request asks the gate, which says nobody.
+        assert_eq!(RequestUser::default().get(&gate, &session).await, None);
+        // A request the page guard did not see gets its own.
+        assert_eq!(
+            RequestUser::of(&axum::http::Extensions::new()).known(),
+            None
+        );
     }
 
     #[tokio::test]

@@ -97,13 +97,9 @@ pub fn UserBadge() -> impl leptos::IntoView {
 #[leptos::server(endpoint = "login_state")]
 pub async fn current_session() -> Result<LoginState, crate::error::AppError> {
     use leptos::prelude::expect_context;
-    let session: tower_sessions::Session = leptos_axum::extract()
-        .await
-        .map_err(|e| crate::error::AppError::ServerFn(e.to_string()))?;
+    let gate = expect_context::<std::sync::Arc<super::gate::Gate>>();
     Ok(LoginState {
-        user: expect_context::<std::sync::Arc<super::gate::Gate>>()
-            .signed_in(&session)
-            .await,
+        user: super::gate::request_user(&gate).await?,
         dev_idp: expect_context::<std::sync::Arc<super::ssr::ServiceProvider>>()
             .dev_idp
             .is_some(),
