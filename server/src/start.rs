@@ -254,8 +254,8 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), StartError> {
         std::time::Duration::from_secs(state.config.limits.header_read_timeout_secs);
     let app = router::build(state, &site, shutdown.clone(), sessions);
     let handle = axum_server::Handle::new();
-    // TCP_NODELAY: a page is streamed in several writes, and with Nagle each waited for the client's
-    // delayed ACK (40 ms a page, whatever its work).
+    // TCP_NODELAY: a reply in several writes (a live stream's events, a download, a page larger than
+    // one write) would otherwise wait at each for the client's delayed ACK (40 ms, whatever its work).
     let mut server = axum_server::from_tcp(listener.into_std().map_err(StartError::Serve)?)
         .map_err(StartError::Serve)?
         .acceptor(axum_server::accept::NoDelayAcceptor::new())
