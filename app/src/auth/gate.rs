@@ -208,19 +208,16 @@ impl Gate {
             .is_some_and(|user| user.role >= role)
     }
 
-    /// The one check: a logged-in user with at least `role`. A refusal of a logged-in user is
-    /// recorded.
+    /// The one check: a logged-in user (`signed_in`, once per request: `RequestUser`) with at least
+    /// `role`. A refusal of a logged-in user is recorded.
     pub async fn check(
         &self,
-        session: &Session,
+        user: Option<User>,
         role: Role,
         what: &str,
     ) -> Result<User, AuthError> {
-        let user = self
-            .signed_in(session)
+        self.permit(user.ok_or(AuthError::NotLoggedIn)?, role, what)
             .await
-            .ok_or(AuthError::NotLoggedIn)?;
-        self.permit(user, role, what).await
     }
 
     /// `user` when they hold at least `role`; else the refusal, recorded in the audit log.
@@ -253,12 +250,8 @@ pub async fn require(role: Role) -> Result<Actor, crate::error::AppError> {
     let path = leptos::prelude::use_context::<axum::http::request::Parts>()
         .map(|p| p.uri.path().to_string())
         .unwrap_or_default();
-    let user = user.ok_or(AuthError::NotLoggedIn);
-    let permitted = match user {
-        Ok(user) => gate.permit(user, role, &path).await,
-        Err(e) => Err(e),
-    };
-    permitted
+    gate.check(user, role, &path)
+        .await
         .map(|user| user.actor())
         .map_err(|e| e.into_app_error().replied())
 }
@@ -353,7 +346,11 @@ mod tests {
     async fn nobody_logged_in_is_told_to_log_in_and_nothing_is_recorded() {
         let (gate, session, _, _dir) = gate(rules()).await;
         let refused = gate
-            .check(&session, Role::Viewer, "/api/health_report")
+            .check(
+                gate.signed_in(&session).await,
+                Role::Viewer,
+                "/api/health_report",
+            )
             .await;
         assert!(
             matches!(refused, Err(AuthError::NotLoggedIn)),
@@ -369,7 +366,10 @@ mod tests {
         assert_eq!(user.role, Role::Deployer);
         assert_eq!(user.display_name, "anna@chalmers.se name");
         for role in [Role::Viewer, Role::Deployer] {
-            let passed = gate.check(&session, role, "x").await.unwrap();
+            let passed = gate
+                .check(gate.signed_in(&session).await, role, "x")
+                .await
+                .unwrap();
             assert_eq!(passed.id, "anna@chalmers.se");
         }
         assert!(refusals(&gate).await.is_empty());
@@ -380,7 +380,11 @@ mod tests {
         let (gate, session, _, _dir) = gate(rules()).await;
         log_in(&gate, &session, "stud@chalmers.se", "student@chalmers.se").await;
         let refused = gate
-            .check(&session, Role::Admin, "/api/backup_delete")
+            .check(
+                gate.signed_in(&session).await,
+                Role::Admin,
+                "/api/backup_delete",
+            )
             .await;
         assert!(
             matches!(
@@ -433,7 +437,9 @@ mod tests {
         assert!(!stricter.session_holds(&id, Role::Viewer).await);
         assert!(stricter.signed_in(&session).await.is_none());
         assert!(matches!(
-            stricter.check(&session, Role::Viewer, "x").await,
+            stricter
+                .check(stricter.signed_in(&session).await, Role::Viewer, "x")
+                .await,
             Err(AuthError::NotLoggedIn)
         ));
     }
