@@ -12,6 +12,7 @@ pub fn NotFound() -> impl IntoView {
             response.set_status(axum::http::StatusCode::NOT_FOUND);
         }
     }
+    crate::mark_live();
     view! {
         <Title text="Not found"/>
         <h1>"Not found"</h1>

@@ -264,7 +264,8 @@ async fn the_binary_alone_serves_a_site_that_hydrates() {
     .unwrap();
     assert!(styled, "the page has no stylesheet with rules");
 
-    // What the page loaded from the site: the JS, the wasm and the CSS, each by its hashed name.
+    // What the page loaded from the site: all of it from this build's folder, /pkg/<hash>/: the JS,
+    // the wasm, the CSS, the loader of the wasm's parts and the Overview's own part.
     let loaded: Vec<String> = serde_json::from_value(
         browser
             .client
@@ -277,26 +278,63 @@ async fn the_binary_alone_serves_a_site_that_hydrates() {
             .unwrap(),
     )
     .unwrap();
-    let hashed = |ext: &str| {
+    let folder = loaded
+        .first()
+        .and_then(|p| p.strip_prefix("/pkg/"))
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(hash, _)| format!("/pkg/{hash}/"))
+        .unwrap_or_else(|| panic!("nothing loaded from /pkg/<hash>/: {loaded:?}"));
+    let hash = &folder["/pkg/".len()..folder.len() - 1];
+    assert!(
+        hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()),
+        "{folder} is not named by a hash"
+    );
+    for path in &loaded {
+        assert!(
+            path.starts_with(&folder),
+            "{path} is not in {folder}: {loaded:?}"
+        );
+    }
+    for name in ["epsm-ops.js", "epsm-ops.wasm", "epsm-ops.css"] {
+        assert!(
+            loaded.contains(&format!("{folder}{name}")),
+            "{name} not loaded from {folder}: {loaded:?}"
+        );
+    }
+    assert!(
         loaded
             .iter()
-            .find(|p| {
-                p.strip_prefix("/pkg/epsm-ops.")
-                    .and_then(|rest| rest.strip_suffix(&format!(".{ext}")))
-                    .is_some_and(|hash| {
-                        hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit())
-                    })
-            })
-            .unwrap_or_else(|| panic!("no /pkg/epsm-ops.<hash>.{ext} among {loaded:?}"))
-            .clone()
-    };
+            .any(|p| p.ends_with(".wasm") && !p.ends_with("/epsm-ops.wasm")),
+        "the Overview's own part of the wasm was not loaded: {loaded:?}"
+    );
+    // The page asked for its part beside the wasm, not after it: the split manifest the binary
+    // carries named it in the page's head.
+    let preloaded: Vec<String> = serde_json::from_value(
+        browser
+            .client
+            .execute(
+                "return [...document.querySelectorAll('link[rel=preload][as=fetch]')]
+                    .map(l => new URL(l.href).pathname);",
+                vec![],
+            )
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        preloaded
+            .iter()
+            .any(|p| p.starts_with(&folder) && p.contains("overview")),
+        "the Overview's part is not preloaded: {preloaded:?}"
+    );
     let http = reqwest::Client::new();
-    for (ext, content_type) in [
-        ("js", "text/javascript"),
-        ("wasm", "application/wasm"),
-        ("css", "text/css"),
-    ] {
-        let path = hashed(ext);
+    for path in &loaded {
+        let content_type = match path.rsplit_once('.').map(|(_, ext)| ext) {
+            Some("js") => "text/javascript",
+            Some("wasm") => "application/wasm",
+            Some("css") => "text/css",
+            other => panic!("{path}: an unexpected kind of file ({other:?})"),
+        };
         let response = http
             .get(format!("{}{path}", console.url))
             .send()
@@ -329,7 +367,7 @@ async fn the_binary_alone_serves_a_site_that_hydrates() {
     // Another hash is another build: not served.
     let stale = http
         .get(format!(
-            "{}/pkg/epsm-ops.0000000000000000.wasm",
+            "{}/pkg/0000000000000000/epsm-ops.wasm",
             console.url
         ))
         .send()
@@ -337,4 +375,81 @@ async fn the_binary_alone_serves_a_site_that_hydrates() {
         .unwrap();
     assert_eq!(stale.status(), 404);
     browser.screenshot("site-embedded").await;
+}
+
+/// A tab left open across an upgrade of the console: the parts of the wasm its build loads by page are
+/// gone from the new console (each build's files live in a folder named by their hash). Its next page
+/// would need one; the tab reloads itself into the new build instead of stopping dead.
+#[tokio::test]
+async fn a_tab_open_across_an_upgrade_reloads_into_the_new_build() {
+    let (mut console, browser, _) = open_overview(&docker_host()).await;
+    let execute = |script: &'static str| {
+        let client = browser.client.clone();
+        async move { client.execute(script, vec![]).await.unwrap() }
+    };
+    // Marks this document: a reloaded tab is a new one.
+    execute("window.beforeTheUpgrade = true; return null;").await;
+    console.stop();
+    // The upgrade: the same store, port and configuration, the site from target/site, served by its
+    // plain names (/pkg/...), so nothing under the tab's /pkg/<hash>/ is there any more.
+    let site = end2end::repo_root().join("target/site");
+    let mut upgraded = console
+        .command(&["serve"])
+        .env("EPSM_OPS_SITE_ROOT", &site)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the upgraded console");
+    struct Stop<'a>(&'a mut std::process::Child);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _stop = Stop(&mut upgraded);
+    let healthz = format!("{}/healthz", console.url);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !reqwest::get(&healthz)
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upgraded console did not answer"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    browser
+        .client
+        .find(Locator::LinkText("Health"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let reloaded = "return window.beforeTheUpgrade === undefined
+        && document.querySelector('[data-hydrated=true]') !== null;";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while execute(reloaded).await != serde_json::json!(true) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tab did not reload into the new build and hydrate"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // The new document runs the new build: its wasm by the plain name the upgraded console serves.
+    let wasm: Vec<String> = serde_json::from_value(
+        execute(
+            "return performance.getEntriesByType('resource').map(e => new URL(e.name).pathname)
+                .filter(p => p.endsWith('.wasm'));",
+        )
+        .await,
+    )
+    .unwrap();
+    assert!(
+        wasm.contains(&"/pkg/epsm-ops.wasm".to_string()),
+        "the reloaded tab did not load the new build: {wasm:?}"
+    );
 }

@@ -1,7 +1,8 @@
-//! The compiled site: the wasm, its JS loader, the stylesheet and `public/`, as `cargo leptos build`
-//! leaves them in `target/site`. The binary carries them (one file to install); pages load them under
-//! names that carry a hash of their content, so a browser keeps them for a year and an upgrade is
-//! never mixed with an old wasm. A release build made with `--precompress` carries brotli and gzip
+//! The compiled site: the wasm (the frame's and each page's part, `--split`), its JS loaders, the
+//! stylesheet and `public/`, as `cargo leptos build` leaves them in `target/site`. The binary carries
+//! them (one file to install); pages load them from a folder named by a hash of their content,
+//! `/pkg/<hash>/`, so a browser keeps them for a year, an upgrade is never mixed with an old wasm, and
+//! the loaders' relative imports of each other and of the page parts stay within one build. A release build made with `--precompress` carries brotli and gzip
 //! copies beside each file, sent to a browser that takes them. `site_root` serves a directory instead
 //! (the development loop rebuilds the wasm without rebuilding the server).
 
@@ -24,9 +25,11 @@ use sha2::{Digest, Sha256};
 struct Embedded;
 
 /// The name cargo-leptos gives the site's JS, wasm and CSS (`output-name` in Cargo.toml).
-const OUTPUT_NAME: &str = "epsm-ops";
-/// The files a page loads by the output name; their hash names them.
-const LOADED: [&str; 3] = ["js", "wasm", "css"];
+pub const OUTPUT_NAME: &str = "epsm-ops";
+/// The folder of what the pages load: the wasm, its parts, the JS and the CSS.
+const PKG: &str = "pkg";
+/// Which page needs which parts of the wasm, written by `cargo leptos build --split`.
+const SPLIT_MANIFEST: &str = "pkg/__wasm_split_manifest.json";
 
 /// The compressed copies `cargo leptos build --precompress` writes beside a file: the encoding and
 /// its suffix, in the order they are preferred.
@@ -40,7 +43,7 @@ const REVALIDATE: &str = "no-cache";
 /// Where pages get the site's files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Site {
-    /// From this binary; `version` is part of the loaded files' names.
+    /// From this binary; `version` names the folder the pages load it from.
     Embedded { version: String },
     /// From this directory, by their plain names (`site_root`).
     Directory(PathBuf),
@@ -60,12 +63,38 @@ impl Site {
         }
     }
 
-    /// The name the page loads the JS, wasm and CSS by: `/pkg/{output_name}.js` and so on.
-    pub fn output_name(&self) -> String {
+    /// The folder pages load the JS, wasm and CSS from: `pkg/<version>` when embedded, else `pkg`.
+    pub fn pkg_dir(&self) -> String {
         match self {
-            Site::Embedded { version } => format!("{OUTPUT_NAME}.{version}"),
-            Site::Directory(_) | Site::Missing => OUTPUT_NAME.to_string(),
+            Site::Embedded { version } => format!("{PKG}/{version}"),
+            Site::Directory(_) | Site::Missing => PKG.to_string(),
         }
+    }
+
+    /// Which page needs which parts of the wasm, for the page to ask for them beside the wasm (not
+    /// after it). Leptos reads it from a site directory itself; an embedded site's is given here.
+    pub fn split_manifest(&self) -> Option<leptos::WasmSplitManifest> {
+        let Site::Embedded { .. } = self else {
+            return None;
+        };
+        let file = Embedded::get(SPLIT_MANIFEST)?;
+        let preloads = match serde_json::from_slice(&file.data) {
+            Ok(preloads) => preloads,
+            Err(e) => {
+                tracing::warn!(
+                    "{SPLIT_MANIFEST} is not a split manifest ({e}): pages load their parts after the wasm"
+                );
+                return None;
+            }
+        };
+        Some(leptos::WasmSplitManifest(
+            leptos::prelude::ArcStoredValue::new((
+                format!("/{}", self.pkg_dir()),
+                preloads,
+                // The loader of the parts, as cargo-leptos names it when it does not hash names.
+                "__wasm_split.______________________.js".to_string(),
+            )),
+        ))
     }
 
     /// The directory Leptos' file handler serves (none for an embedded site: it serves nothing
@@ -78,8 +107,8 @@ impl Site {
     }
 
     /// Routes for the embedded files: each under its own name, revalidated (the icon; the stylesheet
-    /// of the login pages, which are not the app's), and the loaded ones also under their hashed
-    /// names, kept for good. Empty unless embedded.
+    /// of the login pages, which are not the app's), and those in `pkg/` also in the versioned folder,
+    /// kept for good. Empty unless embedded.
     pub fn routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
         let Site::Embedded { version } = self else {
             return Router::new();
@@ -95,36 +124,38 @@ impl Site {
             .filter(|path| !is_compressed_copy(path))
             .fold(Router::new(), |router, path| {
                 let router = route(router, format!("/{path}"), &path, REVALIDATE);
-                match loaded_extension(&path) {
-                    Some(ext) => route(
-                        router,
-                        format!("/pkg/{OUTPUT_NAME}.{version}.{ext}"),
-                        &path,
-                        IMMUTABLE,
-                    ),
+                match in_pkg(&path) {
+                    Some(name) => {
+                        route(router, format!("/{PKG}/{version}/{name}"), &path, IMMUTABLE)
+                    }
                     None => router,
                 }
             })
     }
 }
 
-/// The hash of the loaded files' content, short: what names them.
+/// The hash of the content of `pkg/` (names and bytes), short: what names its folder. None when the
+/// binary carries no wasm.
 fn version() -> Option<String> {
+    Embedded::get(&format!("{PKG}/{OUTPUT_NAME}.wasm"))?;
+    let mut files: Vec<_> = Embedded::iter()
+        .filter(|path| in_pkg(path).is_some())
+        .collect();
+    files.sort();
     let mut hasher = Sha256::new();
-    for ext in LOADED {
-        let file = Embedded::get(&format!("pkg/{OUTPUT_NAME}.{ext}"))?;
+    for path in files {
+        let file = Embedded::get(&path)?;
+        hasher.update(path.as_bytes());
         hasher.update(file.metadata.sha256_hash());
     }
     Some(hex::encode(&hasher.finalize()[..8]))
 }
 
-/// `js`, `wasm` or `css` for `pkg/epsm-ops.<that>`.
-fn loaded_extension(path: &str) -> Option<&'static str> {
-    let name = path
-        .strip_prefix("pkg/")?
-        .strip_prefix(OUTPUT_NAME)?
-        .strip_prefix('.')?;
-    LOADED.into_iter().find(|ext| *ext == name)
+/// The name within `pkg/` of a file there (not a compressed copy: those are sent in its place).
+fn in_pkg(path: &str) -> Option<&str> {
+    path.strip_prefix(PKG)?
+        .strip_prefix('/')
+        .filter(|name| !is_compressed_copy(name))
 }
 
 fn is_compressed_copy(path: &str) -> bool {
@@ -239,24 +270,31 @@ mod tests {
     }
 
     #[test]
-    fn only_the_loaded_files_are_named_by_the_hash() {
-        assert_eq!(loaded_extension("pkg/epsm-ops.wasm"), Some("wasm"));
-        assert_eq!(loaded_extension("pkg/epsm-ops.js"), Some("js"));
-        assert_eq!(loaded_extension("pkg/epsm-ops.css"), Some("css"));
-        assert_eq!(loaded_extension("pkg/epsm-ops.wasm.br"), None);
-        assert_eq!(loaded_extension("favicon.svg"), None);
-        assert_eq!(loaded_extension("pkg/other.js"), None);
+    fn what_is_in_pkg_is_served_from_the_versioned_folder_too() {
+        assert_eq!(in_pkg("pkg/epsm-ops.wasm"), Some("epsm-ops.wasm"));
+        assert_eq!(in_pkg("pkg/epsm-ops.css"), Some("epsm-ops.css"));
+        assert_eq!(
+            in_pkg("pkg/__wasm_split.______________________.js"),
+            Some("__wasm_split.______________________.js")
+        );
+        assert_eq!(in_pkg("pkg/epsm-ops.wasm.br"), None);
+        assert_eq!(in_pkg("favicon.svg"), None);
+        assert_eq!(in_pkg("pkgs/epsm-ops.js"), None);
     }
 
     #[test]
-    fn a_configured_directory_wins_and_keeps_the_plain_names() {
+    fn a_configured_directory_wins_and_keeps_the_plain_folder() {
         let site = Site::choose(Some(Path::new("/srv/site")));
         assert_eq!(site, Site::Directory(PathBuf::from("/srv/site")));
-        assert_eq!(site.output_name(), "epsm-ops");
+        assert_eq!(site.pkg_dir(), "pkg");
+        assert!(
+            site.split_manifest().is_none(),
+            "Leptos reads a directory's own"
+        );
         let embedded = Site::Embedded {
             version: "0123456789abcdef".into(),
         };
-        assert_eq!(embedded.output_name(), "epsm-ops.0123456789abcdef");
+        assert_eq!(embedded.pkg_dir(), "pkg/0123456789abcdef");
         assert_eq!(embedded.directory(), None);
     }
 }

@@ -122,13 +122,13 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), StartError> {
         ),
     }
     let leptos_options = LeptosOptions::builder()
-        .output_name(site.output_name())
+        .output_name(crate::site::OUTPUT_NAME)
         .site_root(
             site.directory()
                 .map(|d| d.display().to_string())
                 .unwrap_or_default(),
         )
-        .site_pkg_dir("pkg")
+        .site_pkg_dir(site.pkg_dir())
         .site_addr(config.listen)
         .env(if cfg!(debug_assertions) {
             Env::DEV

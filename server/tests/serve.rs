@@ -12,10 +12,13 @@ fn bin() -> &'static Path {
 }
 
 /// GET as the logged-in admin of `console`.
+/// The status, headers and body of `url`; the body without Leptos' hydration markers (`<!>`, where
+/// an erased component's view ends), so a test reads the HTML as a browser shows it.
 async fn get(console: &Console, url: &str) -> (u16, reqwest::header::HeaderMap, String) {
     let response = console.client().get(url).send().await.expect("GET");
     let (status, headers) = (response.status().as_u16(), response.headers().clone());
-    (status, headers, response.text().await.expect("body"))
+    let body = response.text().await.expect("body");
+    (status, headers, body.replace("<!>", ""))
 }
 
 #[tokio::test]
