@@ -307,26 +307,6 @@ async fn the_binary_alone_serves_a_site_that_hydrates() {
             .any(|p| p.ends_with(".wasm") && !p.ends_with("/epsm-ops.wasm")),
         "the Overview's own part of the wasm was not loaded: {loaded:?}"
     );
-    // The page asked for its part beside the wasm, not after it: the split manifest the binary
-    // carries named it in the page's head.
-    let preloaded: Vec<String> = serde_json::from_value(
-        browser
-            .client
-            .execute(
-                "return [...document.querySelectorAll('link[rel=preload][as=fetch]')]
-                    .map(l => new URL(l.href).pathname);",
-                vec![],
-            )
-            .await
-            .unwrap(),
-    )
-    .unwrap();
-    assert!(
-        preloaded
-            .iter()
-            .any(|p| p.starts_with(&folder) && p.contains("overview")),
-        "the Overview's part is not preloaded: {preloaded:?}"
-    );
     let http = reqwest::Client::new();
     for path in &loaded {
         let content_type = match path.rsplit_once('.').map(|(_, ext)| ext) {

@@ -63,17 +63,9 @@ pub fn build(
         .with_secure(https)
         .with_expiry(Expiry::OnInactivity(idle));
     let routes = generate_route_list(App);
-    // The services, and for an embedded site which page needs which parts of the wasm (the page then
-    // asks for its own part beside the wasm, not after it).
     let services = {
         let state = state.clone();
-        let split_manifest = site.split_manifest();
-        move || {
-            state.provide_services();
-            if let Some(manifest) = &split_manifest {
-                leptos::context::provide_context(manifest.clone());
-            }
-        }
+        move || state.provide_services()
     };
     let pages = Router::new().leptos_routes_with_context(&state, routes, services.clone(), {
         let options = state.leptos_options.clone();

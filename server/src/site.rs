@@ -28,8 +28,6 @@ struct Embedded;
 pub const OUTPUT_NAME: &str = "epsm-ops";
 /// The folder of what the pages load: the wasm, its parts, the JS and the CSS.
 const PKG: &str = "pkg";
-/// Which page needs which parts of the wasm, written by `cargo leptos build --split`.
-const SPLIT_MANIFEST: &str = "pkg/__wasm_split_manifest.json";
 
 /// The compressed copies `cargo leptos build --precompress` writes beside a file: the encoding and
 /// its suffix, in the order they are preferred.
@@ -69,32 +67,6 @@ impl Site {
             Site::Embedded { version } => format!("{PKG}/{version}"),
             Site::Directory(_) | Site::Missing => PKG.to_string(),
         }
-    }
-
-    /// Which page needs which parts of the wasm, for the page to ask for them beside the wasm (not
-    /// after it). Leptos reads it from a site directory itself; an embedded site's is given here.
-    pub fn split_manifest(&self) -> Option<leptos::WasmSplitManifest> {
-        let Site::Embedded { .. } = self else {
-            return None;
-        };
-        let file = Embedded::get(SPLIT_MANIFEST)?;
-        let preloads = match serde_json::from_slice(&file.data) {
-            Ok(preloads) => preloads,
-            Err(e) => {
-                tracing::warn!(
-                    "{SPLIT_MANIFEST} is not a split manifest ({e}): pages load their parts after the wasm"
-                );
-                return None;
-            }
-        };
-        Some(leptos::WasmSplitManifest(
-            leptos::prelude::ArcStoredValue::new((
-                format!("/{}", self.pkg_dir()),
-                preloads,
-                // The loader of the parts, as cargo-leptos names it when it does not hash names.
-                "__wasm_split.______________________.js".to_string(),
-            )),
-        ))
     }
 
     /// The directory Leptos' file handler serves (none for an embedded site: it serves nothing
@@ -287,10 +259,6 @@ mod tests {
         let site = Site::choose(Some(Path::new("/srv/site")));
         assert_eq!(site, Site::Directory(PathBuf::from("/srv/site")));
         assert_eq!(site.pkg_dir(), "pkg");
-        assert!(
-            site.split_manifest().is_none(),
-            "Leptos reads a directory's own"
-        );
         let embedded = Site::Embedded {
             version: "0123456789abcdef".into(),
         };
