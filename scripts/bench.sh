@@ -14,11 +14,8 @@ secs() { python3 -c "print(f'{$2 - $1:.1f} s')"; }
 
 build_release
 wasm=target/site/pkg/epsm-ops.wasm
-row "release wasm, the frame, raw" "$(kib "$(stat -c %s "$wasm")")" "size of $wasm (after wasm-opt): what every page loads"
-row "release wasm, the frame, brotli" "$(kib "$(stat -c %s "$wasm.br")")" "the copy the binary sends (cargo leptos --precompress)"
-# The pages' own parts (--split): each page loads its own and the shared ones it needs.
-parts=$(find target/site/pkg -name '*.wasm.br' ! -name epsm-ops.wasm.br)
-row "release wasm, the pages' parts, brotli" "$(kib "$(cat $parts | wc -c)")" "all $(echo "$parts" | wc -l) parts together; the Overview's first load below says what one page takes"
+row "release wasm, raw" "$(kib "$(stat -c %s "$wasm")")" "size of $wasm (after wasm-opt)"
+row "release wasm, brotli" "$(kib "$(stat -c %s "$wasm.br")")" "the copy the binary sends (cargo leptos --precompress)"
 row "server binary, stripped, site inside" "$(kib "$(stat -c %s target/release/epsm-ops)")" "size of target/release/epsm-ops: the whole artifact"
 
 step "idle RSS"

@@ -18,8 +18,8 @@ cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 
 # The wasm, CSS and assets only: the test build below makes the console's binary. A server built here
 # would differ from it in features (the tests' dev-dependencies), a second copy of every crate on disk.
-step "build the site (wasm split by page, CSS, assets)"
-cargo leptos build --frontend-only --split
+step "build the site (wasm, CSS, assets)"
+cargo leptos build --frontend-only
 
 step "unit, integration and browser tests"
 if command -v cargo-nextest >/dev/null; then

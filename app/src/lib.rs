@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use leptos_meta::{MetaTags, Title, provide_meta_context};
 use leptos_router::SsrMode;
 use leptos_router::components::{A, Route, Router, Routes};
-use leptos_router::{Lazy, LazyRoute, lazy_route, path};
+use leptos_router::path;
 
 pub mod alerts;
 pub mod audit;
@@ -101,58 +101,12 @@ fn content_security_policy() {
 /// 1.2-1.6x dearer under load (`app/benches/pages.rs`).
 const RENDERED_WHOLE: SsrMode = SsrMode::Async;
 
-/// Each page's code is a part of the wasm of its own, fetched when the page is first shown
-/// (`cargo leptos build --split`): the first load carries the frame and one page, not all eight.
-/// A page's data is its own business (its resources, inside the page), so a route holds nothing.
-macro_rules! lazy_pages {
-    ($($route:ident => $page:path),* $(,)?) => {$(
-        struct $route;
-
-        #[lazy_route]
-        impl LazyRoute for $route {
-            fn data() -> Self {
-                $route
-            }
-
-            fn view(_this: Self) -> AnyView {
-                let page = $page().into_any();
-                mark_live();
-                page
-            }
-        }
-    )*};
-}
-
-lazy_pages! {
-    Overview => overview::OverviewPage,
-    Health => health::view::HealthPage,
-    Deploys => deploy::view::DeploysPage,
-    Deploy => deploy::view::DeployPage,
-    Environment => environment::view::EnvironmentPage,
-    Backups => backup::view::BackupsPage,
-    Audit => audit::view::AuditPage,
-    Notifications => alerts::view::NotificationsPage,
-}
-
-/// Whether the page in view is live: hydrated, its own part of the wasm included.
-#[derive(Clone, Copy)]
-struct Live(RwSignal<bool>);
-
-/// Marks the page live once what is being built now is hydrated. Effects run only in the browser,
-/// after the view that made them is hydrated; a page's view is hydrated after its part of the wasm
-/// arrives, later than the frame's, so the mark is made by the page, not by the frame.
-fn mark_live() {
-    if let Some(Live(live)) = use_context::<Live>() {
-        Effect::new(move |_| live.set(true));
-    }
-}
-
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    // The attribute tells people and browser tests the page is live (`mark_live`).
+    // Effects run only in the browser: the attribute tells people and browser tests the page is live.
     let hydrated = RwSignal::new(false);
-    provide_context(Live(hydrated));
+    Effect::new(move |_| hydrated.set(true));
     auth::view::provide_login();
 
     // The navigation is a menu below the phone breakpoint (style/main.css): closed by default and
@@ -191,14 +145,14 @@ pub fn App() -> impl IntoView {
                 </nav>
                 <main class="content" id="main" tabindex="-1">
                     <Routes fallback=pages::NotFound>
-                        <Route path=path!("/") ssr=RENDERED_WHOLE view={Lazy::<Overview>::new()}/>
-                        <Route path=path!("/health") ssr=RENDERED_WHOLE view={Lazy::<Health>::new()}/>
-                        <Route path=path!("/deploys") ssr=RENDERED_WHOLE view={Lazy::<Deploys>::new()}/>
-                        <Route path=path!("/deploys/:id") ssr=RENDERED_WHOLE view={Lazy::<Deploy>::new()}/>
-                        <Route path=path!("/environment") ssr=RENDERED_WHOLE view={Lazy::<Environment>::new()}/>
-                        <Route path=path!("/backups") ssr=RENDERED_WHOLE view={Lazy::<Backups>::new()}/>
-                        <Route path=path!("/audit") ssr=RENDERED_WHOLE view={Lazy::<Audit>::new()}/>
-                        <Route path=path!("/notifications") ssr=RENDERED_WHOLE view={Lazy::<Notifications>::new()}/>
+                        <Route path=path!("/") ssr=RENDERED_WHOLE view=overview::OverviewPage/>
+                        <Route path=path!("/health") ssr=RENDERED_WHOLE view=health::view::HealthPage/>
+                        <Route path=path!("/deploys") ssr=RENDERED_WHOLE view=deploy::view::DeploysPage/>
+                        <Route path=path!("/deploys/:id") ssr=RENDERED_WHOLE view=deploy::view::DeployPage/>
+                        <Route path=path!("/environment") ssr=RENDERED_WHOLE view=environment::view::EnvironmentPage/>
+                        <Route path=path!("/backups") ssr=RENDERED_WHOLE view=backup::view::BackupsPage/>
+                        <Route path=path!("/audit") ssr=RENDERED_WHOLE view=audit::view::AuditPage/>
+                        <Route path=path!("/notifications") ssr=RENDERED_WHOLE view=alerts::view::NotificationsPage/>
                     </Routes>
                 </main>
             </div>

@@ -12,7 +12,6 @@ pub fn NotFound() -> impl IntoView {
             response.set_status(axum::http::StatusCode::NOT_FOUND);
         }
     }
-    crate::mark_live();
     view! {
         <Title text="Not found"/>
         <h1>"Not found"</h1>

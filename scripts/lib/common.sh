@@ -27,9 +27,7 @@ until_answers() {
 # what target/site holds when it compiles (cargo-leptos would build the two side by side).
 build_release() {
   step "release build: the site (precompressed)"
-  # --split: each page's code is a part of the wasm of its own (app's lazy routes), loaded with the
-  # page; without it the pages' parts are imports the browser cannot resolve.
-  cargo leptos build --release --precompress --split --frontend-only >&2
+  cargo leptos build --release --precompress --frontend-only >&2
   step "release build: the server, the site embedded"
   cargo leptos build --release --server-only >&2
 }

@@ -1,8 +1,8 @@
-//! The compiled site: the wasm (the frame's and each page's part, `--split`), its JS loaders, the
-//! stylesheet and `public/`, as `cargo leptos build` leaves them in `target/site`. The binary carries
-//! them (one file to install); pages load them from a folder named by a hash of their content,
-//! `/pkg/<hash>/`, so a browser keeps them for a year, an upgrade is never mixed with an old wasm, and
-//! the loaders' relative imports of each other and of the page parts stay within one build. A release build made with `--precompress` carries brotli and gzip
+//! The compiled site: the wasm, its JS loader, the stylesheet and `public/`, as `cargo leptos build`
+//! leaves them in `target/site`. The binary carries them (one file to install); pages load them from
+//! a folder named by a hash of their content, `/pkg/<hash>/`, so a browser keeps them for a year, an
+//! upgrade is never mixed with an old wasm, and a relative import between two of them stays within
+//! one build. A release build made with `--precompress` carries brotli and gzip
 //! copies beside each file, sent to a browser that takes them. `site_root` serves a directory instead
 //! (the development loop rebuilds the wasm without rebuilding the server).
 
@@ -26,7 +26,7 @@ struct Embedded;
 
 /// The name cargo-leptos gives the site's JS, wasm and CSS (`output-name` in Cargo.toml).
 pub const OUTPUT_NAME: &str = "epsm-ops";
-/// The folder of what the pages load: the wasm, its parts, the JS and the CSS.
+/// The folder of what the pages load: the wasm, the JS and the CSS.
 const PKG: &str = "pkg";
 
 /// The compressed copies `cargo leptos build --precompress` writes beside a file: the encoding and
