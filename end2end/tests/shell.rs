@@ -278,13 +278,13 @@ async fn the_binary_alone_serves_a_site_that_hydrates() {
             .unwrap(),
     )
     .unwrap();
-    let folder = loaded
+    let hash = loaded
         .first()
         .and_then(|p| p.strip_prefix("/pkg/"))
         .and_then(|rest| rest.split_once('/'))
-        .map(|(hash, _)| format!("/pkg/{hash}/"))
+        .map(|(hash, _)| hash)
         .unwrap_or_else(|| panic!("nothing loaded from /pkg/<hash>/: {loaded:?}"));
-    let hash = &folder["/pkg/".len()..folder.len() - 1];
+    let folder = format!("/pkg/{hash}/");
     assert!(
         hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()),
         "{folder} is not named by a hash"

@@ -11,8 +11,7 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_epsm-ops"))
 }
 
-/// GET as the logged-in admin of `console`.
-/// The status, headers and body of `url`; the body without Leptos' hydration markers (`<!>`, where
+/// GET as the logged-in admin of `console`: the status, headers and body of `url`; the body without Leptos' hydration markers (`<!>`, where
 /// an erased component's view ends), so a test reads the HTML as a browser shows it.
 async fn get(console: &Console, url: &str) -> (u16, reqwest::header::HeaderMap, String) {
     let response = console.client().get(url).send().await.expect("GET");
