@@ -1,11 +1,12 @@
 //! Pages benchmark (run by scripts/bench.sh; prints table rows, asserts nothing): every page, logged
 //! in, under 32 concurrent clients against a running EPSM-like stack, side by side with `/healthz` in
-//! the same run as the floor; the console's RSS before and after; child processes and store writes
-//! during the load. Real stack, real engine, the release console (`EPSM_CONSOLE_BIN`).
+//! the same run as the floor, with the console's own CPU time per reply; the console's RSS before
+//! and after; store writes during the load. Real stack, real engine, the release console
+//! (`EPSM_CONSOLE_BIN`).
 
 use std::time::Duration;
 
-use end2end::bench::{row, status_kib};
+use end2end::bench::{cpu_time, row, status_kib};
 use end2end::{Console, PAGES, StackProject, VIEWER, console_binary};
 
 const CLIENTS: usize = 32;
@@ -46,21 +47,28 @@ async fn main() {
         "logged in, {CLIENTS} concurrent clients on loopback for {} s each, release build, a running stack probed every 5 s",
         LOAD_FOR.as_secs()
     );
-    let mut floor = None;
+    let (mut floor, mut floor_cpu) = (None, None);
     // `/healthz` first: the floor every page is read against.
     for page in std::iter::once("/healthz").chain(PAGES) {
         let url = format!("{}{page}", console.url);
+        let cpu_before = cpu_time(console.pid());
         let run = end2end::bench::load(&viewer, &url, CLIENTS, LOAD_FOR).await;
+        // The console's own CPU per reply: the load generator shares the machine, so req/s also
+        // moves with what the client costs; this does not.
+        let cpu =
+            (cpu_time(console.pid()) - cpu_before).as_secs_f64() * 1e6 / run.times.len() as f64;
         let rate = run.per_second();
         let floor = *floor.get_or_insert(rate);
+        let floor_cpu = *floor_cpu.get_or_insert(cpu);
         row(
             &format!("page {page}"),
             format!(
-                "{rate:.0} req/s (floor/{:.1}), p50 {:.1} ms, p99 {:.1} ms, {:.1} KiB",
+                "{rate:.0} req/s (floor/{:.1}), p50 {:.1} ms, p99 {:.1} ms, {:.1} KiB, console CPU {cpu:.0} µs/reply (floor x{:.1})",
                 floor / rate,
                 run.percentile(0.5).as_secs_f64() * 1e3,
                 run.percentile(0.99).as_secs_f64() * 1e3,
-                sizes[page] as f64 / 1024.0
+                sizes[page] as f64 / 1024.0,
+                cpu / floor_cpu
             ),
             &how,
         );

@@ -158,6 +158,31 @@ async fn an_unreachable_engine_is_explained_on_the_page_and_by_the_server_functi
     assert_eq!(reply.status(), 200);
     let json: serde_json::Value = reply.json().await.unwrap();
     assert_eq!(json["state"]["Unreachable"]["reason"], reason);
+
+    // The top bar's badge says it on every page, from the page's login state: a login's reply
+    // carries the engine, an anonymous one does not (the engine's state is for viewers).
+    let (_, _, body) = get(&console, &format!("{}/audit", console.url)).await;
+    assert!(
+        body.contains(&format!(r#"title="{reason}" class="badge down""#))
+            && body.contains(">Docker unreachable</span>"),
+        "the top bar does not show the dead engine:\n{body}"
+    );
+    let login_state = |client: reqwest::Client| {
+        let url = format!("{}/api/login_state", console.url);
+        async move {
+            let reply = client.post(url).send().await.unwrap();
+            assert_eq!(reply.status(), 200);
+            reply.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let logged_in = login_state(console.client().clone()).await;
+    assert_eq!(
+        logged_in["engine"]["state"]["Unreachable"]["reason"],
+        reason
+    );
+    let anonymous = login_state(console.anonymous_client()).await;
+    assert_eq!(anonymous["user"], serde_json::Value::Null);
+    assert_eq!(anonymous["engine"], serde_json::Value::Null, "{anonymous}");
     assert!(
         console.log().contains(reason),
         "the start-up log says it too"

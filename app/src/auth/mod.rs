@@ -58,11 +58,17 @@ impl User {
     }
 }
 
-/// What the pages know of the session: who (if anyone) and whether the development IdP is on.
+/// What every page's frame knows, read once per page load: who (if anyone), whether the development
+/// IdP is on, and the engine's state for the top bar's badge.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoginState {
     pub user: Option<User>,
     pub dev_idp: bool,
+    /// The engine as the health monitor's last round saw it; None for nobody logged in (the engine's
+    /// state is for viewers and up). In this reply rather than one of its own: every page shows it,
+    /// and a page's second server function cost each view a resource, a suspense and its data.
+    #[serde(default)]
+    pub engine: Option<crate::engine::EngineStatus>,
 }
 
 /// The role the rules give a person: the highest whose rule matches, or none (not let in).

@@ -1,5 +1,6 @@
 //! Who is logged in, as the pages know it: read once per page load (`provide_login`), shown in the
-//! top bar (`UserBadge`), and used to hide what the server would refuse anyway (`RoleGate`).
+//! top bar (`UserBadge`, and the engine's badge from the same reply), and used to hide what the
+//! server would refuse anyway (`RoleGate`).
 
 use super::{LoginState, Role};
 
@@ -93,15 +94,25 @@ pub fn UserBadge() -> impl leptos::IntoView {
     }
 }
 
-/// Who is logged in (for the top bar and for hiding what the server would refuse anyway).
+/// Who is logged in (for the top bar and for hiding what the server would refuse anyway), and the
+/// engine's state for the top bar's badge.
 #[leptos::server(endpoint = "login_state")]
 pub async fn current_session() -> Result<LoginState, crate::error::AppError> {
     use leptos::prelude::expect_context;
+    use leptos::prelude::use_context;
     let gate = expect_context::<std::sync::Arc<super::gate::Gate>>();
+    let user = super::gate::request_user(&gate).await?;
+    let engine = match use_context::<std::sync::Arc<crate::health::ssr::HealthMonitor>>() {
+        Some(health) if user.as_ref().is_some_and(|u| u.role >= Role::Viewer) => {
+            Some(health.engine_status().await)
+        }
+        _ => None,
+    };
     Ok(LoginState {
-        user: super::gate::request_user(&gate).await?,
+        user,
         dev_idp: expect_context::<std::sync::Arc<super::ssr::ServiceProvider>>()
             .dev_idp
             .is_some(),
+        engine,
     })
 }

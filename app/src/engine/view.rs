@@ -117,27 +117,28 @@ pub fn ProjectCard() -> impl IntoView {
     }
 }
 
-/// A small engine indicator for the top bar of every page.
+/// A small engine indicator for the top bar of every page, from the page's login state (one server
+/// function for the whole top bar).
 #[component]
 pub fn EngineBadge() -> impl IntoView {
-    let status = Resource::new(|| (), |_| get_engine_status());
+    let login = use_context::<crate::auth::view::LoginResource>();
     view! {
         <Suspense fallback=|| view! { <span class="badge">"engine …"</span> }>
-            {move || Suspend::new(async move {
-                match status.await {
-                    Ok(EngineStatus { state: EngineState::Reachable(info), .. }) => view! {
-                        <span class="badge ok" title="Docker engine reachable">
-                            <span class="dot"></span>"Docker " {info.version}
-                        </span>
-                    }.into_any(),
-                    Ok(EngineStatus { state: EngineState::Unreachable { reason }, .. }) => view! {
-                        <span class="badge down" title=reason>
-                            <span class="dot"></span>"Docker unreachable"
-                        </span>
-                    }.into_any(),
-                    Err(e) => view! { <span class="badge down" title=e.to_string()>"engine ?"</span> }.into_any(),
-                }
-            })}
+            {move || match login.and_then(|l| l.get()).map(|l| l.map(|s| s.engine)) {
+                Some(Ok(Some(EngineStatus { state: EngineState::Reachable(info), .. }))) => view! {
+                    <span class="badge ok" title="Docker engine reachable">
+                        <span class="dot"></span>"Docker " {info.version}
+                    </span>
+                }.into_any(),
+                Some(Ok(Some(EngineStatus { state: EngineState::Unreachable { reason }, .. }))) => view! {
+                    <span class="badge down" title=reason>
+                        <span class="dot"></span>"Docker unreachable"
+                    </span>
+                }.into_any(),
+                Some(Err(e)) => view! { <span class="badge down" title=e.to_string()>"engine ?"</span> }.into_any(),
+                // Nobody logged in, or the state not read yet.
+                Some(Ok(None)) | None => view! { <span class="badge">"engine …"</span> }.into_any(),
+            }}
         </Suspense>
     }
 }
