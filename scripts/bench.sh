@@ -60,9 +60,14 @@ while IFS= read -r line; do rows+=("$line"); done < <(
   EPSM_CONSOLE_BIN=target/release/epsm-ops cargo bench -p app --features ssr --bench first_load 2>/dev/null | grep '^| '
 )
 
-step "pages: every page under load beside /healthz, store writes, RSS"
+step "pages: every page under load beside /healthz, the console's CPU per reply, store writes, RSS"
 while IFS= read -r line; do rows+=("$line"); done < <(
   EPSM_CONSOLE_BIN=target/release/epsm-ops cargo bench -p app --features ssr --bench pages 2>/dev/null | grep '^| '
+)
+
+step "deploy history: a year of deploys listed from the store"
+while IFS= read -r line; do rows+=("$line"); done < <(
+  cargo bench -p app --features ssr --bench history 2>/dev/null | grep '^| '
 )
 
 step "health: page under load, probe round, Docker API calls per round"

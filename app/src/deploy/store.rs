@@ -267,12 +267,32 @@ impl Store {
         .fetch_all(self.pool())
         .await
         .map_err(query_failed("list deploys"))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let steps = self.deploy_steps(row.id).await?;
-            out.push(deploy_from_row(row, steps));
+        // The listed deploys' steps in one query, not one per deploy: the history page lists up to
+        // 200 deploys, and each deploy's image step every succeeded one before it.
+        let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
+        let step_rows: Vec<ListedStepRow> = sqlx::query_as(
+            "SELECT deploy_id, name, status, exit_code, started_at, duration_ms FROM deploy_steps
+             WHERE deploy_id IN (SELECT value FROM json_each(?)) ORDER BY deploy_id, position",
+        )
+        .bind(serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into()))
+        .fetch_all(self.pool())
+        .await
+        .map_err(query_failed("read deploy steps"))?;
+        let mut steps: std::collections::HashMap<i64, Vec<DeployStep>> =
+            std::collections::HashMap::with_capacity(rows.len());
+        for row in step_rows {
+            steps
+                .entry(row.deploy_id)
+                .or_default()
+                .push(DeployStep::from(row.step));
         }
-        Ok(out)
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let steps = steps.remove(&row.id).unwrap_or_default();
+                deploy_from_row(row, steps)
+            })
+            .collect())
     }
 
     pub async fn deploy(&self, id: i64) -> Result<Option<Deploy>, StoreError> {
@@ -412,6 +432,14 @@ struct StepRow {
     duration_ms: Option<i64>,
 }
 
+/// A `deploy_steps` row with its deploy's id, as a listing of many deploys reads it.
+#[derive(sqlx::FromRow)]
+struct ListedStepRow {
+    deploy_id: i64,
+    #[sqlx(flatten)]
+    step: StepRow,
+}
+
 impl From<StepRow> for DeployStep {
     fn from(row: StepRow) -> DeployStep {
         DeployStep {
@@ -541,6 +569,13 @@ mod tests {
             list.iter().map(|d| d.id).collect::<Vec<_>>(),
             vec![next, id]
         );
+        // The listing reads every deploy's steps in one query: each gets its own, in order, as a
+        // read of that deploy alone gives them (the two differ: the first was interrupted).
+        assert_ne!(list[0].steps, list[1].steps);
+        for listed in &list {
+            let alone = store.deploy(listed.id).await.unwrap().unwrap();
+            assert_eq!(listed.steps, alone.steps, "deploy #{}", listed.id);
+        }
         let failed = store
             .deploys(Some(DeployOutcome::Succeeded), 10)
             .await
