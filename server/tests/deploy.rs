@@ -536,6 +536,14 @@ async fn a_stack_started_as_epsms_workflow_leaves_it_is_found_deployed_over_and_
         let (_, list) = console.call("deploy_list", &[]).await;
         let list: Vec<Deploy> = serde_json::from_str(&list).unwrap();
         if let Some(d) = list.iter().find(|d| d.outcome == DeployOutcome::Running) {
+            // The history's rows leave the steps to the deploy's own page.
+            assert!(d.steps.is_empty(), "{d:?}");
+            let (status, alone) = console
+                .call("deploy_get", &[("id", &d.id.to_string())])
+                .await;
+            assert_eq!(status, 200, "{alone}");
+            let alone: Deploy = serde_json::from_str(&alone).unwrap();
+            assert!(!alone.steps.is_empty(), "{alone:?}");
             break d.id;
         }
         assert!(

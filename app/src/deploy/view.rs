@@ -476,10 +476,19 @@ pub async fn cancel_deploy(id: i64) -> Result<(), AppError> {
         .map_err(|e| e.into_app_error().replied())
 }
 
+/// The newest 200 deploys as the history's rows show them: without their steps, change cards and
+/// images, which a deploy's own page reads (`deploy_get`). A change card lists commits and files;
+/// kept in, a year of history went into every view of the Deploys page as hydration data.
 #[leptos::server(endpoint = "deploy_list")]
 pub async fn list_deploys(outcome: Option<DeployOutcome>) -> Result<Vec<Deploy>, AppError> {
     crate::auth::gate::require(crate::auth::Role::Viewer).await?;
-    Ok(deployer().list(outcome, 200).await?)
+    let mut deploys = deployer().list(outcome, 200).await?;
+    for deploy in &mut deploys {
+        deploy.steps = Vec::new();
+        deploy.change_card = None;
+        deploy.images = Vec::new();
+    }
+    Ok(deploys)
 }
 
 #[leptos::server(endpoint = "deploy_get")]
