@@ -98,8 +98,7 @@ pub fn UserBadge() -> impl leptos::IntoView {
 /// engine's state for the top bar's badge.
 #[leptos::server(endpoint = "login_state")]
 pub async fn current_session() -> Result<LoginState, crate::error::AppError> {
-    use leptos::prelude::expect_context;
-    use leptos::prelude::use_context;
+    use leptos::prelude::{expect_context, use_context};
     let gate = expect_context::<std::sync::Arc<super::gate::Gate>>();
     let user = super::gate::request_user(&gate).await?;
     let engine = match use_context::<std::sync::Arc<crate::health::ssr::HealthMonitor>>() {

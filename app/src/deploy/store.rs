@@ -258,15 +258,7 @@ impl Store {
         outcome: Option<DeployOutcome>,
         limit: u32,
     ) -> Result<Vec<Deploy>, StoreError> {
-        let rows: Vec<DeployRow> = sqlx::query_as(&format!(
-            "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE (?1 IS NULL OR outcome = ?1) \
-             ORDER BY id DESC LIMIT ?2"
-        ))
-        .bind(outcome.map(DeployOutcome::as_str))
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await
-        .map_err(query_failed("list deploys"))?;
+        let rows = self.deploy_rows(outcome, limit).await?;
         // The listed deploys' steps in one query, not one per deploy: the history page lists up to
         // 200 deploys, and each deploy's image step every succeeded one before it.
         let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
@@ -293,6 +285,44 @@ impl Store {
                 deploy_from_row(row, steps)
             })
             .collect())
+    }
+
+    /// The newest deploys, newest first, as the history's rows show them: without their steps,
+    /// change cards and images (not read, not decoded), which a deploy's own page reads.
+    pub async fn deploy_history_rows(
+        &self,
+        outcome: Option<DeployOutcome>,
+        limit: u32,
+    ) -> Result<Vec<Deploy>, StoreError> {
+        let rows = self.deploy_rows(outcome, limit).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let row = DeployRow {
+                    change_card: None,
+                    images: "[]".into(),
+                    ..row
+                };
+                deploy_from_row(row, Vec::new())
+            })
+            .collect())
+    }
+
+    /// The newest rows of `deploys`, newest first (only those that ended so when `outcome` is given).
+    async fn deploy_rows(
+        &self,
+        outcome: Option<DeployOutcome>,
+        limit: u32,
+    ) -> Result<Vec<DeployRow>, StoreError> {
+        sqlx::query_as(&format!(
+            "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE (?1 IS NULL OR outcome = ?1) \
+             ORDER BY id DESC LIMIT ?2"
+        ))
+        .bind(outcome.map(DeployOutcome::as_str))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+        .map_err(query_failed("list deploys"))
     }
 
     pub async fn deploy(&self, id: i64) -> Result<Option<Deploy>, StoreError> {
@@ -591,6 +621,16 @@ mod tests {
         assert_eq!(
             failed[0].images,
             vec![("backend".to_string(), "sha256:1".to_string())]
+        );
+        // The history's rows: the same deploys, without their steps and images.
+        let rows = store
+            .deploy_history_rows(Some(DeployOutcome::Succeeded), 10)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].id, &rows[0].summary), (next, &failed[0].summary));
+        assert!(
+            rows[0].steps.is_empty() && rows[0].images.is_empty() && !failed[0].steps.is_empty()
         );
         assert_eq!(
             d.downtime.map(|d| (d.total_ms, d.failed_probes)),

@@ -482,13 +482,7 @@ pub async fn cancel_deploy(id: i64) -> Result<(), AppError> {
 #[leptos::server(endpoint = "deploy_list")]
 pub async fn list_deploys(outcome: Option<DeployOutcome>) -> Result<Vec<Deploy>, AppError> {
     crate::auth::gate::require(crate::auth::Role::Viewer).await?;
-    let mut deploys = deployer().list(outcome, 200).await?;
-    for deploy in &mut deploys {
-        deploy.steps = Vec::new();
-        deploy.change_card = None;
-        deploy.images = Vec::new();
-    }
-    Ok(deploys)
+    Ok(deployer().history_rows(outcome, 200).await?)
 }
 
 #[leptos::server(endpoint = "deploy_get")]

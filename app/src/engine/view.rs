@@ -122,8 +122,9 @@ pub fn ProjectCard() -> impl IntoView {
 #[component]
 pub fn EngineBadge() -> impl IntoView {
     let login = use_context::<crate::auth::view::LoginResource>();
+    let waiting = || view! { <span class="badge">"engine …"</span> };
     view! {
-        <Suspense fallback=|| view! { <span class="badge">"engine …"</span> }>
+        <Suspense fallback=waiting>
             {move || match login.and_then(|l| l.get()).map(|l| l.map(|s| s.engine)) {
                 Some(Ok(Some(EngineStatus { state: EngineState::Reachable(info), .. }))) => view! {
                     <span class="badge ok" title="Docker engine reachable">
@@ -137,7 +138,7 @@ pub fn EngineBadge() -> impl IntoView {
                 }.into_any(),
                 Some(Err(e)) => view! { <span class="badge down" title=e.to_string()>"engine ?"</span> }.into_any(),
                 // Nobody logged in, or the state not read yet.
-                Some(Ok(None)) | None => view! { <span class="badge">"engine …"</span> }.into_any(),
+                Some(Ok(None)) | None => waiting().into_any(),
             }}
         </Suspense>
     }

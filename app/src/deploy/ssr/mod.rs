@@ -384,6 +384,15 @@ impl Deployer {
         self.store.deploys(outcome, limit).await
     }
 
+    /// The deploys as the history's rows show them (`Store::deploy_history_rows`).
+    pub async fn history_rows(
+        &self,
+        outcome: Option<DeployOutcome>,
+        limit: u32,
+    ) -> Result<Vec<super::Deploy>, StoreError> {
+        self.store.deploy_history_rows(outcome, limit).await
+    }
+
     /// One deploy with its steps.
     pub async fn get(&self, id: i64) -> Result<Option<super::Deploy>, StoreError> {
         self.store.deploy(id).await
