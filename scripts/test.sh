@@ -25,7 +25,9 @@ step "unit, integration and browser tests"
 if command -v cargo-nextest >/dev/null; then
   # Each test in its own process, binaries side by side; .config/nextest.toml limits how many hold a
   # stack at once. Its summary gives every test's time.
-  cargo nextest run --no-fail-fast
+  # No backtraces: a failing test's output ends with its panic message (which names file and line),
+  # not with the frames of the test runtime.
+  RUST_BACKTRACE=0 cargo nextest run --no-fail-fast
 else
   # cargo runs one test binary at a time; the tests inside one binary run in parallel.
   cargo test --no-fail-fast

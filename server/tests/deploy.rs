@@ -1,6 +1,7 @@
 //! One-click deploys against the real engine and a private copy of the EPSM-like stack, through the
-//! real server: the whole procedure ends green, a failing migration fails at migrate with its output,
-//! one deploy at a time, a killed server's deploy is interrupted and the lock freed, cancel stops a build.
+//! real server: the whole procedure ends green, a build broken by the engine's prune race is built
+//! again, a failing migration fails at migrate with its output, one deploy at a time, a killed server's
+//! deploy is interrupted and the lock freed, cancel stops a build.
 
 use std::path::Path;
 use std::time::Duration;
@@ -106,12 +107,45 @@ async fn a_full_deploy_ends_green_with_every_step_recorded_and_a_second_is_refus
     }
 }
 
+/// A docker CLI whose first `build` fails the way BuildKit does when a prune beside it removed a cache
+/// record it was about to use (moby/buildkit#3959; seen when two deploys share an engine); every other
+/// call, and every later build, is the real CLI's.
+fn cli_with_one_prune_race(dir: &Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let cli = dir.join("docker");
+    let once = dir.join("raced");
+    std::fs::write(
+        &cli,
+        format!(
+            "#!/bin/sh\n\
+             if [ ! -e '{once}' ] && printf '%s\\n' \"$@\" | grep -qx build; then\n\
+             \x20 : > '{once}'\n\
+             \x20 echo '#10 ERROR: failed to get dead record hh1pnk16bb02h080ljyi5qglp: not found' >&2\n\
+             \x20 exit 17\n\
+             fi\n\
+             exec docker \"$@\"\n",
+            once = once.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
+    cli
+}
+
 #[tokio::test]
-async fn a_failing_migration_fails_the_deploy_at_migrate_with_its_output() {
+async fn a_build_broken_by_the_engines_prune_race_builds_again_and_a_failing_migration_fails_at_migrate()
+ {
     let _turn = ONE_STACK_AT_A_TIME.lock().await;
     let project = StackProject::new("epsmmigrate");
     project.set_env("EPSM_FAILURE", "migrate");
-    let console = Console::for_stack(bin(), &project, &[]).await;
+    let bin_dir = tempfile::tempdir().unwrap();
+    let cli = cli_with_one_prune_race(bin_dir.path());
+    let console = Console::for_stack(
+        bin(),
+        &project,
+        &[("EPSM_OPS_DOCKER_CLI", cli.to_str().unwrap())],
+    )
+    .await;
     let id = start(
         &console,
         &[("options[skip_seed]", "true"), ("options[no_pull]", "true")],
@@ -132,6 +166,15 @@ async fn a_failing_migration_fails_the_deploy_at_migrate_with_its_output() {
         d.summary
     );
     let status = |name: &str| d.steps.iter().find(|s| s.name == name).unwrap().status;
+    // The engine's race is said, and the build run once more, to its end.
+    let race = "failed to get dead record hh1pnk16bb02h080ljyi5qglp: not found";
+    let again = "(a BuildKit race, moby/buildkit#3959), not to the code: building once more";
+    assert!(log.contains(race) && log.contains(again), "{log}");
+    assert!(
+        log.find(again) < log.rfind("$ docker compose build --no-cache"),
+        "built again after the race: {log}"
+    );
+    assert_eq!(status("build"), StepStatus::Succeeded);
     assert_eq!(status("up"), StepStatus::Succeeded);
     assert_eq!(status("migrate"), StepStatus::Failed);
     assert_eq!(status("seed"), StepStatus::Skipped);

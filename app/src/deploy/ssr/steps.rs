@@ -6,6 +6,10 @@ use crate::compose::process::{KILL_GRACE, ProcessGroup};
 
 /// Beyond the kill grace, how long a cancelled compose step waits for its process to be gone.
 const STOPPED_WITHIN: Duration = Duration::from_secs(2);
+/// What BuildKit prints when a build meets a cache record a concurrent prune removed
+/// (moby/buildkit#3959): `ERROR: failed to get dead record <id>: not found`. Another console's deploy,
+/// a cron's `docker builder prune` or the Health page's prune on the same engine can cause it.
+pub(super) const BUILDKIT_PRUNE_RACE: &str = "failed to get dead record";
 
 impl Deployer {
     pub(super) async fn carry_out(
@@ -165,11 +169,40 @@ impl Deployer {
     }
 
     /// `docker compose <args>` in its own process group; every line of its output is a log line.
+    ///
+    /// A build that fails because BuildKit lost a cache record to a prune running beside it (see
+    /// [`BUILDKIT_PRUNE_RACE`]) is run once more: the failure was the engine's, not the code's.
     pub(super) async fn compose_step(
         &self,
         args: &[String],
         position: usize,
         out: &mut Output<'_>,
+    ) -> Result<i64, StepFailure> {
+        let mut raced = false;
+        let result = self.compose_run(args, position, out, &mut raced).await;
+        let building = args.first().is_some_and(|a| a == "build");
+        match result {
+            Err(failure) if building && raced && !failure.cancelled => {
+                out.line(
+                    position,
+                    true,
+                    "the engine's build cache lost a record to a prune beside this build \
+                     (a BuildKit race, moby/buildkit#3959), not to the code: building once more",
+                )
+                .await;
+                self.compose_run(args, position, out, &mut raced).await
+            }
+            result => result,
+        }
+    }
+
+    /// One run of `docker compose <args>`; sets `raced` when its output names BuildKit's prune race.
+    async fn compose_run(
+        &self,
+        args: &[String],
+        position: usize,
+        out: &mut Output<'_>,
+        raced: &mut bool,
     ) -> Result<i64, StepFailure> {
         let mut full = vec!["--ansi", "never", "--progress", "plain"];
         full.extend(args.iter().map(String::as_str));
@@ -238,7 +271,10 @@ impl Deployer {
         loop {
             tokio::select! {
                 line = rx.recv() => match line {
-                    Some((stderr, line)) => out.line(position, stderr, &line).await,
+                    Some((stderr, line)) => {
+                        *raced |= line.contains(BUILDKIT_PRUNE_RACE);
+                        out.line(position, stderr, &line).await
+                    }
                     None => break,
                 },
                 _ = cancel.cancelled() => {
