@@ -1,12 +1,12 @@
 //! History benchmark (run by scripts/bench.sh; prints table rows, asserts nothing): how long the
-//! store takes to list a long deploy history, as the Deploys page (the newest 200) and the image
+//! store takes to list a long deploy history, as the Deploys page (a page of rows) and the image
 //! pruning (every succeeded deploy) read it. A real SQLite store in a temporary directory, filled
 //! with a year of deploys, each with the default plan's steps.
 
 use std::time::{Duration, Instant};
 
-use app::deploy::DeployOutcome;
-use app::store::Store;
+use app::deploy::{Deploy, DeployOutcome, HISTORY_PAGE};
+use app::store::{Store, StoreError};
 use end2end::bench::row;
 
 const DEPLOYS: i64 = 500;
@@ -19,33 +19,48 @@ async fn main() {
     let store = Store::open(dir.path()).await.expect("the store opens");
     fill(&store).await;
     let how = format!(
-        "Store::deploys on a store of {DEPLOYS} deploys with {STEPS} steps each, mean of {READS} reads after one to warm up, release build"
+        "a store of {DEPLOYS} deploys with {STEPS} steps each, mean of {READS} reads after one to warm up, release build"
     );
-    for (what, outcome, limit) in [
-        ("the Deploys page's 200", None, 200),
-        (
-            "every succeeded deploy",
-            Some(DeployOutcome::Succeeded),
-            10_000,
-        ),
-    ] {
-        store.deploys(outcome, limit).await.expect("a listing");
-        let started = Instant::now();
-        let mut listed = 0;
-        for _ in 0..READS {
-            listed = store
-                .deploys(outcome, limit)
-                .await
-                .expect("a listing")
-                .len();
-        }
-        let mean: Duration = started.elapsed() / READS;
-        row(
-            &format!("deploy history: {what}"),
-            format!("{:.2} ms ({listed} deploys)", mean.as_secs_f64() * 1e3),
-            &how,
-        );
+    // What reads the history: the Deploys page (a page of rows, without steps), the image pruning
+    // (every succeeded deploy, with steps), and the listing with steps at the size the page once had.
+    time(
+        &format!("the Deploys page's {HISTORY_PAGE} (deploy_history_rows)"),
+        &how,
+        || store.deploy_history_rows(None, None, HISTORY_PAGE),
+    )
+    .await;
+    time(
+        "the newest 200 with their steps (Store::deploys)",
+        &how,
+        || store.deploys(None, 200),
+    )
+    .await;
+    time(
+        "every succeeded deploy with its steps (Store::deploys)",
+        &how,
+        || store.deploys(Some(DeployOutcome::Succeeded), 10_000),
+    )
+    .await;
+}
+
+/// Prints the mean time of `READS` calls of `list`, after one to warm up.
+async fn time<F, L>(what: &str, how: &str, list: L)
+where
+    L: Fn() -> F,
+    F: std::future::Future<Output = Result<Vec<Deploy>, StoreError>>,
+{
+    list().await.expect("a listing");
+    let started = Instant::now();
+    let mut listed = 0;
+    for _ in 0..READS {
+        listed = list().await.expect("a listing").len();
     }
+    let mean: Duration = started.elapsed() / READS;
+    row(
+        &format!("deploy history: {what}"),
+        format!("{:.2} ms ({listed} deploys)", mean.as_secs_f64() * 1e3),
+        how,
+    );
 }
 
 /// `DEPLOYS` finished deploys, every tenth failed, each with `STEPS` steps that ran.

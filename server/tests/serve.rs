@@ -212,6 +212,77 @@ async fn the_engine_version_is_shown_when_the_engine_answers() {
     );
 }
 
+/// The deploy ids of the history's rows on page `path` (newest first), and the page.
+async fn history_page(console: &Console, path: &str) -> (Vec<String>, String) {
+    let (status, _, body) = get(console, &format!("{}{path}", console.url)).await;
+    assert_eq!(status, 200, "{path}: {body}");
+    let rows = body
+        .split("data-testid=\"deploy-row\"")
+        .skip(1)
+        .filter_map(|row| {
+            Some(
+                row.split_once("href=\"/deploys/")?
+                    .1
+                    .split('"')
+                    .next()?
+                    .into(),
+            )
+        })
+        .collect();
+    (rows, body)
+}
+
+#[tokio::test]
+async fn the_deploy_history_comes_a_page_at_a_time_with_links_to_older_and_newest() {
+    let console = Console::start(bin(), &[]).await;
+    // 60 finished deploys in the console's store, every tenth failed.
+    let store = Store::open(&console.data_path()).await.unwrap();
+    for id in 1..=60 {
+        sqlx::query(
+            "INSERT INTO deploys (id, actor, started_at, finished_at, options, outcome, summary)
+             VALUES (?, 'Ada Admin', '2026-01-01T10:00:00Z', '2026-01-01T10:04:00Z', '{}', ?, 'done')",
+        )
+        .bind(id)
+        .bind(if id % 10 == 0 { "failed" } else { "succeeded" })
+        .execute(store.pool())
+        .await
+        .unwrap();
+    }
+    let ids = |from: i64, to: i64| (to..=from).rev().map(|i| i.to_string()).collect::<Vec<_>>();
+
+    // The newest 50, and a link to the older ones (after the page's last row); none to the newest.
+    let (rows, body) = history_page(&console, "/deploys").await;
+    assert_eq!(rows, ids(60, 11));
+    assert!(
+        body.contains(r#"<a href="/deploys?before=11" data-testid="deploy-older">"#),
+        "{body}"
+    );
+    assert!(!body.contains("deploy-newest"));
+    // The older page: the last 10, a link back, none further.
+    let (rows, body) = history_page(&console, "/deploys?before=11").await;
+    assert_eq!(rows, ids(10, 1));
+    assert!(
+        body.contains(r#"<a href="/deploys" data-testid="deploy-newest">"#),
+        "{body}"
+    );
+    assert!(!body.contains("deploy-older"));
+    // Past the oldest: said, with the way back.
+    let (rows, body) = history_page(&console, "/deploys?before=1").await;
+    assert!(
+        rows.is_empty() && body.contains("No older deploys."),
+        "{body}"
+    );
+    // A filter is kept across pages; a short page has no older link.
+    let (rows, body) = history_page(&console, "/deploys?outcome=failed").await;
+    assert_eq!(rows, ["60", "50", "40", "30", "20", "10"]);
+    assert!(!body.contains("deploy-older"));
+    let (rows, _) = history_page(&console, "/deploys?outcome=succeeded&before=20").await;
+    assert_eq!(
+        rows,
+        ids(19, 11).into_iter().chain(ids(9, 1)).collect::<Vec<_>>()
+    );
+}
+
 #[tokio::test]
 async fn start_and_graceful_stop_are_recorded_in_the_audit_log() {
     let mut console = Console::start(bin(), &[]).await;

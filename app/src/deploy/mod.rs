@@ -318,5 +318,8 @@ pub enum DeployEvent {
     },
 }
 
+/// Deploys per page of the history (the Deploys page; "Older" shows the next ones).
+pub const HISTORY_PAGE: u32 = 50;
+
 /// The most log lines a deploy page holds (and is sent): the newest ones; the raw log has them all.
 pub const LOG_WINDOW: usize = 2000;

@@ -258,9 +258,9 @@ impl Store {
         outcome: Option<DeployOutcome>,
         limit: u32,
     ) -> Result<Vec<Deploy>, StoreError> {
-        let rows = self.deploy_rows(outcome, limit).await?;
-        // The listed deploys' steps in one query, not one per deploy: the history page lists up to
-        // 200 deploys, and each deploy's image step every succeeded one before it.
+        let rows = self.deploy_rows(outcome, None, limit).await?;
+        // The listed deploys' steps in one query, not one per deploy: each deploy's image step lists
+        // every succeeded one before it.
         let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
         let step_rows: Vec<ListedStepRow> = sqlx::query_as(
             "SELECT deploy_id, name, status, exit_code, started_at, duration_ms FROM deploy_steps
@@ -287,14 +287,16 @@ impl Store {
             .collect())
     }
 
-    /// The newest deploys, newest first, as the history's rows show them: without their steps,
-    /// change cards and images (not read, not decoded), which a deploy's own page reads.
+    /// The newest deploys (older than deploy `before` when given), newest first, as the history's
+    /// rows show them: without their steps, change cards and images (not read, not decoded), which a
+    /// deploy's own page reads.
     pub async fn deploy_history_rows(
         &self,
         outcome: Option<DeployOutcome>,
+        before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<Deploy>, StoreError> {
-        let rows = self.deploy_rows(outcome, limit).await?;
+        let rows = self.deploy_rows(outcome, before, limit).await?;
         Ok(rows
             .into_iter()
             .map(|row| {
@@ -308,17 +310,20 @@ impl Store {
             .collect())
     }
 
-    /// The newest rows of `deploys`, newest first (only those that ended so when `outcome` is given).
+    /// The newest rows of `deploys`, newest first (only those that ended so when `outcome` is given,
+    /// only those older than deploy `before` when that is).
     async fn deploy_rows(
         &self,
         outcome: Option<DeployOutcome>,
+        before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<DeployRow>, StoreError> {
         sqlx::query_as(&format!(
             "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE (?1 IS NULL OR outcome = ?1) \
-             ORDER BY id DESC LIMIT ?2"
+             AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3"
         ))
         .bind(outcome.map(DeployOutcome::as_str))
+        .bind(before)
         .bind(limit)
         .fetch_all(self.pool())
         .await
@@ -624,13 +629,28 @@ mod tests {
         );
         // The history's rows: the same deploys, without their steps and images.
         let rows = store
-            .deploy_history_rows(Some(DeployOutcome::Succeeded), 10)
+            .deploy_history_rows(Some(DeployOutcome::Succeeded), None, 10)
             .await
             .unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!((rows[0].id, &rows[0].summary), (next, &failed[0].summary));
         assert!(
             rows[0].steps.is_empty() && rows[0].images.is_empty() && !failed[0].steps.is_empty()
+        );
+        // A page of them: one at a time, the older page after the newest one's last row.
+        let newest = store.deploy_history_rows(None, None, 1).await.unwrap();
+        let older = store
+            .deploy_history_rows(None, Some(newest[0].id), 1)
+            .await
+            .unwrap();
+        let oldest = store
+            .deploy_history_rows(None, Some(older[0].id), 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            (newest[0].id, older[0].id, oldest.len()),
+            (next, id, 0),
+            "pages follow each other and end"
         );
         assert_eq!(
             d.downtime.map(|d| (d.total_ms, d.failed_probes)),

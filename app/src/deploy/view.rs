@@ -31,10 +31,12 @@ pub fn DeploysPage() -> impl IntoView {
     let query = use_query_map();
     // `?outcome=failed` and so on; anything else shows all.
     let filter = move || query.with(|q| q.get("outcome")?.parse::<DeployOutcome>().ok());
+    // `?before=42`: the page of deploys older than #42.
+    let before = move || query.with(|q| q.get("before")?.parse::<i64>().ok());
     let start = ServerAction::<StartDeploy>::new();
     let deploys = Resource::new(
-        move || (filter(), start.version().get()),
-        |(f, _)| list_deploys(f),
+        move || (filter(), before(), start.version().get()),
+        |(f, b, _)| list_deploys(f, b),
     );
     let navigate = use_navigate();
     Effect::new(move |_| {
@@ -105,7 +107,7 @@ pub fn DeploysPage() -> impl IntoView {
                 {move || Suspend::new(async move {
                     deploys.await.map(|list| view! {
                         <DurationChart deploys=list.clone()/>
-                        <HistoryTable deploys=list filter=filter()/>
+                        <HistoryTable deploys=list filter=filter() before=before()/>
                     })
                 })}
             </ErrorBoundary>
@@ -113,21 +115,44 @@ pub fn DeploysPage() -> impl IntoView {
     }
 }
 
+/// The Deploys page's address for a filter and a page (what the pager's links lead to).
+fn history_query(filter: Option<DeployOutcome>, before: Option<i64>) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    if let Some(o) = filter {
+        query.append_pair("outcome", o.as_str());
+    }
+    if let Some(b) = before {
+        query.append_pair("before", &b.to_string());
+    }
+    match query.finish() {
+        q if q.is_empty() => "/deploys".into(),
+        q => format!("/deploys?{q}"),
+    }
+}
+
 #[component]
-fn HistoryTable(deploys: Vec<Deploy>, filter: Option<DeployOutcome>) -> impl IntoView {
+fn HistoryTable(
+    deploys: Vec<Deploy>,
+    filter: Option<DeployOutcome>,
+    before: Option<i64>,
+) -> impl IntoView {
     if deploys.is_empty() {
-        let text = match filter {
-            None => "No deploys yet.".to_string(),
-            Some(o) => format!("No {} deploys. ", o.as_str()),
+        let text = match (filter, before) {
+            (_, Some(_)) => "No older deploys. ".to_string(),
+            (None, None) => "No deploys yet.".to_string(),
+            (Some(o), None) => format!("No {} deploys. ", o.as_str()),
         };
         return view! {
             <p class="muted" data-testid="deploy-history-empty">
                 {text}
-                {filter.is_some().then(|| view! { <a href="/deploys">"Show all"</a> })}
+                {(filter.is_some() || before.is_some()).then(|| view! { <a href="/deploys">"Show all"</a> })}
             </p>
         }
         .into_any();
     }
+    // A full page may have older deploys behind it.
+    let older = (deploys.len() as u32 == super::HISTORY_PAGE)
+        .then(|| history_query(filter, deploys.last().map(|d| d.id)));
     view! {
         <div class="table-wrap" tabindex="0"><table class="table cards-on-phone" data-testid="deploy-history">
             <thead><tr><th>"#"</th><th>"Started (UTC)"</th><th>"By"</th><th>"Outcome"</th><th>"Duration"</th><th>"Offline"</th><th>"Commit"</th><th>"Summary"</th></tr></thead>
@@ -149,6 +174,12 @@ fn HistoryTable(deploys: Vec<Deploy>, filter: Option<DeployOutcome>) -> impl Int
                 }).collect_view()}
             </tbody>
         </table></div>
+        <p class="pager">
+            {before.is_some().then(|| view! {
+                <a href=history_query(filter, None) data-testid="deploy-newest">"← Newest"</a>
+            })}
+            {older.map(|href| view! { <a href=href data-testid="deploy-older">"Older →"</a> })}
+        </p>
     }
     .into_any()
 }
@@ -476,13 +507,19 @@ pub async fn cancel_deploy(id: i64) -> Result<(), AppError> {
         .map_err(|e| e.into_app_error().replied())
 }
 
-/// The newest 200 deploys as the history's rows show them: without their steps, change cards and
-/// images, which a deploy's own page reads (`deploy_get`). A change card lists commits and files;
-/// kept in, a year of history went into every view of the Deploys page as hydration data.
+/// A page of the history (`HISTORY_PAGE` deploys, the newest older than deploy `before` when given) as
+/// its rows show them: without their steps, change cards and images, which a deploy's own page reads
+/// (`deploy_get`). A change card lists commits and files; kept in, a year of history went into every
+/// view of the Deploys page as hydration data.
 #[leptos::server(endpoint = "deploy_list")]
-pub async fn list_deploys(outcome: Option<DeployOutcome>) -> Result<Vec<Deploy>, AppError> {
+pub async fn list_deploys(
+    #[server(default)] outcome: Option<DeployOutcome>,
+    #[server(default)] before: Option<i64>,
+) -> Result<Vec<Deploy>, AppError> {
     crate::auth::gate::require(crate::auth::Role::Viewer).await?;
-    Ok(deployer().history_rows(outcome, 200).await?)
+    Ok(deployer()
+        .history_rows(outcome, before, super::HISTORY_PAGE)
+        .await?)
 }
 
 #[leptos::server(endpoint = "deploy_get")]

@@ -388,9 +388,10 @@ impl Deployer {
     pub async fn history_rows(
         &self,
         outcome: Option<DeployOutcome>,
+        before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<super::Deploy>, StoreError> {
-        self.store.deploy_history_rows(outcome, limit).await
+        self.store.deploy_history_rows(outcome, before, limit).await
     }
 
     /// One deploy with its steps.
