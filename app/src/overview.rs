@@ -55,7 +55,7 @@ pub async fn get_overview() -> Result<Overview, AppError> {
     let store = expect_context::<crate::store::Store>();
     let week_ago = Utc::now() - chrono::Duration::days(UNDELIVERED_SHOWN_DAYS);
     let (deploys, listed, report, undelivered) = tokio::join!(
-        deployer.list(None, 1),
+        deployer.history_rows(None, None, 1),
         backups.list(50),
         crate::environment::view::get_environment_report(),
         store.undelivered(week_ago, 3),

@@ -73,7 +73,7 @@ pub async fn read_restore_context() -> Result<RestoreContext, AppError> {
     let deployer = expect_context::<std::sync::Arc<crate::deploy::ssr::Deployer>>();
     let database = deployer.database_name();
     let last_deploy = deployer
-        .list(Some(crate::deploy::DeployOutcome::Succeeded), 50)
+        .history_rows(Some(crate::deploy::DeployOutcome::Succeeded), None, 50)
         .await?
         .into_iter()
         .find(|d| d.options.restore.is_none())

@@ -25,8 +25,8 @@ pub async fn deploy_form_state() -> Result<DeployFormFacts, AppError> {
     crate::auth::gate::require(crate::auth::Role::Viewer).await?;
     let deployer = expect_context::<std::sync::Arc<super::ssr::Deployer>>();
     let (running, succeeded) = tokio::join!(
-        deployer.list(Some(super::DeployOutcome::Running), 1),
-        deployer.list(Some(super::DeployOutcome::Succeeded), 20),
+        deployer.history_rows(Some(super::DeployOutcome::Running), None, 1),
+        deployer.history_rows(Some(super::DeployOutcome::Succeeded), None, 20),
     );
     // The last deploy's figures, not a restore's.
     let last = succeeded?.into_iter().find(|d| d.options.restore.is_none());
