@@ -7,17 +7,36 @@ use super::{LoginState, Role};
 /// The login state of this page load, shared by the top bar and every `RoleGate`.
 pub type LoginResource = leptos::prelude::Resource<Result<LoginState, crate::error::AppError>>;
 
-/// Reads who is logged in once per page load (blocking: the server renders the page knowing it).
+/// The role of whoever the page was rendered for (None: nobody, or a page without a login). The
+/// server knows it before it renders a page (the page guard asked the session); it is sent with the
+/// page and read back when the page hydrates, so a `RoleGate` shows or hides at once, without waiting
+/// for a reply. A login or logout loads a new page, so it holds for the page's life.
+#[derive(Debug, Clone, Copy)]
+struct PageRole(Option<Role>);
+
+/// Reads who is logged in once per page load (blocking: the server renders the page knowing it), and
+/// the page's role for the gates.
 pub fn provide_login() -> LoginResource {
     use leptos::prelude::*;
     let login: LoginResource = Resource::new_blocking(|| (), |_| current_session());
     provide_context(login);
+    let role = leptos::server::SharedValue::new(rendered_for).into_inner();
+    provide_context(PageRole(role));
     login
 }
 
-fn current_role() -> Option<Role> {
-    use leptos::prelude::*;
-    use_context::<LoginResource>()?.get().and_then(role_of)
+/// The role the page guard found for this request (on the server; in the browser the value comes with
+/// the page instead).
+fn rendered_for() -> Option<Role> {
+    #[cfg(feature = "ssr")]
+    {
+        use leptos::prelude::use_context;
+        let parts = use_context::<axum::http::request::Parts>()?;
+        let user = super::gate::RequestUser::of(&parts.extensions).known()??;
+        Some(user.role)
+    }
+    #[cfg(not(feature = "ssr"))]
+    None
 }
 
 /// The role of a login state as the server replied it (None: nobody, or the reply failed).
@@ -33,22 +52,20 @@ pub fn role_of(login: Result<LoginState, crate::error::AppError>) -> Option<Role
 pub fn RoleGate(
     role: Role,
     #[prop(optional, into)] explain: Option<&'static str>,
-    children: leptos::children::ChildrenFn,
+    children: leptos::children::Children,
 ) -> impl leptos::IntoView {
     use leptos::prelude::*;
-    let children = StoredValue::new(children);
-    view! {
-        <Suspense fallback=|| ()>
-            {move || match current_role() {
-                Some(r) if r >= role => Some(children.with_value(|c| c()).into_any()),
-                Some(r) => explain.map(|what| view! {
-                    <p class="role-note" data-testid="role-note" data-needs=role.as_str()>
-                        {missing_role_note(what, role, r)}
-                    </p>
-                }.into_any()),
-                None => None,
-            }}
-        </Suspense>
+    match use_context::<PageRole>().and_then(|r| r.0) {
+        Some(r) if r >= role => Some(children().into_any()),
+        Some(r) => explain.map(|what| {
+            view! {
+                <p class="role-note" data-testid="role-note" data-needs=role.as_str()>
+                    {missing_role_note(what, role, r)}
+                </p>
+            }
+            .into_any()
+        }),
+        None => None,
     }
 }
 
