@@ -4,7 +4,7 @@
 
 use super::{LoginState, Role};
 
-/// The login state of this page load, shared by the top bar and every `RoleGate`.
+/// The login state of this page load, read by the top bar (the gates read `PageRole`).
 pub type LoginResource = leptos::prelude::Resource<Result<LoginState, crate::error::AppError>>;
 
 /// The role of whoever the page was rendered for (None: nobody, or a page without a login). The
