@@ -4,7 +4,8 @@
 
 use super::{LoginState, Role};
 
-/// The login state of this page load, read by the top bar (the gates read `PageRole`).
+/// The login state of this page load: the top bar and the parts of a page that wait for it (the gates
+/// read `PageRole`, known at once).
 pub type LoginResource = leptos::prelude::Resource<Result<LoginState, crate::error::AppError>>;
 
 /// The role of whoever the page was rendered for (None: nobody, or a page without a login). The
