@@ -31,6 +31,12 @@ struct DeployRow {
 const DEPLOY_COLUMNS: &str = "id, actor, started_at, finished_at, options, outcome, summary, git_commit, \
      to_commit, change_card, version, env_sha256, compose_sha256, images, downtime";
 
+/// `DEPLOY_COLUMNS` as the history's rows read them: no change card (a deploy's commits and files) and
+/// no images, which only a deploy's own page shows.
+const HISTORY_ROW_COLUMNS: &str = "id, actor, started_at, finished_at, options, outcome, summary, \
+     git_commit, to_commit, NULL AS change_card, version, env_sha256, compose_sha256, '[]' AS images, \
+     downtime";
+
 impl Store {
     pub(super) async fn insert_deploy(
         &self,
@@ -258,7 +264,9 @@ impl Store {
         outcome: Option<DeployOutcome>,
         limit: u32,
     ) -> Result<Vec<Deploy>, StoreError> {
-        let rows = self.deploy_rows(outcome, None, limit).await?;
+        let rows = self
+            .deploy_rows(DEPLOY_COLUMNS, outcome, None, limit)
+            .await?;
         // The listed deploys' steps in one query, not one per deploy: each deploy's image step lists
         // every succeeded one before it.
         let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
@@ -296,30 +304,26 @@ impl Store {
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<Deploy>, StoreError> {
-        let rows = self.deploy_rows(outcome, before, limit).await?;
+        let rows = self
+            .deploy_rows(HISTORY_ROW_COLUMNS, outcome, before, limit)
+            .await?;
         Ok(rows
             .into_iter()
-            .map(|row| {
-                let row = DeployRow {
-                    change_card: None,
-                    images: "[]".into(),
-                    ..row
-                };
-                deploy_from_row(row, Vec::new())
-            })
+            .map(|row| deploy_from_row(row, Vec::new()))
             .collect())
     }
 
-    /// The newest rows of `deploys`, newest first (only those that ended so when `outcome` is given,
-    /// only those older than deploy `before` when that is).
+    /// The newest rows of `deploys` (`columns` of them), newest first (only those that ended so when
+    /// `outcome` is given, only those older than deploy `before` when that is).
     async fn deploy_rows(
         &self,
+        columns: &str,
         outcome: Option<DeployOutcome>,
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<DeployRow>, StoreError> {
         sqlx::query_as(&format!(
-            "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE (?1 IS NULL OR outcome = ?1) \
+            "SELECT {columns} FROM deploys WHERE (?1 IS NULL OR outcome = ?1) \
              AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3"
         ))
         .bind(outcome.map(DeployOutcome::as_str))
