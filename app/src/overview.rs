@@ -13,6 +13,8 @@ use crate::engine::EngineState;
 use crate::engine::view::{EngineCard, ProjectCard};
 use crate::error::AppError;
 use crate::health::{HealthReport, human_duration, plural};
+#[cfg(feature = "ssr")]
+use crate::store::Store;
 
 /// What the overview shows besides the live services.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,15 +54,24 @@ pub async fn get_overview() -> Result<Overview, AppError> {
     let deployer = expect_context::<std::sync::Arc<crate::deploy::ssr::Deployer>>();
     let backups = expect_context::<std::sync::Arc<crate::backup::ssr::Backups>>();
     let saml = expect_context::<std::sync::Arc<crate::auth::ssr::ServiceProvider>>();
-    let store = expect_context::<crate::store::Store>();
-    let week_ago = Utc::now() - chrono::Duration::days(UNDELIVERED_SHOWN_DAYS);
-    let (deploys, listed, report, undelivered) = tokio::join!(
-        deployer.history_rows(None, None, 1),
-        backups.list(50),
-        crate::environment::view::get_environment_report(),
-        store.undelivered(week_ago, 3),
-    );
-    let listed = listed?;
+    let store = expect_context::<Store>();
+    // The store's part, as the last view read it while nothing has been committed since.
+    let kept = store.read_kept("overview", Store::PAGE_READ_KEPT_FOR, || async {
+        let week_ago = Utc::now() - chrono::Duration::days(UNDELIVERED_SHOWN_DAYS);
+        let (deploys, listed, undelivered) = tokio::join!(
+            deployer.history_rows(None, None, 1),
+            backups.list(50),
+            store.undelivered(week_ago, 3),
+        );
+        Ok::<_, crate::store::StoreError>(StoreReads {
+            last_deploy: deploys?.into_iter().next(),
+            listed: listed?,
+            undelivered: undelivered?,
+        })
+    });
+    let (kept, report) = tokio::join!(kept, crate::environment::view::get_environment_report());
+    let kept = kept?;
+    let listed = &kept.listed;
     let last_drill = listed
         .iter()
         .filter_map(|b| Some((b.id, b.drill.clone()?)))
@@ -69,17 +80,16 @@ pub async fn get_overview() -> Result<Overview, AppError> {
         .iter()
         .filter(|b| b.outcome == BackupOutcome::Succeeded)
         .find_map(|b| Some((b.id, b.copy.clone()?)));
-    let listed: Vec<Backup> = listed
-        .into_iter()
-        .filter(|b| b.outcome != BackupOutcome::Deleted)
-        .collect();
-    let last_good_backup = listed
+    let mut kept_backups = listed
         .iter()
-        .find(|b| b.outcome == BackupOutcome::Succeeded)
-        .cloned();
-    let newer_attempt = listed
-        .first()
+        .filter(|b| b.outcome != BackupOutcome::Deleted);
+    let newer_attempt = kept_backups
+        .clone()
+        .next()
         .filter(|b| b.outcome != BackupOutcome::Succeeded)
+        .cloned();
+    let last_good_backup = kept_backups
+        .find(|b| b.outcome == BackupOutcome::Succeeded)
         .cloned();
     let read_at = Utc::now();
     let count = |findings: &[crate::environment::Finding], severity| {
@@ -87,7 +97,7 @@ pub async fn get_overview() -> Result<Overview, AppError> {
     };
     Ok(Overview {
         read_at,
-        last_deploy: deploys?.into_iter().next(),
+        last_deploy: kept.last_deploy.clone(),
         last_good_backup,
         newer_attempt,
         next_backup: backups.policy().next_run,
@@ -102,8 +112,17 @@ pub async fn get_overview() -> Result<Overview, AppError> {
             })
             .map_err(|e| e.to_string()),
         login_warning: saml.idp_warning(),
-        undelivered: undelivered?,
+        undelivered: kept.undelivered.clone(),
     })
+}
+
+/// What the Overview reads from the store.
+#[cfg(feature = "ssr")]
+struct StoreReads {
+    last_deploy: Option<Deploy>,
+    /// The newest 50 backups (deleted ones too: a drill or copy may be on any of them).
+    listed: Vec<Backup>,
+    undelivered: (u64, Vec<crate::alerts::Delivery>),
 }
 
 #[component]

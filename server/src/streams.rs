@@ -411,6 +411,7 @@ async fn download_backup(
 /// Counters in the Prometheus text format: what the health benchmark reads, and what an operator's
 /// monitoring can scrape.
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let page_reads = state.store.page_reads();
     let body = format!(
         "# HELP epsm_ops_docker_api_calls_total Requests the console made to the Docker engine.\n\
          # TYPE epsm_ops_docker_api_calls_total counter\n\
@@ -423,11 +424,19 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
          epsm_ops_health_viewers {}\n\
          # HELP epsm_ops_store_commits_total Transactions that wrote to the console's store.\n\
          # TYPE epsm_ops_store_commits_total counter\n\
-         epsm_ops_store_commits_total {}\n",
+         epsm_ops_store_commits_total {}\n\
+         # HELP epsm_ops_page_reads_kept_total Page reads of the store answered from memory.\n\
+         # TYPE epsm_ops_page_reads_kept_total counter\n\
+         epsm_ops_page_reads_kept_total {}\n\
+         # HELP epsm_ops_page_reads_queried_total Page reads of the store that queried SQLite.\n\
+         # TYPE epsm_ops_page_reads_queried_total counter\n\
+         epsm_ops_page_reads_queried_total {}\n",
         state.engine.api_calls(),
         state.health.rounds(),
         state.health.viewers(),
         state.store.commits(),
+        page_reads.0,
+        page_reads.1,
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

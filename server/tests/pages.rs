@@ -4,6 +4,7 @@
 //! (compose, git) is counted from outside; store writes are SQLite's commit hook count (`/metrics`).
 
 use app::health::HealthReport;
+use app::store::Store;
 use end2end::{Console, HEALTH_INTERVAL, PAGES, SseReader, StackProject, VIEWER, with_margin};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -118,6 +119,10 @@ async fn page_views_start_no_process_and_write_nothing() {
         started(&log),
         console.metric("epsm_ops_store_commits_total").await,
     );
+    let queried_before = console.metric("epsm_ops_page_reads_queried_total").await;
+    // A read within COMMIT_LANDS_WITHIN of a commit (the login's session) is not kept.
+    tokio::time::sleep(Store::COMMIT_LANDS_WITHIN).await;
+    let views_began = std::time::Instant::now();
     for page in PAGES {
         for _ in 0..VIEWS {
             view(page).await;
@@ -127,6 +132,8 @@ async fn page_views_start_no_process_and_write_nothing() {
         started(&log),
         console.metric("epsm_ops_store_commits_total").await,
     );
+    let queried = console.metric("epsm_ops_page_reads_queried_total").await - queried_before;
+    let kept = console.metric("epsm_ops_page_reads_kept_total").await;
     let new: Vec<&String> = after.0[before.0.len()..].iter().collect();
     assert!(
         new.is_empty(),
@@ -141,6 +148,22 @@ async fn page_views_start_no_process_and_write_nothing() {
         "{} page views wrote to the store {} times ({renewals} idle-expiry renewals allowed)",
         PAGES.len() * VIEWS,
         after.1 - before.1
+    );
+
+    // The pages' store reads are read from SQLite once and kept while nothing is committed (a viewer
+    // reads four: the Overview's, the history's, the backups' and the audit log's), each for at most
+    // PAGE_READ_KEPT_FOR: once per key per that long. (A session renewal's commit would make the
+    // reads of the second after it query: then any number may.)
+    let keys = 4;
+    let windows = views_began.elapsed().as_secs() / Store::PAGE_READ_KEPT_FOR.as_secs() + 1;
+    let allowed = match after.1 - before.1 {
+        0 => keys * windows,
+        _ => u64::MAX,
+    };
+    assert!(
+        queried <= allowed && kept > 0,
+        "{} page views queried the store {queried} times (at most {allowed}), answered {kept} from memory",
+        PAGES.len() * VIEWS
     );
 
     // The kept audit is the files' as they are: a change of the env file is seen at the next view,

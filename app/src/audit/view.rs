@@ -22,7 +22,13 @@ pub async fn get_audit_log(
         before,
     };
     let store = expect_context::<crate::store::Store>();
-    Ok(store.audit_log(&filter, PAGE_SIZE).await?)
+    let read = || store.audit_log(&filter, PAGE_SIZE);
+    // The log as most views open it (the newest, unfiltered) is kept between commits.
+    if filter == AuditFilter::default() {
+        let kept = store.read_kept("audit log", crate::store::Store::PAGE_READ_KEPT_FOR, read);
+        return Ok(kept.await?.to_vec());
+    }
+    Ok(read().await?)
 }
 
 /// The filter the page's address asks for (`?action=deploy&actor=anna&outcome=refused&before=42`).

@@ -37,7 +37,13 @@ pub async fn start_drill() -> Result<Backup, AppError> {
 #[server(endpoint = "backup_list")]
 pub async fn list_backups() -> Result<Vec<Backup>, AppError> {
     crate::auth::gate::require(crate::auth::Role::Viewer).await?;
-    Ok(backups().list(200).await?)
+    let (backups, store) = (backups(), expect_context::<crate::store::Store>());
+    let kept = store.read_kept(
+        "backup list",
+        crate::store::Store::PAGE_READ_KEPT_FOR,
+        || backups.list(200),
+    );
+    Ok(kept.await?.to_vec())
 }
 
 #[server(endpoint = "backup_policy")]

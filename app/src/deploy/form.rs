@@ -24,19 +24,25 @@ pub struct DeployFormFacts {
 pub async fn deploy_form_state() -> Result<DeployFormFacts, AppError> {
     crate::auth::gate::require(crate::auth::Role::Viewer).await?;
     let deployer = expect_context::<std::sync::Arc<super::ssr::Deployer>>();
-    let (running, succeeded) = tokio::join!(
-        deployer.history_rows(Some(super::DeployOutcome::Running), None, 1),
-        deployer.history_rows(Some(super::DeployOutcome::Succeeded), None, 20),
+    let store = expect_context::<crate::store::Store>();
+    let kept = store.read_kept(
+        "deploy form",
+        crate::store::Store::PAGE_READ_KEPT_FOR,
+        || async {
+            let (running, succeeded) = tokio::join!(
+                deployer.history_rows(Some(super::DeployOutcome::Running), None, 1),
+                deployer.history_rows(Some(super::DeployOutcome::Succeeded), None, 20),
+            );
+            Ok::<_, crate::store::StoreError>((running?, succeeded?))
+        },
     );
+    let (running, succeeded) = &*kept.await?;
     // The last deploy's figures, not a restore's.
-    let last = succeeded?.into_iter().find(|d| d.options.restore.is_none());
+    let last = succeeded.iter().find(|d| d.options.restore.is_none());
     Ok(DeployFormFacts {
-        running: running?.into_iter().next(),
-        last_offline_ms: last
-            .as_ref()
-            .and_then(|d| d.downtime.as_ref())
-            .map(|d| d.total_ms),
-        last_succeeded_ms: last.as_ref().and_then(Deploy::duration_ms),
+        running: running.first().cloned(),
+        last_offline_ms: last.and_then(|d| d.downtime.as_ref()).map(|d| d.total_ms),
+        last_succeeded_ms: last.and_then(Deploy::duration_ms),
         read_at: Utc::now(),
     })
 }

@@ -517,9 +517,19 @@ pub async fn list_deploys(
     #[server(default)] before: Option<i64>,
 ) -> Result<Vec<Deploy>, AppError> {
     crate::auth::gate::require(crate::auth::Role::Viewer).await?;
-    Ok(deployer()
-        .history_rows(outcome, before, super::HISTORY_PAGE)
-        .await?)
+    let deployer = deployer();
+    let read = || deployer.history_rows(outcome, before, super::HISTORY_PAGE);
+    // The page as most views open it (the newest, unfiltered) is kept between commits.
+    if outcome.is_none() && before.is_none() {
+        let store = leptos::prelude::expect_context::<crate::store::Store>();
+        let kept = store.read_kept(
+            "deploy history",
+            crate::store::Store::PAGE_READ_KEPT_FOR,
+            read,
+        );
+        return Ok(kept.await?.to_vec());
+    }
+    Ok(read().await?)
 }
 
 #[leptos::server(endpoint = "deploy_get")]
