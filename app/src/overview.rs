@@ -56,7 +56,7 @@ pub async fn get_overview() -> Result<Overview, AppError> {
     let saml = expect_context::<std::sync::Arc<crate::auth::ssr::ServiceProvider>>();
     let store = expect_context::<Store>();
     // The store's part, as the last view read it while nothing has been committed since.
-    let kept = store.read_kept("overview", Store::PAGE_READ_KEPT_FOR, || async {
+    let kept = store.read_kept("overview", || async {
         let week_ago = Utc::now() - chrono::Duration::days(UNDELIVERED_SHOWN_DAYS);
         let (deploys, listed, undelivered) = tokio::join!(
             deployer.history_rows(None, None, 1),
@@ -80,15 +80,15 @@ pub async fn get_overview() -> Result<Overview, AppError> {
         .iter()
         .filter(|b| b.outcome == BackupOutcome::Succeeded)
         .find_map(|b| Some((b.id, b.copy.clone()?)));
-    let mut kept_backups = listed
+    let mut not_deleted = listed
         .iter()
         .filter(|b| b.outcome != BackupOutcome::Deleted);
-    let newer_attempt = kept_backups
+    let newer_attempt = not_deleted
         .clone()
         .next()
         .filter(|b| b.outcome != BackupOutcome::Succeeded)
         .cloned();
-    let last_good_backup = kept_backups
+    let last_good_backup = not_deleted
         .find(|b| b.outcome == BackupOutcome::Succeeded)
         .cloned();
     let read_at = Utc::now();

@@ -152,15 +152,29 @@ impl Store {
     pub const COMMIT_LANDS_WITHIN: Duration = Duration::from_secs(1);
 
     /// A read that page views repeat (the same query, the same arguments: `key` names both), kept in
-    /// memory until anything is committed or it is `max_age` old. A query costs a round trip to
+    /// memory until anything is committed or it is `PAGE_READ_KEPT_FOR` old. A query costs a round trip to
     /// SQLite's worker thread and another to return the connection; a page view under load should
     /// read memory.
     ///
     /// SQLite calls the commit hook just before a commit lands (then writes and syncs it), so a read
     /// at that moment can see the state before it under the new count. A read that starts within
     /// `COMMIT_LANDS_WITHIN` of a commit hook, or during which something is committed, is answered
-    /// but not kept; `max_age` bounds the rest (a commit that took longer than that to land).
+    /// but not kept; `PAGE_READ_KEPT_FOR` bounds the rest (a commit that took longer than that to land).
     pub async fn read_kept<T, E, Fut>(
+        &self,
+        key: &'static str,
+        read: impl FnOnce() -> Fut,
+    ) -> Result<Arc<T>, E>
+    where
+        T: Send + Sync + 'static,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.read_kept_for(key, Self::PAGE_READ_KEPT_FOR, read)
+            .await
+    }
+
+    /// `read_kept`, kept for at most `max_age`.
+    async fn read_kept_for<T, E, Fut>(
         &self,
         key: &'static str,
         max_age: Duration,
@@ -289,7 +303,7 @@ mod tests {
             let (store, reads) = (&store, &reads);
             async move {
                 let n = store
-                    .read_kept("count t", max_age, || async {
+                    .read_kept_for("count t", max_age, || async {
                         reads.fetch_add(1, Ordering::Relaxed);
                         sqlx::query_as::<_, (i64,)>("SELECT COUNT(*) FROM t")
                             .fetch_one(store.pool())
@@ -320,7 +334,7 @@ mod tests {
         // A commit while it reads: the answer is given, not kept.
         tokio::time::sleep(Store::COMMIT_LANDS_WITHIN).await;
         let during = store
-            .read_kept("count t during", long, || async {
+            .read_kept("count t during", || async {
                 sqlx::query("INSERT INTO t VALUES (2)")
                     .execute(store.pool())
                     .await
@@ -330,7 +344,7 @@ mod tests {
             .unwrap();
         assert_eq!(*during, 2);
         let after = store
-            .read_kept("count t during", long, || async { Ok::<_, sqlx::Error>(3) })
+            .read_kept("count t during", || async { Ok::<_, sqlx::Error>(3) })
             .await
             .unwrap();
         assert_eq!(*after, 3, "the read during a commit was not kept");

@@ -25,7 +25,7 @@ pub async fn get_audit_log(
     let read = || store.audit_log(&filter, PAGE_SIZE);
     // The log as most views open it (the newest, unfiltered) is kept between commits.
     if filter == AuditFilter::default() {
-        let kept = store.read_kept("audit log", crate::store::Store::PAGE_READ_KEPT_FOR, read);
+        let kept = store.read_kept("audit log", read);
         return Ok(kept.await?.to_vec());
     }
     Ok(read().await?)

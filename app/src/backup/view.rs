@@ -38,11 +38,7 @@ pub async fn start_drill() -> Result<Backup, AppError> {
 pub async fn list_backups() -> Result<Vec<Backup>, AppError> {
     crate::auth::gate::require(crate::auth::Role::Viewer).await?;
     let (backups, store) = (backups(), expect_context::<crate::store::Store>());
-    let kept = store.read_kept(
-        "backup list",
-        crate::store::Store::PAGE_READ_KEPT_FOR,
-        || backups.list(200),
-    );
+    let kept = store.read_kept("backup list", || backups.list(200));
     Ok(kept.await?.to_vec())
 }
 

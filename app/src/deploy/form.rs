@@ -25,17 +25,13 @@ pub async fn deploy_form_state() -> Result<DeployFormFacts, AppError> {
     crate::auth::gate::require(crate::auth::Role::Viewer).await?;
     let deployer = expect_context::<std::sync::Arc<super::ssr::Deployer>>();
     let store = expect_context::<crate::store::Store>();
-    let kept = store.read_kept(
-        "deploy form",
-        crate::store::Store::PAGE_READ_KEPT_FOR,
-        || async {
-            let (running, succeeded) = tokio::join!(
-                deployer.history_rows(Some(super::DeployOutcome::Running), None, 1),
-                deployer.history_rows(Some(super::DeployOutcome::Succeeded), None, 20),
-            );
-            Ok::<_, crate::store::StoreError>((running?, succeeded?))
-        },
-    );
+    let kept = store.read_kept("deploy form", || async {
+        let (running, succeeded) = tokio::join!(
+            deployer.history_rows(Some(super::DeployOutcome::Running), None, 1),
+            deployer.history_rows(Some(super::DeployOutcome::Succeeded), None, 20),
+        );
+        Ok::<_, crate::store::StoreError>((running?, succeeded?))
+    });
     let (running, succeeded) = &*kept.await?;
     // The last deploy's figures, not a restore's.
     let last = succeeded.iter().find(|d| d.options.restore.is_none());

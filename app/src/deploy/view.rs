@@ -522,11 +522,7 @@ pub async fn list_deploys(
     // The page as most views open it (the newest, unfiltered) is kept between commits.
     if outcome.is_none() && before.is_none() {
         let store = leptos::prelude::expect_context::<crate::store::Store>();
-        let kept = store.read_kept(
-            "deploy history",
-            crate::store::Store::PAGE_READ_KEPT_FOR,
-            read,
-        );
+        let kept = store.read_kept("deploy history", read);
         return Ok(kept.await?.to_vec());
     }
     Ok(read().await?)
